@@ -1,0 +1,55 @@
+"""Helpers over the composed Hydra config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# The keys that decide what a training run produces. Two configs equal on these train the same model, so
+# they share a run folder: that is what `resume=true` finds, and what a compression sweep reuses.
+TRAINING_KEYS = ("task", "dataset", "model", "trainer", "optimizer", "seed")
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain data, every interpolation resolved.
+
+    Raises omegaconf.MissingMandatoryValue for any `???` left unset: called first by every entry point, so a
+    missing required value stops the run before any work starts.
+    """
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def config_hash(config: dict[str, Any], keys: tuple[str, ...] = TRAINING_KEYS, length: int = 10) -> str:
+    subset = {key: config.get(key) for key in keys}
+    blob = json.dumps(subset, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def run_id(config: dict[str, Any]) -> str:
+    """A readable, unique name for the training run this config describes."""
+    return f"{config['dataset']['name']}-{config['model']['name']}-s{config['seed']}-{config_hash(config)}"
+
+
+def build(node: Any, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, except that an EdgecompError raised while building comes out as itself.
+
+    Hydra wraps every exception from a `_target_` in an InstantiationException; for bad input (a missing
+    dataset root, no GPU for device=cuda) the user should see our message, not a wrapped traceback.
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from edgecomp.errors import EdgecompError
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, EdgecompError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise

@@ -1,0 +1,1 @@
+"""Datasets (generated and on-disk formats) and the Lightning data modules that serve them."""

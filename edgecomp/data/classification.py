@@ -1,0 +1,92 @@
+"""The LightningDataModule for image classification over any source with a `dataset(split, transform)` method."""
+
+from __future__ import annotations
+
+import itertools
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from edgecomp.data.sampling import EpochShuffleSampler, SeededSamples
+from edgecomp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+
+
+class ClassificationDataModule(pl.LightningDataModule):
+    """Train on `train_split`, validate and evaluate on `eval_split`.
+
+    The training order and augmentation are functions of (`seed`, epoch) alone (see edgecomp.data.sampling),
+    so a run resumed from a checkpoint sees the same batches as one that was never interrupted.
+    """
+
+    def __init__(
+        self,
+        source,
+        train_split: str = "train",
+        eval_split: str = "val",
+        image_size: int = 224,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        augment: str = "standard",
+        seed: int = 0,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.train_split = train_split
+        self.eval_split = eval_split
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.train_tf = train_transform(image_size, augment, mean, std)
+        self.eval_tf = eval_transform(image_size, mean, std)
+        self._train: Dataset | None = None
+        self._eval: Dataset | None = None
+
+    @property
+    def train_set(self) -> Dataset:
+        if self._train is None:
+            self._train = self.source.dataset(self.train_split, self.train_tf)
+        return self._train
+
+    @property
+    def eval_set(self) -> Dataset:
+        if self._eval is None:
+            self._eval = self.source.dataset(self.eval_split, self.eval_tf)
+        return self._eval
+
+    def setup(self, stage: str | None = None) -> None:
+        # Touch both splits so a missing or malformed dataset fails before training starts.
+        _ = self.train_set, self.eval_set
+
+    def train_dataloader(self) -> DataLoader:
+        # Lightning builds the first epoch's iterator (and worker processes prefetch from it) before it calls
+        # the sampler's set_epoch, so the sampler must start at the epoch a resumed trainer is at: the value
+        # Lightning passes to set_epoch (processed epochs; a checkpoint taken at validation end has one more
+        # processed than completed).
+        epoch = self.trainer.fit_loop.epoch_progress.current.processed if self.trainer is not None else 0
+        return DataLoader(
+            SeededSamples(self.train_set),
+            batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(len(self.train_set), self.seed, epoch),
+            num_workers=self.num_workers,
+            # The loader's own draws (its workers' base seed) come from here, never from the global generator.
+            generator=torch.Generator().manual_seed(self.seed),
+            persistent_workers=False,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader()
+
+    def eval_dataloader(self) -> DataLoader:
+        return DataLoader(self.eval_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def fixed_images(self, count: int) -> torch.Tensor:
+        """The first `count` evaluation images (cycled if the split is smaller): the latency protocol's set."""
+        data = self.eval_set
+        if len(data) == 0:
+            raise ValueError(f"the {self.eval_split!r} split is empty: no images to time")
+        indices = itertools.islice(itertools.cycle(range(len(data))), count)
+        return torch.stack([data[i][0] for i in indices])

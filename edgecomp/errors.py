@@ -1,0 +1,17 @@
+"""Errors edgecomp raises for bad input: each says what was wrong, where, and what was expected."""
+
+
+class EdgecompError(Exception):
+    """Base class: the entry points print these as one clear message instead of a traceback."""
+
+
+class DatasetError(EdgecompError):
+    """A dataset root or file is missing or malformed."""
+
+
+class CheckpointError(EdgecompError):
+    """A checkpoint is missing, unsafe to load, or does not fit the configured model."""
+
+
+class DeviceError(EdgecompError):
+    """The target device cannot be used on this machine."""

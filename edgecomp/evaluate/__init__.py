@@ -1,0 +1,1 @@
+"""Measuring an artifact: accuracy, latency on a target device, FLOPs, parameters, sizes, and the record."""

@@ -1,0 +1,105 @@
+"""The target device: where latency is measured, with which runtime, precision, batch size and threads.
+
+A profile for an edge board (`profile_of`: "Jetson Nano") runs as specified on that board. On any other
+machine it is emulated on what is there (the GPU if there is one, else the CPU, at FP32 since FP16 on a CPU is
+not what a Jetson does and runs ~40x slower) and `hardware` says so: a record never claims a board it did not
+run on. A plain `cuda` target on a machine without a CUDA GPU is an error, not a silent CPU run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from edgecomp.errors import DeviceError
+from edgecomp.evaluate import hardware
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
+ACCELERATORS = ("cpu", "cuda")
+
+
+class TargetDevice:
+    def __init__(
+        self,
+        name: str,
+        accelerator: str,
+        runtime,
+        precision: str = "fp32",
+        batch_size: int = 1,
+        threads: int | None = None,
+        profile_of: str | None = None,
+    ) -> None:
+        if accelerator not in ACCELERATORS:
+            raise DeviceError(f"device.accelerator must be one of {ACCELERATORS}, got {accelerator!r}")
+        if precision not in PRECISIONS:
+            raise DeviceError(f"device.precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+        if batch_size < 1:
+            raise DeviceError(f"device.batch_size must be >= 1, got {batch_size}")
+        if threads is not None and threads < 1:
+            raise DeviceError(f"device.threads must be >= 1 or null, got {threads}")
+        self.name = name
+        self.runtime = runtime
+        self.batch_size = batch_size
+        self.threads = threads
+        self.profile_of = profile_of
+        self.requested = {"accelerator": accelerator, "precision": precision}
+
+        cuda = torch.cuda.is_available()
+        board = hardware.board_model()
+        self.on_target = profile_of is None or (board is not None and profile_of.lower() in board.lower())
+        if self.on_target:
+            if accelerator == "cuda" and not cuda:
+                raise DeviceError(
+                    f"device={name} needs a CUDA GPU, but torch.cuda.is_available() is False on this machine "
+                    f"(torch {torch.__version__}). Use device=cpu, or run on a machine with a GPU."
+                )
+            self.accelerator, self.precision = accelerator, precision
+        else:
+            # Emulating a board we are not on: measure on what is here, at a precision that hardware runs well.
+            self.accelerator = "cuda" if accelerator == "cuda" and cuda else "cpu"
+            self.precision = precision if self.accelerator == "cuda" else "fp32"
+        if self.accelerator == "cpu" and self.precision == "fp16":
+            raise DeviceError(
+                f"device={name}: precision=fp16 on the CPU is not a deployment setting (FP16 convolutions run "
+                "~40x slower than FP32 there); use fp32, or accelerator=cuda"
+            )
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device("cuda:0" if self.accelerator == "cuda" else "cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
+
+    @property
+    def hardware(self) -> str:
+        """What the measurement ran on, and, for an emulated profile, that it is not the board."""
+        measured = hardware.gpu_name() if self.accelerator == "cuda" else hardware.cpu_name()
+        if self.on_target:
+            board = hardware.board_model()
+            return f"{board} ({measured})" if self.profile_of and board else measured
+        return f"{measured} (emulating the {self.name} profile: not a {self.profile_of}, latency is not the board's)"
+
+    def describe(self) -> dict:
+        return {
+            "accelerator": self.accelerator,
+            "precision": self.precision,
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+            "runtime": self.runtime.name,
+            "emulated": not self.on_target,
+        }
+
+    @contextmanager
+    def pinned_threads(self) -> Iterator[None]:
+        """Fix torch's intra-op thread count for the duration (restored afterwards)."""
+        before = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)

@@ -1,0 +1,38 @@
+"""The interface every runtime implements.
+
+A runtime turns an artifact into a Predictor for a TargetDevice. The evaluation and latency loops only see
+Predictors: `prepare(batch)` does the untimed part (moving images to the device, casting them), `__call__`
+runs the network, `synchronize()` waits for the device so a clock read after it is honest.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+
+
+class Predictor(ABC):
+    @abstractmethod
+    def prepare(self, images: torch.Tensor) -> Any:
+        """Put a CPU float batch (N, 3, H, W) where and how the network takes it. Not timed."""
+
+    @abstractmethod
+    def __call__(self, inputs: Any) -> Any:
+        """Run the network on prepared inputs; returns its raw output."""
+
+    def to_logits(self, outputs: Any) -> torch.Tensor:
+        """Raw output as a float CPU tensor (N, classes)."""
+        return outputs.float().cpu()
+
+    def synchronize(self) -> None:  # noqa: B027 - a concrete default: CPU runtimes have nothing to wait for
+        """Block until queued device work is done (a no-op on the CPU)."""
+
+
+class Runtime(ABC):
+    name: str
+
+    @abstractmethod
+    def load(self, artifact: Any, device) -> Predictor:
+        """A Predictor running `artifact` on `device` (an edgecomp.evaluate.device.TargetDevice)."""

@@ -1,0 +1,1 @@
+"""LightningModules (classifier; teacher/student/distiller modules come with the compression issues) and callbacks."""

@@ -1,0 +1,1 @@
+"""What the entry points run: train, evaluate (and, with the compressors, compress)."""

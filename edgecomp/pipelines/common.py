@@ -1,0 +1,76 @@
+"""What every entry point does first (resolve, validate, build) and last (record, log, summarise)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from omegaconf import DictConfig
+
+from edgecomp.config import build, resolved_config
+from edgecomp.errors import EdgecompError
+from edgecomp.evaluate.device import TargetDevice
+from edgecomp.evaluate.latency import LatencyProtocol
+from edgecomp.evaluate.record import append_record
+from edgecomp.pipelines.summary import format_summary
+from edgecomp.tracking.loggers import close_logger, log_record
+
+log = logging.getLogger("edgecomp")
+
+
+@dataclass
+class Job:
+    cfg: DictConfig
+    config: dict[str, Any]  # resolved, plain: what the record stores
+    device: TargetDevice
+    datamodule: pl.LightningDataModule
+    protocol: LatencyProtocol
+    logger: Any
+
+    @property
+    def records_path(self) -> Path:
+        return Path(self.cfg.paths.results) / "records.jsonl"
+
+    def publish(self, record: dict[str, Any], title: str) -> dict[str, Any]:
+        line = append_record(self.records_path, record)
+        log_record(self.logger, record)
+        print(format_summary(record, str(self.records_path), line, title), flush=True)
+        return record
+
+
+def start_job(cfg: DictConfig) -> Job:
+    """Resolve and check everything that can fail cheaply before any work: missing values, the device, the
+    dataset root. Seeds every generator with `cfg.seed`."""
+    config = resolved_config(cfg)
+    device = build(cfg.device)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build(cfg.dataset.datamodule)
+    datamodule.setup("fit")
+    protocol = LatencyProtocol(**config["latency"])
+    logger = build(cfg.logger)
+    return Job(cfg, config, device, datamodule, protocol, logger)
+
+
+def entry_point(run: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Wrap a pipeline for @hydra.main: an EdgecompError (bad input) ends the job with its message alone."""
+
+    @wraps(run)
+    def wrapper(cfg: DictConfig) -> Any:
+        try:
+            return run(cfg)
+        except EdgecompError as err:
+            print(f"edgecomp: error: {err}", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def finish_job(job: Job | None) -> None:
+    if job is not None:
+        close_logger(job.logger)

@@ -1,0 +1,58 @@
+"""Evaluate a model as deployed on a target device, and turn the measurement into a record."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+import edgecomp
+from edgecomp.evaluate.classification import evaluate_top1
+from edgecomp.evaluate.device import TargetDevice
+from edgecomp.evaluate.flops import count_flops, count_params
+from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
+from edgecomp.evaluate.size import gzip_size, weights_bytes
+
+
+def measure_classifier(
+    model: nn.Module, datamodule, device: TargetDevice, protocol: LatencyProtocol, num_classes: int
+) -> dict[str, Any]:
+    """Top-1 on the evaluation split and latency, both through the device's runtime and precision; params,
+    FLOPs per image at the evaluated input size; the deployable weights' size and gzip size."""
+    size = datamodule.image_size
+    weights = weights_bytes(model)
+    result: dict[str, Any] = {
+        "params": count_params(model),
+        "flops": count_flops(model, (1, 3, size, size)),
+        "input_size": [3, size, size],
+        "size_bytes": len(weights),
+        "gzip_bytes": gzip_size(weights),
+    }
+    predictor = device.runtime.load(model, device)
+    with device.pinned_threads():
+        result["metrics"] = evaluate_top1(predictor, datamodule.eval_dataloader(), num_classes)
+        images = datamodule.fixed_images(protocol.images)
+        result["latency_ms"] = measure_latency(predictor, images, device.batch_size, protocol)
+    return result
+
+
+def build_record(
+    config: dict[str, Any], device: TargetDevice, measurement: dict[str, Any], artifact: str | Path
+) -> dict[str, Any]:
+    return {
+        "task": config["task"],
+        "dataset": config["dataset"]["name"],
+        "model": config["model"]["name"],
+        "compressor": config["compressor"]["name"],
+        "device": config["device"]["name"],
+        "hardware": device.hardware,
+        "runtime": device.describe(),
+        "seed": config["seed"],
+        **measurement,
+        "artifact": str(artifact),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "edgecomp_version": edgecomp.__version__,
+        "config": config,
+    }

@@ -1,0 +1,164 @@
+"""The entry points as a user runs them: train, then evaluate the checkpoint, then sweeps and bad input."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgecomp.evaluate.record import LATENCY_FIELDS, REQUIRED_FIELDS
+from tests.conftest import read_jsonl, run_cli
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, data_dir):
+    results = tmp_path_factory.mktemp("smoke")
+    train = run_cli("train.py", "experiment=smoke", f"paths.results={results}", f"paths.data={data_dir}")
+    return results, train
+
+
+def check_complete(record, dataset="synthetic_cls", model="mobilenetv3_small_100"):
+    assert set(REQUIRED_FIELDS) <= set(record)
+    assert record["task"] == "classification" and record["dataset"] == dataset and record["model"] == model
+    assert record["compressor"] == "none" and record["device"] == "cpu" and record["hardware"]
+    assert 0.0 <= record["metrics"]["top1"] <= 1.0
+    assert isinstance(record["params"], int) and record["params"] > 1_000_000  # mobilenetv3_small: ~1.5 M
+    assert isinstance(record["flops"], int) and record["flops"] > record["params"]
+    latency = record["latency_ms"]
+    assert set(LATENCY_FIELDS) <= set(latency)
+    assert (latency["runs"], latency["warmup"], latency["images"]) == (10, 1, 16)
+    assert 0 < latency["median"] and latency["mean"] > 0 and latency["std"] >= 0 and latency["p90"] >= latency["median"]
+    assert isinstance(record["size_bytes"], int) and 0 < record["gzip_bytes"] < record["size_bytes"]
+    assert record["params"] * 4 < record["size_bytes"] < record["params"] * 4 * 1.1  # FP32 weights, no optimiser
+    assert record["config"]["model"]["name"] == model and record["config"]["seed"] == record["seed"]
+
+
+def test_train_appends_a_complete_record_for_its_checkpoint(smoke_run):
+    results, proc = smoke_run
+    (record,) = read_jsonl(results / "records.jsonl")
+    check_complete(record)
+    assert Path(record["artifact"]).is_file() and record["artifact"].endswith(".ckpt")
+    assert "edgecomp train" in proc.stdout and "records.jsonl line 1" in proc.stdout  # the summary
+    assert list((results / "csv").rglob("metrics.csv")), "logger=csv (the default) writes Lightning's CSV logs"
+
+
+def test_evaluate_reproduces_the_checkpoint_accuracy(smoke_run, data_dir):
+    results, _ = smoke_run
+    (trained,) = read_jsonl(results / "records.jsonl")
+    run_cli(
+        "evaluate.py",
+        "experiment=smoke",
+        f"paths.results={results}",
+        f"paths.data={data_dir}",
+        f"checkpoint={trained['artifact']}",
+        "logger=none",
+    )
+    trained, evaluated = read_jsonl(results / "records.jsonl")
+    check_complete(evaluated)
+    assert evaluated["artifact"] == trained["artifact"]
+    assert evaluated["metrics"]["top1"] == trained["metrics"]["top1"]
+    assert (evaluated["params"], evaluated["flops"], evaluated["size_bytes"]) == (
+        trained["params"],
+        trained["flops"],
+        trained["size_bytes"],
+    )
+
+
+def test_evaluate_on_an_emulated_jetson_says_so(smoke_run, data_dir, tmp_path):
+    results, _ = smoke_run
+    (trained, *_) = read_jsonl(results / "records.jsonl")
+    run_cli(
+        "evaluate.py",
+        "experiment=smoke",
+        f"paths.results={tmp_path}",
+        f"paths.data={data_dir}",
+        f"checkpoint={trained['artifact']}",
+        "device=jetson_xavier_nx",
+        "logger=none",
+    )
+    (record,) = read_jsonl(tmp_path / "records.jsonl")
+    if not torch.cuda.is_available():
+        assert record["device"] == "jetson_xavier_nx" and "not a Jetson Xavier NX" in record["hardware"]
+        assert record["runtime"]["threads"] == 6 and record["runtime"]["emulated"] is True
+
+
+def test_multirun_gives_one_job_and_one_wandb_run_per_seed(tmp_path, data_dir):
+    proc = run_cli(
+        "train.py",
+        "-m",
+        "experiment=smoke",
+        "seed=1,2",
+        "logger=wandb",
+        "trainer.max_epochs=1",
+        f"paths.results={tmp_path}",
+        f"paths.data={data_dir}",
+    )
+    records = read_jsonl(tmp_path / "records.jsonl")
+    assert sorted(r["seed"] for r in records) == [1, 2]
+    assert records[0]["artifact"] != records[1]["artifact"]
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2, proc.stdout[-2000:]
+    assert all(list(run.glob("*.wandb")) for run in runs)
+    # the two jobs' records landed in the sweep's multirun folder as two Hydra jobs
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+
+
+def test_a_typo_in_an_override_fails_before_any_work(tmp_path):
+    proc = run_cli("train.py", "experiment=smoke", "trainer.max_epoch=1", f"paths.results={tmp_path}", check=False)
+    assert proc.returncode != 0
+    assert "Could not override 'trainer.max_epoch'" in proc.stderr
+    assert not (tmp_path / "records.jsonl").exists() and not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_group_option_fails_before_any_work(tmp_path):
+    proc = run_cli("train.py", "model=mobilenetv3_tiny", f"paths.results={tmp_path}", check=False)
+    assert proc.returncode != 0 and "Could not find 'model/mobilenetv3_tiny'" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_evaluate_without_a_checkpoint_fails_before_any_work(tmp_path):
+    proc = run_cli("evaluate.py", "experiment=smoke", f"paths.results={tmp_path}", check=False)
+    assert proc.returncode != 0 and "Missing mandatory value: checkpoint" in proc.stderr
+    assert not (tmp_path / "records.jsonl").exists()
+
+
+def test_a_missing_dataset_root_is_one_clear_line(tmp_path):
+    proc = run_cli(
+        "train.py", "dataset=flowers102", f"dataset.root={tmp_path}/flowers", f"paths.results={tmp_path}", check=False
+    )
+    assert proc.returncode == 1
+    assert f"edgecomp: error: flowers102: dataset root {tmp_path}/flowers does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_killed_run_resumes_to_the_same_result(tmp_path, data_dir):
+    common = [
+        "experiment=smoke",
+        "trainer.max_epochs=3",
+        "logger=none",
+        f"paths.data={data_dir}",
+        "dataset.datamodule.num_workers=2",  # worker processes too must see the same samples after a restart
+        "model.drop_rate=0.5",  # and the model's own randomness must be the same
+    ]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    run_cli("train.py", *common, f"paths.results={straight}")
+    proc = run_cli(
+        "train.py",
+        *common,
+        f"paths.results={killed}",
+        "+callbacks.kill={_target_: tests.crash.KillAtEpochStart, epoch: 2}",
+        check=False,
+    )
+    assert proc.returncode == 17 and not (killed / "records.jsonl").exists()
+    resumed = run_cli("train.py", *common, f"paths.results={killed}", "resume=true")
+    # it continued from the epoch-2 checkpoint (a from-scratch rerun with the same seed would also match)
+    assert "Restored all states from the checkpoint" in resumed.stdout + resumed.stderr
+
+    (a,), (b,) = read_jsonl(straight / "records.jsonl"), read_jsonl(killed / "records.jsonl")
+    assert Path(a["artifact"]).name == Path(b["artifact"]).name
+    weights_a = torch.load(a["artifact"], weights_only=True)["state_dict"]
+    weights_b = torch.load(b["artifact"], weights_only=True)["state_dict"]
+    assert weights_a.keys() == weights_b.keys()
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    assert a["metrics"]["top1"] == b["metrics"]["top1"]

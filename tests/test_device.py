@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from edgecomp.config import build
+from edgecomp.errors import DeviceError
+from edgecomp.evaluate import hardware
+from edgecomp.evaluate.device import TargetDevice
+from edgecomp.evaluate.runtimes.torch_eager import TorchEagerRuntime
+from tests.conftest import compose_config
+
+
+def jetson(board=None, monkeypatch=None):
+    return TargetDevice("jetson_nano", "cuda", TorchEagerRuntime(), "fp16", 1, 4, profile_of="Jetson Nano")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    cfg = compose_config("train", ["device=cuda"])
+    with pytest.raises(DeviceError, match="needs a CUDA GPU"):
+        build(cfg.device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the emulation on a machine without a GPU")
+def test_jetson_profile_elsewhere_says_it_is_not_the_board(monkeypatch):
+    monkeypatch.setattr(hardware, "board_model", lambda: None)
+    device = jetson()
+    assert device.accelerator == "cpu" and device.precision == "fp32"
+    assert "not a Jetson Nano" in device.hardware and hardware.cpu_name() in device.hardware
+    assert device.describe()["emulated"] is True
+
+
+def test_jetson_profile_on_the_board_uses_its_gpu(monkeypatch):
+    monkeypatch.setattr(hardware, "board_model", lambda: "NVIDIA Jetson Nano Developer Kit")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(hardware, "gpu_name", lambda index=0: "NVIDIA Tegra X1")
+    device = jetson()
+    assert (device.accelerator, device.precision, device.threads) == ("cuda", "fp16", 4)
+    assert device.hardware == "NVIDIA Jetson Nano Developer Kit (NVIDIA Tegra X1)"
+    assert device.describe()["emulated"] is False
+
+
+def test_another_jetson_is_not_taken_for_this_one(monkeypatch):
+    monkeypatch.setattr(hardware, "board_model", lambda: "NVIDIA Jetson Xavier NX Developer Kit")
+    assert "not a Jetson Nano" in jetson().hardware
+
+
+def test_cpu_profile_pins_threads_and_restores_them():
+    cfg = compose_config("train", ["device=cpu", "device.threads=1"])
+    device = build(cfg.device)
+    before = torch.get_num_threads()
+    with device.pinned_threads():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    assert device.hardware == hardware.cpu_name()
+
+
+def test_fp16_on_cpu_is_refused():
+    with pytest.raises(DeviceError, match="fp16"):
+        TargetDevice("cpu", "cpu", TorchEagerRuntime(), "fp16")
+
+
+def test_every_device_option_composes():
+    for name in ("cpu", "cuda", "jetson_nano", "jetson_xavier_nx"):
+        cfg = compose_config("train", [f"device={name}"])
+        assert cfg.device.name == name and cfg.device.batch_size >= 1
