@@ -6,13 +6,14 @@ python evaluate.py experiment=smoke checkpoint=PATH device=jetson_nano
 
 import hydra
 
-from edgecomp.pipelines import evaluate
-from edgecomp.pipelines.common import entry_point
+from edgecomp.cli import entry_point
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 @entry_point
 def main(cfg):
+    from edgecomp.pipelines import evaluate  # imported after Hydra has checked the command line
+
     evaluate.run(cfg)
 
 

@@ -8,13 +8,14 @@ python train.py --help                            # every config group and optio
 
 import hydra
 
-from edgecomp.pipelines import train
-from edgecomp.pipelines.common import entry_point
+from edgecomp.cli import entry_point
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 @entry_point
 def main(cfg):
+    from edgecomp.pipelines import train  # imported after Hydra has checked the command line
+
     train.run(cfg)
 
 

@@ -162,3 +162,26 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, data_dir):
     assert weights_a.keys() == weights_b.keys()
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
     assert a["metrics"]["top1"] == b["metrics"]["top1"]
+
+
+def test_compress_none_reuses_the_trained_baseline_and_records_both_sides(smoke_run, data_dir):
+    results, _ = smoke_run
+    trained = read_jsonl(results / "records.jsonl")[0]
+    proc = run_cli("compress.py", "experiment=smoke", f"paths.results={results}", f"paths.data={data_dir}", "logger=none")
+    assert "reusing the baseline trained with this config" in proc.stderr + proc.stdout
+    record = read_jsonl(results / "records.jsonl")[-1]
+    check_complete(record)
+    assert record["artifact"] == trained["artifact"] and record["baseline"]["artifact"] == trained["artifact"]
+    assert record["baseline"]["metrics"] == record["metrics"] == trained["metrics"]
+    assert record["baseline"]["size_bytes"] == record["size_bytes"]
+    assert record["compression"]["time_s"] >= 0 and record["compression"]["peak_mem_bytes"] > 50_000_000
+
+
+def test_compress_without_a_baseline_trains_it_first(tmp_path, data_dir):
+    common = ["experiment=smoke", "trainer.max_epochs=1", f"paths.results={tmp_path}", f"paths.data={data_dir}"]
+    first = run_cli("compress.py", *common, "logger=none")
+    assert "no finished baseline for this config" in first.stderr + first.stdout
+    (record,) = read_jsonl(tmp_path / "records.jsonl")
+    assert Path(record["baseline"]["artifact"]).is_file()
+    second = run_cli("compress.py", *common, "logger=none", "seed=5")  # another seed is another baseline
+    assert "no finished baseline for this config" in second.stderr + second.stdout

@@ -35,7 +35,7 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
         seeds = torch.randint(_SEED_RANGE, (self.size,), generator=generator).tolist()
-        return iter(zip(order, seeds))
+        return iter(zip(order, seeds, strict=True))
 
 
 class SeededSamples(Dataset):

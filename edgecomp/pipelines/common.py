@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +11,6 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig
 
 from edgecomp.config import build, resolved_config
-from edgecomp.errors import EdgecompError
 from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.record import append_record
@@ -55,20 +51,6 @@ def start_job(cfg: DictConfig) -> Job:
     protocol = LatencyProtocol(**config["latency"])
     logger = build(cfg.logger)
     return Job(cfg, config, device, datamodule, protocol, logger)
-
-
-def entry_point(run: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Wrap a pipeline for @hydra.main: an EdgecompError (bad input) ends the job with its message alone."""
-
-    @wraps(run)
-    def wrapper(cfg: DictConfig) -> Any:
-        try:
-            return run(cfg)
-        except EdgecompError as err:
-            print(f"edgecomp: error: {err}", file=sys.stderr, flush=True)
-            sys.exit(1)
-
-    return wrapper
 
 
 def finish_job(job: Job | None) -> None:

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from edgecomp.config import build, run_id
+from edgecomp.evaluate.size import save_weights
 from edgecomp.lit.callbacks import EpochReseed
 from edgecomp.lit.classification import ClassificationModule
 from edgecomp.models.checkpoint import load_weights
@@ -18,11 +19,17 @@ from edgecomp.pipelines.measure import build_record, measure_classifier
 
 log = logging.getLogger("edgecomp")
 LAST = "last.ckpt"
+WEIGHTS = "model.pt"  # the deployable weights, written when training has finished
 
 
-def checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
-    """`resume=true`: the run folder's last checkpoint. Otherwise a fresh start (older checkpoints removed)."""
-    last = run_dir / "checkpoints" / LAST
+def run_dir(job: Job) -> Path:
+    """The folder of the training run this config describes (the same for train.py and compress.py)."""
+    return Path(job.cfg.paths.runs) / run_id(job.config)
+
+
+def checkpoint_to_resume(folder: Path, resume: bool) -> Path | None:
+    """`resume=true`: the run folder's last checkpoint. Otherwise a fresh start (an older one is removed)."""
+    last = folder / "checkpoints" / LAST
     if resume:
         if last.exists():
             log.info("resuming from %s", last)
@@ -30,19 +37,20 @@ def checkpoint_to_resume(run_dir: Path, resume: bool) -> Path | None:
         log.warning("resume=true but %s does not exist: starting from scratch", last)
         return None
     if last.exists():
-        log.info("starting over in %s (resume=true would continue from its last checkpoint)", run_dir)
+        log.info("starting over in %s (resume=true would continue from its last checkpoint)", folder)
         last.unlink()
+    (folder / WEIGHTS).unlink(missing_ok=True)
     return None
 
 
-def train(job: Job) -> dict[str, Any]:
+def fit(job: Job) -> Path:
+    """Train the configured model; returns its final checkpoint (and leaves `model.pt` beside the folder)."""
     cfg = job.cfg
-    run_dir = Path(cfg.paths.runs) / run_id(job.config)
-    resume_from = checkpoint_to_resume(run_dir, cfg.resume)
+    folder = run_dir(job)
+    resume_from = checkpoint_to_resume(folder, cfg.resume)
 
-    model = build(cfg.model)
     module = ClassificationModule(
-        model,
+        build(cfg.model),
         num_classes=cfg.dataset.num_classes,
         optimizer=build(cfg.optimizer.optimizer),
         scheduler=build(cfg.optimizer.scheduler) if cfg.optimizer.get("scheduler") else None,
@@ -50,7 +58,7 @@ def train(job: Job) -> dict[str, Any]:
     # The latest epoch, always under the same name (what resume=true looks for). Lightning writes `save_last`
     # copies only when a top-k checkpoint is saved, so top-1-by-recency under a fixed filename does the job.
     checkpointing = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
+        dirpath=folder / "checkpoints",
         filename=LAST.removesuffix(".ckpt"),
         monitor=None,
         save_top_k=1,
@@ -61,16 +69,30 @@ def train(job: Job) -> dict[str, Any]:
         cfg.trainer,
         logger=job.logger,
         callbacks=[checkpointing, EpochReseed(cfg.seed), *extra],
-        default_root_dir=str(run_dir),
+        default_root_dir=str(folder),
     )
     trainer.fit(module, datamodule=job.datamodule, ckpt_path=resume_from, weights_only=True)
+    checkpoint = folder / "checkpoints" / LAST
+    save_weights(module.model, folder / WEIGHTS)
+    return checkpoint
 
+
+def trained_checkpoint(job: Job) -> Path:
+    """The checkpoint of a finished training run with this config, training it first if there is none."""
+    folder = run_dir(job)
+    if (folder / WEIGHTS).exists() and (folder / "checkpoints" / LAST).exists():
+        log.info("reusing the baseline trained with this config: %s", folder)
+        return folder / "checkpoints" / LAST
+    log.info("no finished baseline for this config in %s: training it", folder)
+    return fit(job)
+
+
+def train(job: Job) -> dict[str, Any]:
+    checkpoint = fit(job)
     # Evaluate what was saved, not what is in memory: a fresh model loaded from the checkpoint file.
-    checkpoint = run_dir / "checkpoints" / LAST
-    deployed = load_weights(build(cfg.model), checkpoint)
-    measurement = measure_classifier(deployed, job.datamodule, job.device, job.protocol, cfg.dataset.num_classes)
-    record = build_record(job.config, job.device, measurement, checkpoint)
-    return job.publish(record, "train")
+    deployed = load_weights(build(job.cfg.model), checkpoint)
+    measurement = measure_classifier(deployed, job.datamodule, job.device, job.protocol, job.cfg.dataset.num_classes)
+    return job.publish(build_record(job.config, job.device, measurement, checkpoint), "train")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

@@ -1,0 +1,21 @@
+"""Apply one compressor to a trained model, evaluate baseline and compressed model, append a record.
+
+python compress.py                                # compressor=none: the baseline, trained if need be
+python compress.py checkpoint=results/runs/<run>/checkpoints/last.ckpt
+"""
+
+import hydra
+
+from edgecomp.cli import entry_point
+
+
+@hydra.main(config_path="conf", config_name="compress", version_base="1.3")
+@entry_point
+def main(cfg):
+    from edgecomp.pipelines import compress  # imported after Hydra has checked the command line
+
+    compress.run(cfg)
+
+
+if __name__ == "__main__":
+    main()

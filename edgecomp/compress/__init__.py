@@ -1,0 +1,1 @@
+"""Compressors: one interface (base.Compressor), one implementation per file."""

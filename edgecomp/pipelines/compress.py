@@ -1,0 +1,50 @@
+"""compress.py: apply one compressor to a trained model, evaluate baseline and result, record both."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from omegaconf import DictConfig
+
+from edgecomp.compress.cost import measure_cost
+from edgecomp.config import build
+from edgecomp.models.checkpoint import load_weights
+from edgecomp.pipelines.common import Job, finish_job, start_job
+from edgecomp.pipelines.measure import build_record, measure_classifier
+from edgecomp.pipelines.train import trained_checkpoint
+
+# What the record keeps of the baseline's own evaluation, under "baseline".
+BASELINE_FIELDS = ("metrics", "params", "flops", "latency_ms", "size_bytes", "gzip_bytes")
+
+
+def compress(job: Job) -> dict[str, Any]:
+    cfg = job.cfg
+    compressor = build(cfg.compressor)
+    checkpoint = cfg.checkpoint or trained_checkpoint(job)
+    baseline = load_weights(build(cfg.model), checkpoint)
+
+    with measure_cost() as cost:
+        compressed = compressor.compress(copy.deepcopy(baseline), job)
+
+    num_classes = cfg.dataset.num_classes
+    base = measure_classifier(baseline, job.datamodule, job.device, job.protocol, num_classes)
+    # compressor=none deploys the baseline unchanged: one evaluation serves both sides.
+    result = (
+        base
+        if compressor.name == "none"
+        else measure_classifier(compressed, job.datamodule, job.device, job.protocol, num_classes)
+    )
+    record = build_record(job.config, job.device, result, checkpoint)
+    record["baseline"] = {"artifact": str(checkpoint), **{k: base[k] for k in BASELINE_FIELDS}}
+    record["compression"] = {"time_s": cost.time_s, "peak_mem_bytes": cost.peak_mem_bytes, **compressor.settings()}
+    return job.publish(record, f"compress ({compressor.name})")
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    job = None
+    try:
+        job = start_job(cfg)
+        return compress(job)
+    finally:
+        finish_job(job)
