@@ -8,6 +8,7 @@ from functools import wraps
 from typing import Any
 
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 from edgecomp.config import resolved_config
 from edgecomp.errors import EdgecompError
@@ -19,7 +20,14 @@ def entry_point(run: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]
 
     @wraps(run)
     def wrapper(cfg: DictConfig) -> Any:
-        resolved_config(cfg)  # raises on any `???` left unset, with Hydra's message
+        try:
+            resolved_config(cfg)  # any `???` left unset stops here, before anything is built
+        except MissingMandatoryValue as err:
+            key = err.full_key
+            print(
+                f"edgecomp: error: {str(err).splitlines()[0]}: set it on the command line ({key}=...)", file=sys.stderr
+            )
+            sys.exit(2)
         try:
             return run(cfg)
         except EdgecompError as err:

@@ -167,7 +167,9 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, data_dir):
 def test_compress_none_reuses_the_trained_baseline_and_records_both_sides(smoke_run, data_dir):
     results, _ = smoke_run
     trained = read_jsonl(results / "records.jsonl")[0]
-    proc = run_cli("compress.py", "experiment=smoke", f"paths.results={results}", f"paths.data={data_dir}", "logger=none")
+    proc = run_cli(
+        "compress.py", "experiment=smoke", f"paths.results={results}", f"paths.data={data_dir}", "logger=none"
+    )
     assert "reusing the baseline trained with this config" in proc.stderr + proc.stdout
     record = read_jsonl(results / "records.jsonl")[-1]
     check_complete(record)

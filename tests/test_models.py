@@ -12,7 +12,14 @@ MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 def test_the_six_benchmark_models_are_configured():
     assert MODELS == sorted(
-        ["mobilenetv3_small_100", "mobilenetv3_large_100", "efficientnet_b1", "efficientnet_b3", "densenet169", "densenet201"]
+        [
+            "mobilenetv3_small_100",
+            "mobilenetv3_large_100",
+            "efficientnet_b1",
+            "efficientnet_b3",
+            "densenet169",
+            "densenet201",
+        ]
     )
 
 
