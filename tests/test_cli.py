@@ -7,6 +7,7 @@ import torch
 
 from edgecomp.evaluate.record import LATENCY_FIELDS, REQUIRED_FIELDS
 from tests.conftest import read_jsonl, run_cli
+from tests.wandb_log import read_run
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +96,19 @@ def test_multirun_gives_one_job_and_one_wandb_run_per_seed(tmp_path, data_dir):
     records = read_jsonl(tmp_path / "records.jsonl")
     assert sorted(r["seed"] for r in records) == [1, 2]
     assert records[0]["artifact"] != records[1]["artifact"]
-    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2, proc.stdout[-2000:]
-    assert all(list(run.glob("*.wandb")) for run in runs)
-    # the two jobs' records landed in the sweep's multirun folder as two Hydra jobs
     (sweep,) = (tmp_path / "multirun").iterdir()
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]  # two Hydra jobs
+
+    runs = [read_run(path) for path in sorted((tmp_path / "wandb").glob("offline-run-*/*.wandb"))]
+    assert len(runs) == 2, proc.stdout[-2000:]  # each job finished its own run
+    assert {run["group"] for run in runs} == {sweep.name} and {run["job_type"] for run in runs} == {"train"}
+    by_seed = {run["summary"]["seed"]: run["summary"] for run in runs}
+    assert sorted(by_seed) == [1, 2]
+    for record in records:  # the record's fields are the run's summary
+        summary = by_seed[record["seed"]]
+        assert summary["metrics/top1"] == record["metrics"]["top1"]
+        assert summary["latency_ms/median"] == record["latency_ms"]["median"]
+        assert (summary["flops"], summary["hardware"]) == (record["flops"], record["hardware"])
 
 
 def test_a_typo_in_an_override_fails_before_any_work(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ def start_job(cfg: DictConfig) -> Job:
     return Job(cfg, config, device, datamodule, protocol, logger)
 
 
-def finish_job(job: Job | None) -> None:
-    if job is not None:
-        close_logger(job.logger)
+def run_job(cfg: DictConfig, work: Callable[[Job], dict[str, Any]]) -> dict[str, Any]:
+    """Start the job, run `work` on it, and close its logger whatever happens (a multirun's next job must
+    start a W&B run of its own)."""
+    job = None
+    try:
+        job = start_job(cfg)
+        return work(job)
+    finally:
+        if job is not None:
+            close_logger(job.logger)

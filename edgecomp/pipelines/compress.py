@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build
 from edgecomp.models.checkpoint import load_weights
-from edgecomp.pipelines.common import Job, finish_job, start_job
+from edgecomp.pipelines.common import Job, run_job
 from edgecomp.pipelines.measure import build_record, measure_classifier
 from edgecomp.pipelines.train import trained_checkpoint
 
@@ -42,9 +42,4 @@ def compress(job: Job) -> dict[str, Any]:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    job = None
-    try:
-        job = start_job(cfg)
-        return compress(job)
-    finally:
-        finish_job(job)
+    return run_job(cfg, compress)

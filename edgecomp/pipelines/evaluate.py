@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from edgecomp.config import build
 from edgecomp.models.checkpoint import load_weights
-from edgecomp.pipelines.common import Job, finish_job, start_job
+from edgecomp.pipelines.common import Job, run_job
 from edgecomp.pipelines.measure import build_record, measure_classifier
 
 
@@ -21,9 +21,4 @@ def evaluate(job: Job) -> dict[str, Any]:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    job = None
-    try:
-        job = start_job(cfg)
-        return evaluate(job)
-    finally:
-        finish_job(job)
+    return run_job(cfg, evaluate)

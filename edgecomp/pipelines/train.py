@@ -14,7 +14,7 @@ from edgecomp.evaluate.size import save_weights
 from edgecomp.lit.callbacks import EpochReseed
 from edgecomp.lit.classification import ClassificationModule
 from edgecomp.models.checkpoint import load_weights
-from edgecomp.pipelines.common import Job, finish_job, start_job
+from edgecomp.pipelines.common import Job, run_job
 from edgecomp.pipelines.measure import build_record, measure_classifier
 
 log = logging.getLogger("edgecomp")
@@ -96,9 +96,4 @@ def train(job: Job) -> dict[str, Any]:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    job = None
-    try:
-        job = start_job(cfg)
-        return train(job)
-    finally:
-        finish_job(job)
+    return run_job(cfg, train)
