@@ -77,7 +77,7 @@ class TargetDevice:
     @property
     def hardware(self) -> str:
         """What the measurement ran on, and, for an emulated profile, that it is not the board."""
-        measured = hardware.gpu_name() if self.accelerator == "cuda" else hardware.cpu_name()
+        measured = hardware.gpu_name() if self.accelerator == "cuda" else hardware.cpu_description()
         if self.on_target:
             board = hardware.board_model()
             return f"{board} ({measured})" if self.profile_of and board else measured

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import cache
 from pathlib import Path
@@ -9,6 +10,11 @@ from pathlib import Path
 import torch
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")  # "NVIDIA Jetson Nano Developer Kit" on a Jetson
+
+
+def cpu_description() -> str:
+    """The CPU's model name and how many logical CPUs this process may use."""
+    return f"{cpu_name()} ({len(os.sched_getaffinity(0))} logical CPUs)"
 
 
 @cache
