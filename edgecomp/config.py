@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from typing import Any
@@ -11,6 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 # The keys that decide what a training run produces. Two configs equal on these train the same model, so
 # they share a run folder: that is what `resume=true` finds, and what a compression sweep reuses.
 TRAINING_KEYS = ("task", "dataset", "model", "trainer", "optimizer", "seed")
+# Keys under those that change how a run looks, not what it learns (the data order and augmentation do not
+# depend on the worker count: edgecomp.data.sampling). Changing them must not orphan a trained baseline.
+PRESENTATION_KEYS = (
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "dataset.datamodule.num_workers",
+)
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
@@ -23,7 +32,14 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def config_hash(config: dict[str, Any], keys: tuple[str, ...] = TRAINING_KEYS, length: int = 10) -> str:
-    subset = {key: config.get(key) for key in keys}
+    subset = copy.deepcopy({key: config.get(key) for key in keys})
+    for dotted in PRESENTATION_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = subset
+        for parent in parents:
+            node = node.get(parent) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     blob = json.dumps(subset, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
 

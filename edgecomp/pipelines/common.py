@@ -41,9 +41,19 @@ class Job:
         return record
 
 
+def _log_lightning_through_hydra() -> None:
+    """`import lightning` gives its logger a console handler of its own, and the records also propagate to the
+    root logger that Hydra set up (console and the job's log file): every line would print twice."""
+    lightning_logger = logging.getLogger("lightning")
+    if logging.getLogger().hasHandlers():
+        for handler in list(lightning_logger.handlers):
+            lightning_logger.removeHandler(handler)
+
+
 def start_job(cfg: DictConfig) -> Job:
     """Resolve and check everything that can fail cheaply before any work: missing values, the device, the
     dataset root. Seeds every generator with `cfg.seed`."""
+    _log_lightning_through_hydra()
     config = resolved_config(cfg)
     device = build(cfg.device)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
