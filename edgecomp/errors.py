@@ -15,3 +15,7 @@ class CheckpointError(EdgecompError):
 
 class DeviceError(EdgecompError):
     """The target device cannot be used on this machine."""
+
+
+class ConfigError(EdgecompError):
+    """A config value is out of its valid range."""

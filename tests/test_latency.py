@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from edgecomp.errors import ConfigError
 from edgecomp.evaluate.latency import LatencyProtocol, latency_stats, measure_latency
 from edgecomp.evaluate.runtimes.base import Predictor
 
@@ -67,7 +68,7 @@ def test_latency_stats_on_known_values():
 
 
 def test_protocol_rejects_nonsense():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="images=0"):
         LatencyProtocol(images=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="runs=1"):
         LatencyProtocol(runs=1)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from edgecomp.errors import ConfigError
 from edgecomp.evaluate.runtimes.base import Predictor
 
 
@@ -25,7 +26,10 @@ class LatencyProtocol:
 
     def __post_init__(self) -> None:
         if self.images < 1 or self.runs < 2 or self.warmup < 0:
-            raise ValueError(f"latency needs images >= 1, runs >= 2 and warmup >= 0; got {self}")
+            raise ConfigError(
+                f"latency needs images >= 1, runs >= 2 and warmup >= 0; got images={self.images}, "
+                f"runs={self.runs}, warmup={self.warmup}"
+            )
 
 
 def latency_stats(ms_per_image: list[float]) -> dict[str, float]:

@@ -18,8 +18,6 @@ from edgecomp.evaluate.record import append_record
 from edgecomp.pipelines.summary import format_summary
 from edgecomp.tracking.loggers import close_logger, log_record
 
-log = logging.getLogger("edgecomp")
-
 
 @dataclass
 class Job:
