@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from edgecomp.data.synthetic_cls import SyntheticClassification
+from edgecomp.errors import DatasetError
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -40,7 +41,7 @@ def test_image_folder_layout_with_every_class(tmp_path):
     image, label = train[0]
     assert image.size == (40, 40) and label == 0
     assert len(source.dataset("val")) == 12
-    with pytest.raises(ValueError, match="splits"):
+    with pytest.raises(DatasetError, match="splits"):
         source.dataset("test")
 
 
