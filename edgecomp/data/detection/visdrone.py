@@ -23,6 +23,7 @@ from typing import Any
 from PIL import Image
 
 from edgecomp.data.detection.index import DetectionIndex
+from edgecomp.data.detection.textfile import numbered_lines
 from edgecomp.data.detection.yolo import image_ids_from_stems, image_size
 from edgecomp.errors import DatasetError
 
@@ -93,15 +94,8 @@ def read_visdrone(root: str | os.PathLike, others: str = "ignore") -> DetectionI
 
 
 def _read_annotation_file(path: Path) -> list[tuple[int, float, float, float, float]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read the annotation file ({err}).") from err
     boxes = []
-    for line_number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text:
-            continue
+    for line_number, text in numbered_lines(path, "annotation file"):
         fields = [field.strip() for field in text.split(",")]
         if fields and fields[-1] == "":  # the official files sometimes end a line with a comma
             fields.pop()

@@ -23,6 +23,7 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 
 from edgecomp.data.detection.index import DetectionIndex
+from edgecomp.data.detection.textfile import numbered_lines
 from edgecomp.errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -153,15 +154,8 @@ def _read_label_file(
     path: Path, class_names: dict[int, str], width: int, height: int
 ) -> list[tuple[int, float, float, float, float]]:
     """Pixel boxes (class, x, y, w, h) of one label file, clipped to the image; every line is checked."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read the label file ({err}).") from err
     boxes = []
-    for line_number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text:
-            continue
+    for line_number, text in numbered_lines(path, "label file"):
         values = _parse_line(text)
         if values is None:
             raise DatasetError(f"{path}:{line_number}: expected {EXPECTED_LINE}, got {text!r}.")
