@@ -25,7 +25,8 @@ def entry_point(run: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]
         except MissingMandatoryValue as err:
             key = err.full_key
             print(
-                f"edgecomp: error: {str(err).splitlines()[0]}: set it on the command line ({key}=...)", file=sys.stderr
+                f"edgecomp: error: Missing mandatory value: {key}: set it on the command line ({key}=...)",
+                file=sys.stderr,
             )
             sys.exit(2)
         try:

@@ -126,8 +126,19 @@ def test_an_unknown_group_option_fails_before_any_work(tmp_path):
 
 def test_evaluate_without_a_checkpoint_fails_before_any_work(tmp_path):
     proc = run_cli("evaluate.py", "experiment=smoke", f"paths.results={tmp_path}", check=False)
-    assert proc.returncode != 0 and "Missing mandatory value: checkpoint" in proc.stderr
-    assert not (tmp_path / "records.jsonl").exists()
+    assert proc.returncode == 1 and "evaluate.py needs checkpoint=PATH" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "records.jsonl").exists()
+
+
+def test_a_missing_required_value_is_named_before_any_work(tmp_path):
+    proc = run_cli("train.py", "model.name=???", f"paths.results={tmp_path}", check=False)
+    assert proc.returncode == 2 and "Missing mandatory value: model.name" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_task_that_does_not_match_the_dataset_is_refused(tmp_path):
+    proc = run_cli("train.py", "task=detection", f"paths.results={tmp_path}", check=False)
+    assert proc.returncode == 1 and "dataset=synthetic_cls is a classification dataset" in proc.stderr
 
 
 def test_a_missing_dataset_root_is_one_clear_line(tmp_path):

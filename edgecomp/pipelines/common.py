@@ -12,6 +12,7 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig
 
 from edgecomp.config import build, resolved_config
+from edgecomp.errors import ConfigError
 from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.record import append_record
@@ -23,10 +24,11 @@ from edgecomp.tracking.loggers import close_logger, log_record
 class Job:
     cfg: DictConfig
     config: dict[str, Any]  # resolved, plain: what the record stores
-    device: TargetDevice
-    datamodule: pl.LightningDataModule
-    protocol: LatencyProtocol
     logger: Any
+    # What measuring a model needs; None for a job that measures none (scoring a predictions file).
+    device: TargetDevice | None = None
+    datamodule: pl.LightningDataModule | None = None
+    protocol: LatencyProtocol | None = None
 
     @property
     def records_path(self) -> Path:
@@ -48,26 +50,34 @@ def _log_lightning_through_hydra() -> None:
             lightning_logger.removeHandler(handler)
 
 
-def start_job(cfg: DictConfig) -> Job:
-    """Resolve and check everything that can fail cheaply before any work: missing values, the device, the
-    dataset root. Seeds every generator with `cfg.seed`."""
+def start_job(cfg: DictConfig, measures_a_model: bool = True) -> Job:
+    """Resolve and check everything that can fail cheaply before any work: missing values, the task, the
+    device, the dataset root. Seeds every generator with `cfg.seed`."""
     _log_lightning_through_hydra()
     config = resolved_config(cfg)
+    if cfg.task != cfg.dataset.task:
+        raise ConfigError(f"task={cfg.task}, but dataset={cfg.dataset.name} is a {cfg.dataset.task} dataset")
+    if not measures_a_model:
+        return Job(cfg, config, logger=build(cfg.logger))
+    if cfg.task != "classification":
+        raise ConfigError(
+            f"task={cfg.task}: training and evaluating detection models needs the detectors, which this version "
+            "does not have yet; evaluate.py predictions=FILE scores a detection results file"
+        )
     device = build(cfg.device)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.dataset.datamodule)
     datamodule.setup("fit")
     protocol = LatencyProtocol(**config["latency"])
-    logger = build(cfg.logger)
-    return Job(cfg, config, device, datamodule, protocol, logger)
+    return Job(cfg, config, logger=build(cfg.logger), device=device, datamodule=datamodule, protocol=protocol)
 
 
-def run_job(cfg: DictConfig, work: Callable[[Job], dict[str, Any]]) -> dict[str, Any]:
+def run_job(cfg: DictConfig, work: Callable[[Job], dict[str, Any]], measures_a_model: bool = True) -> dict[str, Any]:
     """Start the job, run `work` on it, and close its logger whatever happens (a multirun's next job must
     start a W&B run of its own)."""
     job = None
     try:
-        job = start_job(cfg)
+        job = start_job(cfg, measures_a_model)
         return work(job)
     finally:
         if job is not None:

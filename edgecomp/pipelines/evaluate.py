@@ -1,4 +1,5 @@
-"""evaluate.py: evaluate a saved checkpoint on the dataset and the target device, record it."""
+"""evaluate.py: evaluate a saved checkpoint on the dataset and the target device, or score a detection results
+file against the dataset; record it."""
 
 from __future__ import annotations
 
@@ -7,18 +8,59 @@ from typing import Any
 from omegaconf import DictConfig
 
 from edgecomp.config import build
+from edgecomp.errors import ConfigError
+from edgecomp.evaluate.coco import coco_metrics, load_predictions
 from edgecomp.models.checkpoint import load_weights
 from edgecomp.pipelines.common import Job, run_job
-from edgecomp.pipelines.measure import build_record, measure_classifier
+from edgecomp.pipelines.measure import build_record, measure_classifier, record_header
 
 
 def evaluate(job: Job) -> dict[str, Any]:
     cfg = job.cfg
     model = load_weights(build(cfg.model), cfg.checkpoint)
     measurement = measure_classifier(model, job.datamodule, job.device, job.protocol, cfg.dataset.num_classes)
-    record = build_record(job.config, job.device, measurement, cfg.checkpoint)
-    return job.publish(record, "evaluate")
+    return job.publish(build_record(job.config, job.device, measurement, cfg.checkpoint), "evaluate")
+
+
+def score_predictions(job: Job) -> dict[str, Any]:
+    """COCO metrics of a results file against the dataset's evaluation split, by pycocotools; no model runs, so
+    the record's model, device, latency and size fields are null."""
+    cfg = job.cfg
+    dataset = cfg.dataset
+    if dataset.split not in dataset.splits:
+        raise ConfigError(
+            f"dataset.split={dataset.split} is not one of {list(dataset.splits)} (dataset={dataset.name})"
+        )
+    index = build(dataset.reader)(split=dataset.splits[dataset.split])
+    detections = load_predictions(cfg.predictions, index)
+    record = {
+        **record_header(job.config, cfg.predictions),
+        "model": None,
+        "compressor": None,
+        "device": None,
+        "hardware": None,
+        "metrics": coco_metrics(index, detections),
+        "params": None,
+        "flops": None,
+        "latency_ms": None,
+        "size_bytes": None,
+        "gzip_bytes": None,
+        "images": len(index.images),
+        "detections": len(detections),
+    }
+    return job.publish(record, "evaluate (predictions)")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    if cfg.predictions is not None:
+        if cfg.task != "detection":
+            raise ConfigError(
+                f"predictions=FILE scores detections: it needs a detection dataset, not {cfg.dataset.name}"
+            )
+        return run_job(cfg, score_predictions, measures_a_model=False)
+    if cfg.checkpoint is None:
+        raise ConfigError(
+            "evaluate.py needs checkpoint=PATH (a trained model to evaluate) or predictions=FILE (a detection "
+            "results file to score)"
+        )
     return run_job(cfg, evaluate)

@@ -38,21 +38,29 @@ def measure_classifier(
     return result
 
 
-def build_record(
-    config: dict[str, Any], device: TargetDevice, measurement: dict[str, Any], artifact: str | Path
-) -> dict[str, Any]:
+def record_header(config: dict[str, Any], artifact: str | Path) -> dict[str, Any]:
+    """The fields every record has, whatever was evaluated."""
     return {
         "task": config["task"],
         "dataset": config["dataset"]["name"],
+        "seed": config["seed"],
+        "artifact": str(artifact),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "edgecomp_version": edgecomp.__version__,
+        "config": config,
+    }
+
+
+def build_record(
+    config: dict[str, Any], device: TargetDevice, measurement: dict[str, Any], artifact: str | Path
+) -> dict[str, Any]:
+    """The record of a model measured on a device."""
+    return {
+        **record_header(config, artifact),
         "model": config["model"]["name"],
         "compressor": config["compressor"]["name"],
         "device": config["device"]["name"],
         "hardware": device.hardware,
         "runtime": device.describe(),
-        "seed": config["seed"],
         **measurement,
-        "artifact": str(artifact),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "edgecomp_version": edgecomp.__version__,
-        "config": config,
     }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+METRICS_PER_ROW = 5
+
 
 def _si(value: float, unit: str = "") -> str:
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -12,30 +14,39 @@ def _si(value: float, unit: str = "") -> str:
     return f"{value:.0f} {unit}".rstrip()
 
 
+def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    shown = [f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()]
+    chunks = [shown[i : i + METRICS_PER_ROW] for i in range(0, len(shown), METRICS_PER_ROW)]
+    return [("metrics" if i == 0 else "", "  ".join(chunk)) for i, chunk in enumerate(chunks)]
+
+
 def format_summary(record: dict[str, Any], records_path: str, line: int, title: str) -> str:
-    lat = record["latency_ms"]
-    run = record["runtime"]
-    metrics = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record["metrics"].items())
-    _, h, w = record.get("input_size", (3, "?", "?"))
-    rows = [
-        ("run", f"{record['dataset']} / {record['model']} / compressor={record['compressor']} / seed {record['seed']}"),
-        ("metrics", metrics),
-        (
-            "latency",
-            f"{lat['mean']:.3f} ms/image (std {lat['std']:.3f}, median {lat['median']:.3f}, p90 {lat['p90']:.3f}); "
-            f"{lat['runs']} runs + {lat['warmup']} warm-up over {lat['images']} images",
-        ),
-        (
-            "target",
-            f"device={record['device']}: {run['runtime']} on {run['accelerator']}, {run['precision']}, "
-            f"batch {run['batch_size']}, threads {run['threads']}",
-        ),
-        ("hardware", record["hardware"]),
-        ("model", f"{_si(record['params'])} params, {_si(record['flops'], 'FLOPs')}/image at {h}x{w}"),
-        ("size", f"{_si(record['size_bytes'], 'B')} (gzip {_si(record['gzip_bytes'], 'B')})"),
-        ("artifact", record["artifact"]),
-        ("record", f"{records_path} line {line}"),
-    ]
+    """Rows for what the record holds: a scored predictions file has metrics but no model, latency or size."""
+    run = f"{record['dataset']} / seed {record['seed']}"
+    if record.get("model"):
+        run = f"{record['dataset']} / {record['model']} / compressor={record['compressor']} / seed {record['seed']}"
+    rows = [("run", run), *_metric_rows(record["metrics"])]
+    if record.get("latency_ms"):
+        lat, runtime = record["latency_ms"], record["runtime"]
+        rows += [
+            (
+                "latency",
+                f"{lat['mean']:.3f} ms/image (std {lat['std']:.3f}, median {lat['median']:.3f}, p90 {lat['p90']:.3f}); "
+                f"{lat['runs']} runs + {lat['warmup']} warm-up over {lat['images']} images",
+            ),
+            (
+                "target",
+                f"device={record['device']}: {runtime['runtime']} on {runtime['accelerator']}, {runtime['precision']}, "
+                f"batch {runtime['batch_size']}, threads {runtime['threads']}",
+            ),
+            ("hardware", record["hardware"]),
+        ]
+    if record.get("params") is not None:
+        _, h, w = record.get("input_size", (3, "?", "?"))
+        rows.append(("model", f"{_si(record['params'])} params, {_si(record['flops'], 'FLOPs')}/image at {h}x{w}"))
+    if record.get("size_bytes") is not None:
+        rows.append(("size", f"{_si(record['size_bytes'], 'B')} (gzip {_si(record['gzip_bytes'], 'B')})"))
+    rows += [("artifact", record["artifact"]), ("record", f"{records_path} line {line}")]
     width = max(len(k) for k, _ in rows)
     bar = "=" * 78
     body = "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)

@@ -176,3 +176,8 @@ class SyntheticDetection:
         w, h = right - left, bottom - top
         fits = max(w, h) < SMALL_SIDE if small else w * h >= SMALL_SIDE * SMALL_SIDE
         return mask_image, mask, (left, top, w, h) if fits else None
+
+
+def read_synthetic_sod(root: str | os.PathLike, split: str, **settings) -> DetectionIndex:
+    """One split of the generated set with these settings (generated on first use, then read from the cache)."""
+    return SyntheticDetection(root, **settings).index(split)

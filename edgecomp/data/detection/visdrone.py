@@ -234,3 +234,9 @@ def _has_size(path: Path, size: tuple[int, int]) -> bool:
         return image_size(path) == size
     except DatasetError:
         return False
+
+
+def read_visdrone_split(root: str | os.PathLike, split: str, others: str = "ignore") -> DetectionIndex:
+    """One split of a VisDrone-DET copy laid out as released: `<root>/<split>/{images,annotations}/`
+    (e.g. split="VisDrone2019-DET-val")."""
+    return read_visdrone(Path(root) / split, others=others)

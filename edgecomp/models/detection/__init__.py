@@ -1,0 +1,1 @@
+"""Detectors behind one adapter interface (base.DetectorAdapter), one family per file."""

@@ -1,0 +1,66 @@
+"""The interface every detector family implements for edgecomp's detection pipeline and its distillers.
+
+Conventions (the data pipeline establishes them before a batch reaches an adapter):
+- images: a float batch (N, 3, S, S) in [0, 1], S = the adapter's `input_size` (resized or letterboxed by the
+  data pipeline; the adapter normalises them itself);
+- boxes: (x1, y1, x2, y2) in pixels of that S x S frame;
+- labels: contiguous 0..num_classes-1 (the data pipeline maps a dataset's category ids to them and back). A family
+  that reserves 0 for background (Faster R-CNN) shifts internally; nothing outside the adapter sees it.
+
+What the distillers need (ScaleKD, FitNet, output KD) is exposed separately: the backbone's last-stage feature,
+the pyramid (neck) features, and the head's raw per-level outputs. `forward` is the deployable network alone
+(normalisation, backbone, neck, head: no anchor decoding, NMS or resizing), which latency and FLOPs measure.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class DetectorFeatures:
+    last_stage: torch.Tensor  # the backbone's last stage (e.g. ResNet C5), (N, C, h, w)
+    pyramid: list[torch.Tensor]  # the neck's outputs, finest first (e.g. FPN P3..P7), each (N, C_p, h_l, w_l)
+
+
+@dataclass
+class HeadOutputs:
+    """The head's raw outputs per pyramid level, before any decoding: for a dense detector the classification
+    logits (N, A*K, h_l, w_l) and box regression (N, A*4, h_l, w_l); for a two-stage detector the RPN's
+    objectness and box deltas (the second stage works on proposals, see the family's adapter)."""
+
+    classification: list[torch.Tensor]
+    regression: list[torch.Tensor]
+
+
+class DetectorAdapter(nn.Module, ABC):
+    def __init__(self, num_classes: int, input_size: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.input_size = input_size
+
+    @abstractmethod
+    def features(self, images: torch.Tensor) -> DetectorFeatures:
+        """Backbone and neck on a batch of images (normalised inside)."""
+
+    @abstractmethod
+    def head(self, pyramid: list[torch.Tensor]) -> HeadOutputs:
+        """The detection head's raw outputs on pyramid features (the features' own, or a distiller's)."""
+
+    @abstractmethod
+    def loss(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The family's own training loss terms (each a scalar; the pipeline sums them) for `targets`: one dict
+        per image with "boxes" (M, 4) and "labels" (M,) int64, as in the conventions above."""
+
+    @abstractmethod
+    def predict(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Decoded detections per image: "boxes" (D, 4), "scores" (D,), "labels" (D,) int64, with the family's
+        usual score threshold and NMS, at most `max_detections` per image."""
+
+    def forward(self, images: torch.Tensor) -> HeadOutputs:
+        """The deployable network: what latency and FLOPs are measured on."""
+        return self.head(self.features(images).pyramid)

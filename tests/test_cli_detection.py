@@ -1,0 +1,103 @@
+"""Detection through the entry points: scoring a COCO results file against a dataset (no model runs)."""
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from edgecomp.data.detection.yolo import read_yolo
+from edgecomp.evaluate.coco import ground_truth_as_predictions
+from tests.conftest import read_jsonl, run_cli
+
+COCO128 = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
+pytestmark = pytest.mark.skipif(not COCO128.is_dir(), reason="needs ../shared/data/coco128 beside the repository")
+
+
+def score(tmp_path, predictions, *overrides):
+    run_cli(
+        "evaluate.py",
+        "task=detection",
+        "dataset=coco128",
+        f"dataset.root={COCO128}",
+        "dataset.split=val",
+        f"predictions={predictions}",
+        f"paths.results={tmp_path}",
+        "logger=none",
+        *overrides,
+    )
+    return read_jsonl(tmp_path / "records.jsonl")[-1]
+
+
+def test_the_ground_truth_as_predictions_scores_map_1(tmp_path):
+    index = read_yolo(COCO128, "val2017")
+    predictions = tmp_path / "gt.json"
+    predictions.write_text(json.dumps(ground_truth_as_predictions(index)))
+    record = score(tmp_path, predictions)
+    assert record["metrics"]["map"] == 1.0 and record["metrics"]["map50"] == 1.0 and record["metrics"]["recall"] == 1.0
+    assert record["task"] == "detection" and record["dataset"] == "coco128" and record["model"] is None
+    assert (record["images"], record["detections"]) == (128, 898)
+    assert record["latency_ms"] is None and record["artifact"] == str(predictions)
+
+
+def test_metrics_match_pycocotools_run_directly_on_the_same_files(tmp_path):
+    index = read_yolo(COCO128, "val2017")
+    rng = np.random.default_rng(0)
+    detections = []
+    for entry in ground_truth_as_predictions(index):
+        if rng.random() < 0.2:  # a missed object
+            continue
+        x, y, w, h = entry["bbox"]
+        jitter = rng.normal(0, 0.08, size=4) * [w, h, w, h]
+        detections.append(
+            {
+                **entry,
+                "bbox": [x + jitter[0], y + jitter[1], max(1.0, w + jitter[2]), max(1.0, h + jitter[3])],
+                "score": float(rng.uniform(0.3, 1.0)),
+            }
+        )
+        if rng.random() < 0.1:  # a false positive of another class nearby
+            detections.append({**detections[-1], "category_id": (entry["category_id"] + 1) % 80, "score": 0.5})
+    predictions = tmp_path / "predictions.json"
+    predictions.write_text(json.dumps(detections))
+    record = score(tmp_path, predictions)
+
+    ground_truth = index.write_coco(tmp_path / "gt.json")
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(ground_truth))
+        evaluation = COCOeval(coco, coco.loadRes(str(predictions)), iouType="bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    keys = ["map", "map50", "map75", "map_small", "map_medium", "map_large", "ar1", "ar10", "ar100"]
+    ours = [record["metrics"][k] for k in keys]
+    assert ours == pytest.approx(list(evaluation.stats[:9]), abs=1e-12)
+    recall = evaluation.eval["recall"][0, :, 0, 2]  # IoU 0.5, every category, area "all", 100 detections
+    assert record["metrics"]["recall"] == pytest.approx(recall[recall > -1].mean(), abs=1e-12)
+    assert 0.3 < record["metrics"]["map"] < 0.95  # imperfect detections: neither trivial nor broken
+
+
+def test_a_malformed_predictions_file_names_the_entry(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"image_id": 139, "category_id": 0, "bbox": [1, 2, 3], "score": 0.9}]))
+    proc = run_cli(
+        "evaluate.py",
+        "task=detection",
+        "dataset=coco128",
+        f"dataset.root={COCO128}",
+        f"predictions={bad}",
+        f"paths.results={tmp_path}",
+        check=False,
+    )
+    assert proc.returncode == 1 and f"{bad}: entry 0: bbox" in proc.stderr
+    assert not (tmp_path / "records.jsonl").exists()
+
+
+def test_training_a_detection_dataset_says_what_is_missing(tmp_path):
+    proc = run_cli("train.py", "dataset=coco128", f"dataset.root={COCO128}", f"paths.results={tmp_path}", check=False)
+    assert proc.returncode == 1 and "needs the detectors" in proc.stderr
+    assert not (tmp_path / "runs").exists()
