@@ -10,9 +10,10 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from edgecomp.config import build
 from edgecomp.data.detection.yolo import read_yolo
 from edgecomp.evaluate.coco import ground_truth_as_predictions
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import compose_config, read_jsonl, run_cli
 
 COCO128 = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 pytestmark = pytest.mark.skipif(not COCO128.is_dir(), reason="needs ../shared/data/coco128 beside the repository")
@@ -101,3 +102,20 @@ def test_training_a_detection_dataset_says_what_is_missing(tmp_path):
     proc = run_cli("train.py", "dataset=coco128", f"dataset.root={COCO128}", f"paths.results={tmp_path}", check=False)
     assert proc.returncode == 1 and "needs the detectors" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_generated_small_object_set_is_scored_through_its_config(tmp_path):
+    settings = [
+        "dataset=synthetic_sod",
+        f"paths.data={tmp_path / 'data'}",
+        "dataset.reader.train_images=2",
+        "dataset.reader.val_images=4",
+    ]
+    cfg = compose_config("evaluate", settings)
+    index = build(cfg.dataset.reader)(split=cfg.dataset.splits[cfg.dataset.split])  # what the CLI will read
+    predictions = tmp_path / "gt.json"
+    predictions.write_text(json.dumps(ground_truth_as_predictions(index)))
+    run_cli("evaluate.py", *settings, f"predictions={predictions}", f"paths.results={tmp_path}", "logger=none")
+    (record,) = read_jsonl(tmp_path / "records.jsonl")
+    assert record["dataset"] == "synthetic_sod" and record["images"] == 4
+    assert record["metrics"]["map"] == 1.0 and record["metrics"]["map_small"] == 1.0  # small objects are there
