@@ -1,0 +1,82 @@
+"""ONNX Runtime: runs an exported .onnx file (see edgecomp.evaluate.onnx_export) on the device's accelerator.
+
+The session is configured from the TargetDevice so that ORT and torch eager are measured under the same
+conditions: `device.threads` intra-op threads (None leaves ORT's default, one per physical core), one inter-op
+thread (a classifier is a chain of ops; parallel branches would only add threads that compete for the same cores),
+and all graph optimisations (what a deployment would use).
+
+Inputs are host numpy arrays. On the CPU that is where the network reads them; with the CUDAExecutionProvider
+`run` copies them to the GPU, so that copy is inside the timed call (binding device-resident OrtValues would
+remove it; not done yet).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from edgecomp.errors import CheckpointError, DeviceError
+from edgecomp.evaluate.runtimes.base import Predictor, Runtime
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+class OnnxRuntimePredictor(Predictor):
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    def prepare(self, images: torch.Tensor) -> np.ndarray:
+        # Untimed: the copy to a contiguous float32 host array is input preparation, not the network.
+        return np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: inputs})[0]
+
+    def to_logits(self, outputs: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(outputs)).float()
+
+    def synchronize(self) -> None:
+        """Nothing to wait for: `InferenceSession.run` returns only once the outputs are on the host."""
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+
+    def load(self, artifact: str | os.PathLike, device) -> OnnxRuntimePredictor:
+        """A predictor for the .onnx file `artifact` on `device` (a TargetDevice).
+
+        Only a path is accepted: exporting an nn.Module here would need an input size the runtime does not know,
+        and would hide a slow, failure-prone step inside `load`; call `export_onnx` first.
+        """
+        if not isinstance(artifact, (str, os.PathLike)):
+            raise TypeError(
+                f"OnnxRuntime.load takes the path of an .onnx file, got {type(artifact).__name__}; export a model "
+                "first with edgecomp.evaluate.onnx_export.export_onnx(model, path, input_size)"
+            )
+        path = Path(artifact)
+        if not path.is_file():
+            raise CheckpointError(f"ONNX model {path} does not exist (export it with export_onnx first)")
+        if device.precision != "fp32":
+            # The exported graph is FP32; running it and recording precision=fp16 would misreport the measurement.
+            raise DeviceError(
+                f"device={device.name}: the onnxruntime runtime runs FP32 ONNX files only, got precision="
+                f"{device.precision!r}; use precision=fp32"
+            )
+        provider = PROVIDERS[device.accelerator]
+        available = ort.get_available_providers()
+        if provider not in available:
+            raise DeviceError(
+                f"device={device.name} needs ONNX Runtime's {provider}, but this onnxruntime {ort.__version__} "
+                f"has only {available}. Install onnxruntime-gpu, or use accelerator=cpu."
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = device.threads or 0  # 0 = ORT's default
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(path), options, providers=[provider])
+        return OnnxRuntimePredictor(session)
