@@ -16,6 +16,9 @@ class Compressor(ABC):
     `job` (edgecomp.pipelines.common.Job) gives access to the data, the device and the config.
     """
 
+    # True for a compressor whose result is the baseline unchanged: one evaluation then serves both sides.
+    deploys_baseline: bool = False
+
     def __init__(self, name: str) -> None:
         self.name = name  # the config option's name, which the record reports
 

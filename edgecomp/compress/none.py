@@ -10,5 +10,7 @@ from edgecomp.compress.base import Compressor
 
 
 class NoCompression(Compressor):
+    deploys_baseline = True
+
     def compress(self, model: nn.Module, job: Any) -> nn.Module:
         return model

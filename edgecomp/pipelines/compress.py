@@ -29,10 +29,9 @@ def compress(job: Job) -> dict[str, Any]:
 
     num_classes = cfg.dataset.num_classes
     base = measure_classifier(baseline, job.datamodule, job.device, job.protocol, num_classes)
-    # compressor=none deploys the baseline unchanged: one evaluation serves both sides.
     result = (
         base
-        if compressor.name == "none"
+        if compressor.deploys_baseline
         else measure_classifier(compressed, job.datamodule, job.device, job.protocol, num_classes)
     )
     record = build_record(job.config, job.device, result, checkpoint)

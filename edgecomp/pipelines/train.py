@@ -27,9 +27,14 @@ def run_dir(job: Job) -> Path:
     return Path(job.cfg.paths.runs) / run_id(job.config)
 
 
+def last_checkpoint(folder: Path) -> Path:
+    """Where a run folder's checkpoint of the latest epoch lives (written after every epoch)."""
+    return folder / "checkpoints" / LAST
+
+
 def checkpoint_to_resume(folder: Path, resume: bool) -> Path | None:
     """`resume=true`: the run folder's last checkpoint. Otherwise a fresh start (an older one is removed)."""
-    last = folder / "checkpoints" / LAST
+    last = last_checkpoint(folder)
     if resume:
         if last.exists():
             log.info("resuming from %s", last)
@@ -44,7 +49,7 @@ def checkpoint_to_resume(folder: Path, resume: bool) -> Path | None:
 
 
 def fit(job: Job) -> Path:
-    """Train the configured model; returns its final checkpoint (and leaves `model.pt` beside the folder)."""
+    """Train the configured model; returns its final checkpoint (and writes `model.pt` into the run folder)."""
     cfg = job.cfg
     folder = run_dir(job)
     resume_from = checkpoint_to_resume(folder, cfg.resume)
@@ -58,7 +63,7 @@ def fit(job: Job) -> Path:
     # The latest epoch, always under the same name (what resume=true looks for). Lightning writes `save_last`
     # copies only when a top-k checkpoint is saved, so top-1-by-recency under a fixed filename does the job.
     checkpointing = ModelCheckpoint(
-        dirpath=folder / "checkpoints",
+        dirpath=last_checkpoint(folder).parent,
         filename=LAST.removesuffix(".ckpt"),
         monitor=None,
         save_top_k=1,
@@ -72,17 +77,16 @@ def fit(job: Job) -> Path:
         default_root_dir=str(folder),
     )
     trainer.fit(module, datamodule=job.datamodule, ckpt_path=resume_from, weights_only=True)
-    checkpoint = folder / "checkpoints" / LAST
     save_weights(module.model, folder / WEIGHTS)
-    return checkpoint
+    return last_checkpoint(folder)
 
 
 def trained_checkpoint(job: Job) -> Path:
     """The checkpoint of a finished training run with this config, training it first if there is none."""
     folder = run_dir(job)
-    if (folder / WEIGHTS).exists() and (folder / "checkpoints" / LAST).exists():
+    if (folder / WEIGHTS).exists() and last_checkpoint(folder).exists():
         log.info("reusing the baseline trained with this config: %s", folder)
-        return folder / "checkpoints" / LAST
+        return last_checkpoint(folder)
     log.info("no finished baseline for this config in %s: training it", folder)
     return fit(job)
 
