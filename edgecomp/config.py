@@ -19,6 +19,8 @@ PRESENTATION_KEYS = (
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
     "dataset.datamodule.num_workers",
+    "dataset.evaluator",
+    "dataset.latency_images",
 )
 
 

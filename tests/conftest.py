@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,3 +48,13 @@ def compose_config(config_name: str = "train", overrides: list[str] | None = Non
 def data_dir(tmp_path_factory) -> Path:
     """One cache of generated datasets for the whole session (generation is tested on its own)."""
     return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Model-heavy test modules run on one thread: on a machine whose cores are shared, two threads that wait
+    for each other are several times slower than one."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -12,7 +12,8 @@ from pycocotools.cocoeval import COCOeval
 
 from edgecomp.config import build
 from edgecomp.data.detection.yolo import read_yolo
-from edgecomp.evaluate.coco import ground_truth_as_predictions
+from edgecomp.evaluate.coco import METRIC_KEYS, ground_truth_as_predictions
+from edgecomp.evaluate.record import REQUIRED_FIELDS
 from tests.conftest import compose_config, read_jsonl, run_cli
 
 COCO128 = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
@@ -98,10 +99,43 @@ def test_a_malformed_predictions_file_names_the_entry(tmp_path):
     assert not (tmp_path / "records.jsonl").exists()
 
 
-def test_training_a_detection_dataset_says_what_is_missing(tmp_path):
-    proc = run_cli("train.py", "dataset=coco128", f"dataset.root={COCO128}", f"paths.results={tmp_path}", check=False)
-    assert proc.returncode == 1 and "needs the detectors" in proc.stderr
-    assert not (tmp_path / "runs").exists()
+def test_smoke_det_trains_then_evaluate_reproduces_the_record(tmp_path, data_dir):
+    """`experiment=smoke_det` (YOLOv8n on a tiny synthetic_sod) through both entry points: a complete detection
+    record, and the evaluation of the saved checkpoint gives the same COCO metrics, params, FLOPs and size."""
+    common = ["experiment=smoke_det", f"paths.results={tmp_path}", f"paths.data={data_dir}"]
+    train = run_cli("train.py", *common)
+    (trained,) = read_jsonl(tmp_path / "records.jsonl")
+    assert set(REQUIRED_FIELDS) <= set(trained) and "edgecomp train" in train.stdout
+    assert (trained["task"], trained["dataset"], trained["model"]) == ("detection", "synthetic_sod", "yolov8n")
+    assert set(trained["metrics"]) == set(METRIC_KEYS)
+    assert trained["input_size"] == [3, 128, 128]
+    assert 2_500_000 < trained["params"] < 3_500_000  # YOLOv8n: 3.0 M at 4 classes
+    assert trained["flops"] > 100 * trained["params"]
+    assert trained["latency_ms"]["images"] == 8 and trained["latency_ms"]["median"] > 0
+    assert 0 < trained["gzip_bytes"] < trained["size_bytes"]
+
+    run_cli("evaluate.py", *common, f"checkpoint={trained['artifact']}", "logger=none")
+    _, evaluated = read_jsonl(tmp_path / "records.jsonl")
+    assert evaluated["metrics"] == trained["metrics"]
+    for field in ("params", "flops", "size_bytes", "input_size"):
+        assert evaluated[field] == trained[field], field
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["dataset=synthetic_sod"],
+            "model=mobilenetv3_small_100 is a classifier, but dataset=synthetic_sod is a "
+            "detection dataset: pick model=yolov8n, retinanet, fcos or faster_rcnn",
+        ),
+        (["model=yolov8n"], "model=yolov8n is a detector, but dataset=synthetic_cls is a classification dataset"),
+    ],
+)
+def test_a_model_that_does_not_fit_the_task_is_refused_before_any_work(tmp_path, overrides, message):
+    proc = run_cli("train.py", *overrides, f"paths.results={tmp_path}", f"paths.data={tmp_path / 'data'}", check=False)
+    assert proc.returncode == 1 and message in proc.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 
 def test_the_generated_small_object_set_is_scored_through_its_config(tmp_path):

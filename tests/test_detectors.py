@@ -31,12 +31,7 @@ HEAD_CHANNELS = {"retinanet": (9 * NUM_CLASSES, 9 * 4), "fcos": (NUM_CLASSES, 4)
 COLOURS = torch.tensor([[1.0, 0.3, 0.3], [0.3, 1.0, 0.3], [0.3, 0.3, 1.0]])  # one per class
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def scene(size: int = SIZE) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from edgecomp.data.sampling import EpochShuffleSampler, SeededSamples
+from edgecomp.data.sampling import first_images, seeded_train_loader
 from edgecomp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
 
@@ -62,20 +60,7 @@ class ClassificationDataModule(pl.LightningDataModule):
         _ = self.train_set, self.eval_set
 
     def train_dataloader(self) -> DataLoader:
-        # Lightning builds the first epoch's iterator (and worker processes prefetch from it) before it calls
-        # the sampler's set_epoch, so the sampler must start at the epoch a resumed trainer is at: the value
-        # Lightning passes to set_epoch (processed epochs; a checkpoint taken at validation end has one more
-        # processed than completed).
-        epoch = self.trainer.fit_loop.epoch_progress.current.processed if self.trainer is not None else 0
-        return DataLoader(
-            SeededSamples(self.train_set),
-            batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(len(self.train_set), self.seed, epoch),
-            num_workers=self.num_workers,
-            # The loader's own draws (its workers' base seed) come from here, never from the global generator.
-            generator=torch.Generator().manual_seed(self.seed),
-            persistent_workers=False,
-        )
+        return seeded_train_loader(self.train_set, self.batch_size, self.num_workers, self.seed, self.trainer)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader()
@@ -85,8 +70,4 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def fixed_images(self, count: int) -> torch.Tensor:
         """The first `count` evaluation images (cycled if the split is smaller): the latency protocol's set."""
-        data = self.eval_set
-        if len(data) == 0:
-            raise ValueError(f"the {self.eval_split!r} split is empty: no images to time")
-        indices = itertools.islice(itertools.cycle(range(len(data))), count)
-        return torch.stack([data[i][0] for i in indices])
+        return first_images(self.eval_set, count, self.eval_split)

@@ -9,10 +9,13 @@ epoch 0 or resumed at epoch k, and whatever the number of workers.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from edgecomp.errors import DatasetError
 
 _SEED_RANGE = 2**62
 
@@ -52,3 +55,39 @@ class SeededSamples(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.dataset[index]
+
+
+def seeded_train_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    trainer=None,
+    collate_fn=None,
+) -> DataLoader:
+    """A training DataLoader whose order and per-sample randomness follow (seed, epoch) alone.
+
+    Lightning builds the first epoch's iterator (and worker processes prefetch from it) before it calls the
+    sampler's set_epoch, so the sampler must start at the epoch a resumed trainer is at: the value Lightning passes
+    to set_epoch (processed epochs; a checkpoint taken at validation end has one more processed than completed).
+    """
+    epoch = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
+    return DataLoader(
+        SeededSamples(dataset),
+        batch_size=batch_size,
+        sampler=EpochShuffleSampler(len(dataset), seed, epoch),
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        # The loader's own draws (its workers' base seed) come from here, never from the global generator.
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+    )
+
+
+def first_images(dataset: Dataset, count: int, split: str) -> torch.Tensor:
+    """The images of the first `count` items of `dataset` (cycled if it is smaller), stacked: the latency
+    protocol's fixed set. Items are (image, label or target) pairs."""
+    if len(dataset) == 0:
+        raise DatasetError(f"the {split!r} split is empty: no images to time")
+    indices = itertools.islice(itertools.cycle(range(len(dataset))), count)
+    return torch.stack([dataset[i][0] for i in indices])

@@ -6,6 +6,7 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 from tqdm.auto import tqdm
 
+from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.runtimes.base import Predictor
 
 
@@ -15,3 +16,13 @@ def evaluate_top1(predictor: Predictor, loader: DataLoader, num_classes: int, de
         outputs = predictor(predictor.prepare(images))
         top1.update(predictor.to_logits(outputs), labels)
     return {"top1": float(top1.compute())}
+
+
+class Top1Evaluator(Evaluator):
+    """Top-1 accuracy through the target device's runtime."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+
+    def __call__(self, model, predictor: Predictor, datamodule, device) -> dict[str, float]:
+        return evaluate_top1(predictor, datamodule.eval_dataloader(), self.num_classes)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import lightning.pytorch as pl
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
+
+from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory, optimizers
 
 
 class ClassificationModule(pl.LightningModule):
@@ -16,8 +16,8 @@ class ClassificationModule(pl.LightningModule):
         self,
         model: nn.Module,
         num_classes: int,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
@@ -48,10 +48,4 @@ class ClassificationModule(pl.LightningModule):
         self.log("val/top1", self.val_top1, prog_bar=True)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.model.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"},
-        }
+        return optimizers(self.model.parameters(), self.optimizer_factory, self.scheduler_factory)

@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch.nn as nn
 from omegaconf import DictConfig
 
 from edgecomp.config import build, resolved_config
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.device import TargetDevice
+from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.record import append_record
+from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.pipelines.measure import measure_model
 from edgecomp.pipelines.summary import format_summary
 from edgecomp.tracking.loggers import close_logger, log_record
 
@@ -29,6 +33,15 @@ class Job:
     device: TargetDevice | None = None
     datamodule: pl.LightningDataModule | None = None
     protocol: LatencyProtocol | None = None
+    evaluator: Evaluator | None = None
+
+    def new_model(self) -> nn.Module:
+        """A fresh instance of the configured model (random init, or its pretrained_file)."""
+        return build(self.cfg.model)
+
+    def measure(self, model: nn.Module) -> dict[str, Any]:
+        """The model's measurement on the job's dataset, device and latency protocol (pipelines.measure)."""
+        return measure_model(model, self.datamodule, self.device, self.protocol, self.evaluator)
 
     @property
     def records_path(self) -> Path:
@@ -59,17 +72,26 @@ def start_job(cfg: DictConfig, measures_a_model: bool = True) -> Job:
         raise ConfigError(f"task={cfg.task}, but dataset={cfg.dataset.name} is a {cfg.dataset.task} dataset")
     if not measures_a_model:
         return Job(cfg, config, logger=build(cfg.logger))
-    if cfg.task != "classification":
-        raise ConfigError(
-            f"task={cfg.task}: training and evaluating detection models needs the detectors, which this version "
-            "does not have yet; evaluate.py predictions=FILE scores a detection results file"
-        )
     device = build(cfg.device)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    _check_model_fits_task(build(cfg.model), cfg)
     datamodule = build(cfg.dataset.datamodule)
     datamodule.setup("fit")
     protocol = LatencyProtocol(**config["latency"])
-    return Job(cfg, config, logger=build(cfg.logger), device=device, datamodule=datamodule, protocol=protocol)
+    evaluator = build(cfg.dataset.evaluator)
+    return Job(cfg, config, build(cfg.logger), device, datamodule, protocol, evaluator)
+
+
+def _check_model_fits_task(model: nn.Module, cfg: DictConfig) -> None:
+    """A classifier on a detection dataset (or the reverse) would fail deep inside training: say it up front."""
+    is_detector = isinstance(model, DetectorAdapter)
+    if is_detector != (cfg.task == "detection"):
+        kind, wanted = ("a detector", "detector") if is_detector else ("a classifier", "classifier")
+        needed = "model=yolov8n, retinanet, fcos or faster_rcnn" if cfg.task == "detection" else "a timm classifier"
+        raise ConfigError(
+            f"model={cfg.model.name} is {kind}, but dataset={cfg.dataset.name} is a {cfg.task} dataset: pick "
+            f"{needed} (or a {'classification' if is_detector else 'detection'} dataset for the {wanted})"
+        )
 
 
 def run_job(cfg: DictConfig, work: Callable[[Job], dict[str, Any]], measures_a_model: bool = True) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build
 from edgecomp.models.checkpoint import load_weights
 from edgecomp.pipelines.common import Job, run_job
-from edgecomp.pipelines.measure import build_record, measure_classifier
+from edgecomp.pipelines.measure import build_record
 from edgecomp.pipelines.train import trained_checkpoint
 
 # What the record keeps of the baseline's own evaluation, under "baseline".
@@ -22,18 +22,13 @@ def compress(job: Job) -> dict[str, Any]:
     cfg = job.cfg
     compressor = build(cfg.compressor)
     checkpoint = cfg.checkpoint or trained_checkpoint(job)
-    baseline = load_weights(build(cfg.model), checkpoint)
+    baseline = load_weights(job.new_model(), checkpoint)
 
     with measure_cost() as cost:
         compressed = compressor.compress(copy.deepcopy(baseline), job)
 
-    num_classes = cfg.dataset.num_classes
-    base = measure_classifier(baseline, job.datamodule, job.device, job.protocol, num_classes)
-    result = (
-        base
-        if compressor.deploys_baseline
-        else measure_classifier(compressed, job.datamodule, job.device, job.protocol, num_classes)
-    )
+    base = job.measure(baseline)
+    result = base if compressor.deploys_baseline else job.measure(compressed)
     record = build_record(job.config, job.device, result, checkpoint)
     record["baseline"] = {"artifact": str(checkpoint), **{k: base[k] for k in BASELINE_FIELDS}}
     record["compression"] = {"time_s": cost.time_s, "peak_mem_bytes": cost.peak_mem_bytes, **compressor.settings()}

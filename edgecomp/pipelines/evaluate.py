@@ -12,14 +12,13 @@ from edgecomp.errors import ConfigError
 from edgecomp.evaluate.coco import coco_metrics, load_predictions
 from edgecomp.models.checkpoint import load_weights
 from edgecomp.pipelines.common import Job, run_job
-from edgecomp.pipelines.measure import build_record, measure_classifier, record_header
+from edgecomp.pipelines.measure import build_record, record_header
 
 
 def evaluate(job: Job) -> dict[str, Any]:
     cfg = job.cfg
-    model = load_weights(build(cfg.model), cfg.checkpoint)
-    measurement = measure_classifier(model, job.datamodule, job.device, job.protocol, cfg.dataset.num_classes)
-    return job.publish(build_record(job.config, job.device, measurement, cfg.checkpoint), "evaluate")
+    model = load_weights(job.new_model(), cfg.checkpoint)
+    return job.publish(build_record(job.config, job.device, job.measure(model), cfg.checkpoint), "evaluate")
 
 
 def score_predictions(job: Job) -> dict[str, Any]:

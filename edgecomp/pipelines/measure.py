@@ -9,18 +9,20 @@ from typing import Any
 import torch.nn as nn
 
 import edgecomp
-from edgecomp.evaluate.classification import evaluate_top1
 from edgecomp.evaluate.device import TargetDevice
+from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.flops import count_flops, count_params
 from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
 from edgecomp.evaluate.size import gzip_size, weights_bytes
 
 
-def measure_classifier(
-    model: nn.Module, datamodule, device: TargetDevice, protocol: LatencyProtocol, num_classes: int
+def measure_model(
+    model: nn.Module, datamodule, device: TargetDevice, protocol: LatencyProtocol, evaluator: Evaluator
 ) -> dict[str, Any]:
-    """Top-1 on the evaluation split and latency, both through the device's runtime and precision; params,
-    FLOPs per image at the evaluated input size; the deployable weights' size and gzip size."""
+    """The task's metrics on the evaluation split (`evaluator`: top-1, COCO metrics) and latency through the
+    device's runtime and precision; params, FLOPs per image at the evaluated input size; the deployable weights'
+    size and gzip size. For a detector, FLOPs and latency are those of the deployable network (`forward`: backbone,
+    neck and head; no box decoding or NMS)."""
     size = datamodule.image_size
     weights = weights_bytes(model)
     result: dict[str, Any] = {
@@ -32,7 +34,7 @@ def measure_classifier(
     }
     predictor = device.runtime.load(model, device)
     with device.pinned_threads():
-        result["metrics"] = evaluate_top1(predictor, datamodule.eval_dataloader(), num_classes)
+        result["metrics"] = evaluator(model, predictor, datamodule, device)
         images = datamodule.fixed_images(protocol.images)
         result["latency_ms"] = measure_latency(predictor, images, device.batch_size, protocol)
     return result

@@ -12,10 +12,9 @@ from omegaconf import DictConfig
 from edgecomp.config import build, run_id
 from edgecomp.evaluate.size import save_weights
 from edgecomp.lit.callbacks import EpochReseed
-from edgecomp.lit.classification import ClassificationModule
 from edgecomp.models.checkpoint import load_weights
 from edgecomp.pipelines.common import Job, run_job
-from edgecomp.pipelines.measure import build_record, measure_classifier
+from edgecomp.pipelines.measure import build_record
 
 log = logging.getLogger("edgecomp")
 LAST = "last.ckpt"
@@ -54,9 +53,8 @@ def fit(job: Job) -> Path:
     folder = run_dir(job)
     resume_from = checkpoint_to_resume(folder, cfg.resume)
 
-    module = ClassificationModule(
-        build(cfg.model),
-        num_classes=cfg.dataset.num_classes,
+    module = build(cfg.dataset.module)(
+        job.new_model(),
         optimizer=build(cfg.optimizer.optimizer),
         scheduler=build(cfg.optimizer.scheduler) if cfg.optimizer.get("scheduler") else None,
     )
@@ -94,9 +92,8 @@ def trained_checkpoint(job: Job) -> Path:
 def train(job: Job) -> dict[str, Any]:
     checkpoint = fit(job)
     # Evaluate what was saved, not what is in memory: a fresh model loaded from the checkpoint file.
-    deployed = load_weights(build(job.cfg.model), checkpoint)
-    measurement = measure_classifier(deployed, job.datamodule, job.device, job.protocol, job.cfg.dataset.num_classes)
-    return job.publish(build_record(job.config, job.device, measurement, checkpoint), "train")
+    deployed = load_weights(job.new_model(), checkpoint)
+    return job.publish(build_record(job.config, job.device, job.measure(deployed), checkpoint), "train")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

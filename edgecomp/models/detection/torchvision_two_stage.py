@@ -41,7 +41,9 @@ class RoIHeadOutputs:
 class FasterRCNNAdapter(TorchvisionDetectorAdapter):
     """torchvision's Faster R-CNN with FPN (P2-P5 + pool, 3 anchors per location, RoIAlign 7x7 on P2-P5,
     TwoMLPHead 1024), all of torchvision's defaults except the input size, the number of classes (C + 1), the score
-    threshold and the detection count of the second stage.
+    threshold and the detection count of the second stage. `proposals_train` / `proposals_test` (the RPN's proposals
+    per image and FPN level before NMS, and kept after it; torchvision's 2000 / 1000) and `rois_per_image` (the RoIs
+    sampled per image for the second stage's loss; 512) bound the second stage's cost.
 
     `head()` returns the RPN head per level l (strides 4..64): classification = objectness logits (N, A, h_l, w_l)
     and regression = box deltas (N, A*4, h_l, w_l), A = 3 (torchvision's `RPNHead` already returns them per
@@ -57,6 +59,9 @@ class FasterRCNNAdapter(TorchvisionDetectorAdapter):
         backbone: str = "resnet18",
         score_threshold: float = 0.05,
         max_detections: int = 100,
+        proposals_train: int = 2000,
+        proposals_test: int = 1000,
+        rois_per_image: int = 512,
     ) -> None:
         super().__init__(num_classes, input_size, backbone)
         network, _ = build_fpn_backbone(backbone, self.extra_levels)
@@ -65,6 +70,12 @@ class FasterRCNNAdapter(TorchvisionDetectorAdapter):
             num_classes + 1,
             box_score_thresh=score_threshold,
             box_detections_per_img=max_detections,
+            # The second stage costs per proposal (a 12544 -> 1024 MLP each): these bound it.
+            rpn_pre_nms_top_n_train=proposals_train,
+            rpn_post_nms_top_n_train=proposals_train,
+            rpn_pre_nms_top_n_test=proposals_test,
+            rpn_post_nms_top_n_test=proposals_test,
+            box_batch_size_per_image=rois_per_image,
             **self.torchvision_transform_arguments(),
         )
         self.num_anchors = self.detector.rpn.anchor_generator.num_anchors_per_location()[0]

@@ -1,0 +1,197 @@
+"""The LightningDataModule for detection over any reader that returns a DetectionIndex.
+
+A batch is `(images, targets)`: images a float tensor (N, 3, S, S) in [0, 1], letterboxed to S = `image_size`
+(edgecomp.data.detection.letterbox), and one target per image with "boxes" (M, 4) xyxy in the S x S frame and
+"labels" (M,) int64 in 0..C-1: the conventions of edgecomp.models.detection.base. The dataset's own category ids
+(COCO's 1..90, YOLO's 0..79, VisDrone's 1..10) map to contiguous labels in ascending id order, and back through
+`category_ids` when predictions are scored. Targets leave out ignore regions (iscrowd = 1, as torchvision's
+references train), and training targets the boxes that the resize shrinks under `min_box_size` pixels; evaluation
+targets also carry "image_id" and "scale" (sx, sy, sx, sy), so predictions can be put back in the original pixels,
+where the COCO metrics compare them with the full ground truth (ignore regions included).
+
+Training order and augmentation follow (seed, epoch) alone, as for classification (edgecomp.data.sampling).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from edgecomp.data.detection.dataset import DetectionDataset
+from edgecomp.data.detection.index import DetectionIndex
+from edgecomp.data.detection.letterbox import letterbox
+from edgecomp.data.detection.visdrone import split_into_patches
+from edgecomp.data.sampling import first_images, seeded_train_loader
+from edgecomp.errors import ConfigError, DatasetError
+
+AUGMENTS = ("none", "flip")
+
+
+class LetterboxedDetections(Dataset):
+    """A DetectionDataset letterboxed to S x S with contiguous labels (see the module docstring)."""
+
+    def __init__(
+        self,
+        index: DetectionIndex,
+        image_size: int,
+        label_of: Mapping[int, int],
+        train: bool,
+        augment: str = "none",
+        min_box_size: float = 1.0,
+    ) -> None:
+        if augment not in AUGMENTS:
+            raise ConfigError(f"detection augment must be one of {AUGMENTS}, got {augment!r}")
+        self.source = DetectionDataset(index)
+        self.image_size = image_size
+        self.label_of = dict(label_of)
+        self.train = train
+        self.augment = augment if train else "none"
+        self.min_box_size = min_box_size
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        image, target = self.source[position]
+        keep = target["iscrowd"] == 0  # ignore regions are for the metrics, never a target to learn
+        boxes, category_ids = target["boxes"][keep], target["labels"][keep]
+        if self.augment == "flip" and bool(torch.rand(()) < 0.5):  # drawn under the sample's own seed
+            width = image.shape[-1]
+            image = image.flip(-1)
+            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+        image, boxes, scale = letterbox(image, boxes, self.image_size)
+        labels = torch.tensor([self.label_of[int(c)] for c in category_ids], dtype=torch.int64)
+        if self.train:
+            sides = boxes[:, 2:] - boxes[:, :2]
+            keep = (sides >= self.min_box_size).all(dim=1)
+            boxes, labels = boxes[keep], labels[keep]
+            return image, {"boxes": boxes, "labels": labels}
+        return image, {"boxes": boxes, "labels": labels, "image_id": target["image_id"], "scale": scale}
+
+
+def collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    images, targets = zip(*batch, strict=True)
+    return torch.stack(images), list(targets)
+
+
+class DetectionDataModule(pl.LightningDataModule):
+    """Train on `splits[train_split]`, validate and evaluate on `splits[eval_split]`, both read by `reader`.
+
+    `patches_dir`: train on every training image cut into four quadrants, written there once (ScaleKD's VisDrone
+    setting; edgecomp.data.detection.visdrone.split_into_patches). Evaluation always uses whole images.
+    """
+
+    def __init__(
+        self,
+        reader: Callable[..., DetectionIndex],
+        splits: Mapping[str, str],
+        num_classes: int,
+        image_size: int,
+        train_split: str = "train",
+        eval_split: str = "val",
+        batch_size: int = 8,
+        num_workers: int = 2,
+        augment: str = "flip",
+        seed: int = 0,
+        min_box_size: float = 1.0,
+        patches_dir: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__()
+        for role, split in (("train_split", train_split), ("eval_split", eval_split)):
+            if split not in splits:
+                raise ConfigError(f"{role}={split} is not one of the dataset's splits {list(splits)}")
+        if augment not in AUGMENTS:
+            raise ConfigError(f"detection augment must be one of {AUGMENTS}, got {augment!r}")
+        self.reader = reader
+        self.splits = dict(splits)
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.train_split = train_split
+        self.eval_split = eval_split
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.seed = seed
+        self.min_box_size = min_box_size
+        self.patches_dir = patches_dir
+        self._train_index: DetectionIndex | None = None
+        self._eval_index: DetectionIndex | None = None
+        self._category_ids: list[int] | None = None
+
+    @property
+    def eval_index(self) -> DetectionIndex:
+        """The evaluation split's ground truth, in the original pixels: what the COCO metrics compare with."""
+        if self._eval_index is None:
+            index = self.reader(split=self.splits[self.eval_split])
+            self._category_ids = self._checked_category_ids(index)
+            self._eval_index = index
+        return self._eval_index
+
+    @property
+    def category_ids(self) -> list[int]:
+        """The dataset's category ids in label order: label k is category `category_ids[k]`."""
+        if self._category_ids is None:
+            _ = self.eval_index
+        return self._category_ids
+
+    @property
+    def train_index(self) -> DetectionIndex:
+        if self._train_index is None:
+            index = self.reader(split=self.splits[self.train_split])
+            if self.patches_dir is not None:
+                index = split_into_patches(index, Path(self.patches_dir) / self.splits[self.train_split])
+            if self._checked_category_ids(index) != self.category_ids:
+                raise DatasetError(
+                    f"the {self.train_split!r} and {self.eval_split!r} splits have different categories: "
+                    f"{self._checked_category_ids(index)} and {self.category_ids}"
+                )
+            self._train_index = index
+        return self._train_index
+
+    def _checked_category_ids(self, index: DetectionIndex) -> list[int]:
+        ids = sorted(category["id"] for category in index.categories)
+        if len(ids) != self.num_classes:
+            raise ConfigError(
+                f"dataset.num_classes={self.num_classes}, but the dataset has {len(ids)} categories (ids {ids[:10]}"
+                f"{' ...' if len(ids) > 10 else ''}); set dataset.num_classes={len(ids)}"
+            )
+        return ids
+
+    @property
+    def label_of(self) -> dict[int, int]:
+        return {category_id: label for label, category_id in enumerate(self.category_ids)}
+
+    def setup(self, stage: str | None = None) -> None:
+        # Read both splits now, so a missing or malformed dataset fails before training starts.
+        _ = self.eval_index, self.train_index
+
+    def train_set(self) -> LetterboxedDetections:
+        return LetterboxedDetections(
+            self.train_index, self.image_size, self.label_of, True, self.augment, self.min_box_size
+        )
+
+    def eval_set(self) -> LetterboxedDetections:
+        return LetterboxedDetections(self.eval_index, self.image_size, self.label_of, False)
+
+    def train_dataloader(self) -> DataLoader:
+        return seeded_train_loader(
+            self.train_set(), self.batch_size, self.num_workers, self.seed, self.trainer, collate_fn=collate
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader()
+
+    def eval_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.eval_set(), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers, collate_fn=collate
+        )
+
+    def fixed_images(self, count: int) -> torch.Tensor:
+        """The first `count` evaluation images (cycled if the split is smaller), letterboxed: the latency set."""
+        return first_images(self.eval_set(), count, self.eval_split)

@@ -1,0 +1,21 @@
+"""The interface of a task's quality metric: what `metrics` in a record holds.
+
+An evaluator scores a model on its datamodule's evaluation split. It gets both the model and the Predictor the
+target device's runtime made of it: a classifier is scored through the Predictor (so an ONNX Runtime or FP16
+deployment is what is scored), a detector through its own decoding (`DetectorAdapter.predict`: box decoding and
+NMS are not part of the deployable network the runtime runs).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch.nn as nn
+
+from edgecomp.evaluate.runtimes.base import Predictor
+
+
+class Evaluator(ABC):
+    @abstractmethod
+    def __call__(self, model: nn.Module, predictor: Predictor, datamodule, device) -> dict[str, float]:
+        """The metrics of `model` (deployed as `predictor` on `device`) on `datamodule`'s evaluation split."""

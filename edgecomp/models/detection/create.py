@@ -1,0 +1,30 @@
+"""Build a detector from its config: the adapter class (`family`), its settings, and optionally a local checkpoint.
+
+The model configs name the family by its import path (e.g. edgecomp.models.detection.yolov8.YOLOv8Adapter) and
+pass every other key to its constructor, so `model.backbone=resnet50` or `model.scale=s` override the family's own
+arguments. Weights: random init, or `pretrained_file` (an edgecomp checkpoint or a state_dict of this exact
+architecture; loaded with weights_only=True). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hydra.utils import get_class
+
+from edgecomp.models.checkpoint import load_weights
+from edgecomp.models.detection.base import DetectorAdapter
+
+
+def create_detector(
+    family: str, name: str, pretrained_file: str | os.PathLike | None = None, **settings: Any
+) -> DetectorAdapter:
+    adapter_class = get_class(family)
+    if not issubclass(adapter_class, DetectorAdapter):
+        raise TypeError(f"model.family={family} is not a DetectorAdapter")
+    detector = adapter_class(**settings)
+    detector.name = name
+    if pretrained_file is not None:
+        load_weights(detector, pretrained_file)
+    return detector

@@ -1,0 +1,150 @@
+"""Ultralytics YOLOv8 (n/s/m/l/x) behind `DetectorAdapter`, built from Ultralytics' own yaml and trained with its
+own loss (task-aligned assignment, BCE classification, CIoU + distribution focal loss).
+
+Ultralytics is AGPL-3.0: it is imported here and nowhere else in edgecomp, and only when a YOLO model is built.
+Importing it would otherwise write a settings file under the user's home and may check the network, so the
+environment is set first (without overriding a user's own choice): `YOLO_OFFLINE=1`, and `YOLO_CONFIG_DIR` in
+edgecomp's cache folder.
+
+The views:
+- `features()`: the network's layers up to the head, as Ultralytics runs them (each layer reads the outputs its
+  `f` index names); `last_stage` is the backbone's last layer (SPPF), `pyramid` the three inputs of the Detect
+  head (P3, P4, P5; strides 8, 16, 32);
+- `head()`: per level, classification logits (N, C, h, w) from the head's `cv3` branch and the box distribution
+  (N, 4 * reg_max, h, w) from its `cv2` branch (distances to the four sides as `reg_max`-bin distributions, before
+  the DFL expectation), i.e. Detect's raw output before it flattens the levels;
+- `predict()`: Ultralytics' decoding (DFL, anchors, strides) and NMS at its validation settings (confidence 0.001,
+  IoU 0.7, multi-label), at most `max_detections` per image.
+No normalisation: YOLO takes RGB in [0, 1], what the data pipeline gives.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from edgecomp.models.detection.base import DetectorAdapter, DetectorFeatures, HeadOutputs
+
+SCALES = ("n", "s", "m", "l", "x")
+# Ultralytics' default loss gains (ultralytics/cfg/default.yaml): box 7.5, cls 0.5, dfl 1.5.
+LOSS_GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
+
+
+def _offline_ultralytics_environment() -> None:
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    if "YOLO_CONFIG_DIR" not in os.environ:
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecomp" / "ultralytics"
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError:  # a read-only home: a private temporary folder still keeps Ultralytics off the home
+            cache = Path(tempfile.mkdtemp(prefix="edgecomp-ultralytics-"))
+        os.environ["YOLO_CONFIG_DIR"] = str(cache)
+
+
+def _ultralytics():
+    _offline_ultralytics_environment()
+    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+    from ultralytics.utils.nms import non_max_suppression
+
+    return DetectionModel, yaml_model_load, non_max_suppression
+
+
+class YOLOv8Adapter(DetectorAdapter):
+    """YOLOv8 at `scale` (n, s, m, l, x) for `num_classes` classes, random init (weights come from a checkpoint)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_size: int,
+        scale: str = "n",
+        score_threshold: float = 0.001,
+        iou_threshold: float = 0.7,
+        max_detections: int = 100,
+    ) -> None:
+        super().__init__(num_classes, input_size)
+        if scale not in SCALES:
+            raise ValueError(f"YOLOv8 scale must be one of {SCALES}, got {scale!r}")
+        if input_size % 32:
+            raise ValueError(f"YOLOv8 needs an input size divisible by its largest stride 32, got {input_size}")
+        detection_model, yaml_model_load, self._nms = _ultralytics()
+        spec = yaml_model_load(f"yolov8{scale}.yaml")  # shipped with the package: no download
+        spec["nc"] = num_classes
+        self.scale = scale
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self.network = detection_model(spec, ch=3, verbose=False)
+        self.network.args = SimpleNamespace(**LOSS_GAINS)  # what Ultralytics' loss reads its gains from
+        self.backbone_end = len(spec["backbone"]) - 1
+        self.detect = self.network.model[-1]
+        self._criterion = None
+
+    @property
+    def criterion(self):
+        # Built on first use and on the network's current device (the loss keeps device tensors).
+        if self._criterion is None or self._criterion.device != next(self.parameters()).device:
+            self._criterion = self.network.init_criterion()
+        return self._criterion
+
+    def features(self, images: torch.Tensor) -> DetectorFeatures:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be a batch (N, 3, H, W), got shape {tuple(images.shape)}")
+        outputs: list[torch.Tensor] = []
+        x = images
+        for layer in self.network.model[:-1]:
+            if layer.f != -1:
+                x = outputs[layer.f] if isinstance(layer.f, int) else [x if j == -1 else outputs[j] for j in layer.f]
+            x = layer(x)
+            outputs.append(x)
+        return DetectorFeatures(last_stage=outputs[self.backbone_end], pyramid=[outputs[j] for j in self.detect.f])
+
+    def head(self, pyramid: list[torch.Tensor]) -> HeadOutputs:
+        return HeadOutputs(
+            classification=[branch(level) for branch, level in zip(self.detect.cv3, pyramid, strict=True)],
+            regression=[branch(level) for branch, level in zip(self.detect.cv2, pyramid, strict=True)],
+        )
+
+    def _raw_predictions(self, pyramid: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The head's outputs flattened as Ultralytics' loss and decoder take them."""
+        outputs = self.head(pyramid)
+        batch = pyramid[0].shape[0]
+        return {
+            "boxes": torch.cat([r.view(batch, 4 * self.detect.reg_max, -1) for r in outputs.regression], dim=-1),
+            "scores": torch.cat([c.view(batch, self.num_classes, -1) for c in outputs.classification], dim=-1),
+            "feats": pyramid,
+        }
+
+    def loss(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Ultralytics' three gain-weighted terms, each per image (its loss returns them times the batch size)."""
+        predictions = self._raw_predictions(self.features(images).pyramid)
+        size = images.shape[-1]
+        batch_index, classes, boxes = [], [], []
+        for position, target in enumerate(targets):
+            xyxy = target["boxes"].to(images)
+            batch_index.append(torch.full((len(xyxy),), float(position), device=images.device))
+            classes.append(target["labels"].to(images).view(-1, 1))
+            # Ultralytics' targets: normalised (x_centre, y_centre, width, height).
+            boxes.append(torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1) / size)
+        batch = {"batch_idx": torch.cat(batch_index), "cls": torch.cat(classes), "bboxes": torch.cat(boxes)}
+        total, _ = self.criterion.loss(predictions, batch)
+        terms = total / len(images)
+        return {"box": terms[0], "cls": terms[1], "dfl": terms[2]}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        decoded = self.detect._inference(self._raw_predictions(self.features(images).pyramid))
+        kept = self._nms(
+            decoded,
+            conf_thres=self.score_threshold,
+            iou_thres=self.iou_threshold,
+            multi_label=True,
+            max_det=self.max_detections,
+        )
+        return [{"boxes": k[:, :4], "scores": k[:, 4], "labels": k[:, 5].long()} for k in kept]
+
+    def extra_repr(self) -> str:
+        return f"yolov8{self.scale}, {self.num_classes} classes, input {self.input_size}"
