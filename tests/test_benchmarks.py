@@ -2,7 +2,7 @@
 
 import math
 
-from benchmarks import cpu_runtimes
+from benchmarks import cpu_runtimes, ptq_int8
 
 
 def test_cpu_runtimes_benchmark_measures_both_runtimes(capsys):
@@ -22,4 +22,29 @@ def test_cpu_runtimes_benchmark_measures_both_runtimes(capsys):
     )
     assert row["torch_ms"] > 0 and row["onnxruntime_ms"] > 0
     assert math.isclose(row["speedup"], row["torch_ms"] / row["onnxruntime_ms"])
+    assert "mobilenetv3_small_100" in capsys.readouterr().out
+
+
+def test_ptq_int8_benchmark_measures_fp32_and_int8_in_one_run(tmp_path, data_dir, capsys):
+    (row,) = ptq_int8.main(
+        [
+            "--models",
+            "mobilenetv3_small_100",
+            "--variants",
+            "default",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--images",
+            "2",
+            "--results",
+            str(tmp_path),
+            "--data",
+            str(data_dir),
+        ]
+    )
+    assert row["fp32_ms"] > 0 and row["int8_ms"] > 0
+    assert math.isclose(row["speedup"], row["fp32_ms"] / row["int8_ms"])
+    assert row["size_ratio"] < 0.35  # the INT8 file against the FP32 file of the same export
     assert "mobilenetv3_small_100" in capsys.readouterr().out

@@ -6,6 +6,9 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch.nn as nn
+from omegaconf import DictConfig
+
+from edgecomp.evaluate.artifact import ExportedModel
 
 
 class Compressor(ABC):
@@ -22,8 +25,26 @@ class Compressor(ABC):
     def __init__(self, name: str) -> None:
         self.name = name  # the config option's name, which the record reports
 
+    def check(self, cfg: DictConfig) -> None:
+        """Raise a ConfigError for a run config this compressor cannot work with (e.g. distillation without a
+        teacher). compress.py calls it before any work: before the data is generated or the baseline trained."""
+        return None  # by default every config that composes is fine
+
+    def prepare(self, job: Any) -> None:
+        """Get what the compressor needs besides the baseline (e.g. a distillation teacher, trained once and reused
+        like the baseline). compress.py calls it before the compression's cost is measured: a cached prerequisite
+        is no part of that cost, so the record does not depend on whether an earlier run had trained it."""
+        return None  # by default the baseline is all a compressor needs
+
     @abstractmethod
-    def compress(self, model: nn.Module, job: Any) -> nn.Module: ...
+    def compress(self, model: nn.Module, job: Any) -> nn.Module | ExportedModel:
+        """The deployed model: an nn.Module (its weights are the artifact, run by the device's runtime) or an
+        ExportedModel (a file and the runtime that runs it)."""
+
+    def deploy_baseline(self, model: nn.Module, job: Any) -> nn.Module | ExportedModel:
+        """The baseline as this compressor's output is deployed, for a like-for-like comparison (PTQ: the FP32
+        model exported to the same format and run by the same runtime). By default the module itself."""
+        return model
 
     def settings(self) -> dict[str, Any]:
         """The compressor's settings, recorded under the record's `compression`."""

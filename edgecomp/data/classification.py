@@ -6,7 +6,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from edgecomp.data.sampling import first_images, seeded_train_loader
+from edgecomp.data.sampling import first_images, sampled_images, seeded_train_loader
 from edgecomp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
 
@@ -67,6 +67,10 @@ class ClassificationDataModule(pl.LightningDataModule):
 
     def eval_dataloader(self) -> DataLoader:
         return DataLoader(self.eval_set, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def calibration_images(self, count: int) -> torch.Tensor:
+        """`count` training images drawn by the seed, prepared as for evaluation (no augmentation)."""
+        return sampled_images(self.source.dataset(self.train_split, self.eval_tf), count, self.seed)
 
     def fixed_images(self, count: int) -> torch.Tensor:
         """The first `count` evaluation images (cycled if the split is smaller): the latency protocol's set."""

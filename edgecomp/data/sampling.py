@@ -91,3 +91,12 @@ def first_images(dataset: Dataset, count: int, split: str) -> torch.Tensor:
         raise DatasetError(f"the {split!r} split is empty: no images to time")
     indices = itertools.islice(itertools.cycle(range(len(dataset))), count)
     return torch.stack([dataset[i][0] for i in indices])
+
+
+def sampled_images(dataset: Dataset, count: int, seed: int) -> torch.Tensor:
+    """The images of `count` items drawn without replacement by `seed` (all of them if there are fewer), stacked:
+    e.g. a quantizer's calibration set, which the first items of a class-sorted split would not represent."""
+    if len(dataset) == 0:
+        raise DatasetError("the split is empty: no images to sample")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
+    return torch.stack([dataset[i][0] for i in order.tolist()])

@@ -14,6 +14,7 @@ far above any edge classifier).
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from pathlib import Path
 
@@ -41,6 +42,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int, opse
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     model = copy.deepcopy(model).eval().cpu()
     example = torch.randn(2, 3, input_size, input_size)
+    # The exporter's graph passes log every rewrite at INFO (hundreds of lines per model) through the root logger.
+    quiet = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript", "torch.onnx")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.WARNING)
     try:
         torch.onnx.export(
             model,
@@ -59,4 +65,6 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int, opse
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
     return path

@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from edgecomp.config import build, resolved_config
+from edgecomp.config import build, config_hash, resolved_config, run_id
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.evaluator import Evaluator
@@ -42,6 +42,17 @@ class Job:
     def measure(self, model: nn.Module) -> dict[str, Any]:
         """The model's measurement on the job's dataset, device and latency protocol (pipelines.measure)."""
         return measure_model(model, self.datamodule, self.device, self.protocol, self.evaluator)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Where this run's compressed artifacts go: one folder per (training run, compressor and device settings),
+        so a sweep's jobs never overwrite one another's files and a re-run with the same config replaces its own."""
+        compression = config_hash(self.config, keys=("compressor", "device"), length=8)
+        return (
+            Path(self.cfg.paths.results)
+            / "artifacts"
+            / f"{run_id(self.config)}-{self.cfg.compressor.name}-{compression}"
+        )
 
     @property
     def records_path(self) -> Path:

@@ -9,13 +9,15 @@ from omegaconf import DictConfig
 
 from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build
+from edgecomp.evaluate.artifact import ExportedModel
+from edgecomp.evaluate.size import save_weights
 from edgecomp.models.checkpoint import load_weights
 from edgecomp.pipelines.common import Job, run_job
 from edgecomp.pipelines.measure import build_record
-from edgecomp.pipelines.train import trained_checkpoint
+from edgecomp.pipelines.train import WEIGHTS, trained_checkpoint
 
 # What the record keeps of the baseline's own evaluation, under "baseline".
-BASELINE_FIELDS = ("metrics", "params", "flops", "latency_ms", "size_bytes", "gzip_bytes")
+BASELINE_FIELDS = ("metrics", "params", "flops", "latency_ms", "size_bytes", "gzip_bytes", "runtime")
 
 
 def compress(job: Job) -> dict[str, Any]:
@@ -23,17 +25,30 @@ def compress(job: Job) -> dict[str, Any]:
     compressor = build(cfg.compressor)
     checkpoint = cfg.checkpoint or trained_checkpoint(job)
     baseline = load_weights(job.new_model(), checkpoint)
+    compressor.prepare(job)  # e.g. a distillation teacher: trained once and reused, so not part of the cost
 
     with measure_cost() as cost:
         compressed = compressor.compress(copy.deepcopy(baseline), job)
+    artifact = compressed.path if isinstance(compressed, ExportedModel) else checkpoint
+    if not compressor.deploys_baseline and not isinstance(compressed, ExportedModel):
+        artifact = job.artifacts_dir / WEIGHTS
+        save_weights(compressed, artifact)
 
-    base = job.measure(baseline)
+    # The baseline deployed the way the compressed model is (e.g. exported to FP32 ONNX for PTQ), so that sizes
+    # and latencies compare like with like.
+    deployed_baseline = compressor.deploy_baseline(baseline, job)
+    base = job.measure(deployed_baseline)
     result = base if compressor.deploys_baseline else job.measure(compressed)
-    record = build_record(job.config, job.device, result, checkpoint)
-    record["baseline"] = {"artifact": str(checkpoint), **{k: base[k] for k in BASELINE_FIELDS}}
+    record = build_record(job.config, job.device, result, artifact)
+    record["baseline"] = {
+        "artifact": str(deployed_baseline.path if isinstance(deployed_baseline, ExportedModel) else checkpoint),
+        **{k: base[k] for k in BASELINE_FIELDS},
+    }
     record["compression"] = {"time_s": cost.time_s, "peak_mem_bytes": cost.peak_mem_bytes, **compressor.settings()}
     return job.publish(record, f"compress ({compressor.name})")
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    # What the compressor cannot work with (compressor=kd without a teacher) stops the run before any work.
+    build(cfg.compressor).check(cfg)
     return run_job(cfg, compress)

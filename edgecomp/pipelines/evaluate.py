@@ -1,5 +1,5 @@
 """evaluate.py: evaluate a saved checkpoint on the dataset and the target device, or score a detection results
-file against the dataset; record it."""
+file against the dataset; record it. With report=DIR: write the table and Pareto plot of DIR's records instead."""
 
 from __future__ import annotations
 
@@ -50,7 +50,15 @@ def score_predictions(job: Job) -> dict[str, Any]:
     return job.publish(record, "evaluate (predictions)")
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig) -> Any:
+    if cfg.report is not None:
+        if cfg.checkpoint is not None or cfg.predictions is not None:
+            raise ConfigError(
+                "report=DIR writes the report of DIR's records and evaluates nothing: drop checkpoint= and predictions="
+            )
+        from edgecomp.pipelines import report  # matplotlib is only needed here
+
+        return report.run(cfg)
     if cfg.predictions is not None:
         if cfg.task != "detection":
             raise ConfigError(

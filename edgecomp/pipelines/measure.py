@@ -9,6 +9,7 @@ from typing import Any
 import torch.nn as nn
 
 import edgecomp
+from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.flops import count_flops, count_params
@@ -17,22 +18,35 @@ from edgecomp.evaluate.size import gzip_size, weights_bytes
 
 
 def measure_model(
-    model: nn.Module, datamodule, device: TargetDevice, protocol: LatencyProtocol, evaluator: Evaluator
+    model: nn.Module | ExportedModel,
+    datamodule,
+    device: TargetDevice,
+    protocol: LatencyProtocol,
+    evaluator: Evaluator,
 ) -> dict[str, Any]:
     """The task's metrics on the evaluation split (`evaluator`: top-1, COCO metrics) and latency through the
-    device's runtime and precision; params, FLOPs per image at the evaluated input size; the deployable weights'
-    size and gzip size. For a detector, FLOPs and latency are those of the deployable network (`forward`: backbone,
-    neck and head; no box decoding or NMS)."""
+    runtime and precision that deploy the model; params, FLOPs per image at the evaluated input size; the
+    deployable artifact's size and gzip size. An nn.Module is deployed by the device's runtime, its weights
+    (state_dict) being the artifact; an ExportedModel by its own runtime, its file being the artifact. For a
+    detector, FLOPs and latency are those of the deployable network (`forward`: backbone, neck and head; no box
+    decoding or NMS)."""
     size = datamodule.image_size
-    weights = weights_bytes(model)
+    if isinstance(model, ExportedModel):
+        network, artifact, runtime = model.source, model.file_bytes(), model.runtime
+        description = {**device.describe(), "runtime": runtime.name, "precision": model.precision}
+        loaded = model.path
+    else:
+        network, artifact, runtime = model, weights_bytes(model), device.runtime
+        description, loaded = device.describe(), model
     result: dict[str, Any] = {
-        "params": count_params(model),
-        "flops": count_flops(model, (1, 3, size, size)),
+        "params": count_params(network),
+        "flops": count_flops(network, (1, 3, size, size)),
         "input_size": [3, size, size],
-        "size_bytes": len(weights),
-        "gzip_bytes": gzip_size(weights),
+        "size_bytes": len(artifact),
+        "gzip_bytes": gzip_size(artifact),
+        "runtime": description,
     }
-    predictor = device.runtime.load(model, device)
+    predictor = runtime.load(loaded, device)
     with device.pinned_threads():
         result["metrics"] = evaluator(model, predictor, datamodule, device)
         images = datamodule.fixed_images(protocol.images)
@@ -63,6 +77,5 @@ def build_record(
         "compressor": config["compressor"]["name"],
         "device": config["device"]["name"],
         "hardware": device.hardware,
-        "runtime": device.describe(),
-        **measurement,
+        **measurement,  # includes "runtime": what ran the measured artifact
     }

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
+import torch.nn as nn
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from edgecomp.config import build, run_id
 from edgecomp.evaluate.size import save_weights
@@ -19,6 +23,27 @@ from edgecomp.pipelines.measure import build_record
 log = logging.getLogger("edgecomp")
 LAST = "last.ckpt"
 WEIGHTS = "model.pt"  # the deployable weights, written when training has finished
+
+
+def with_model(job: Job, key: str) -> Job:
+    """The same job with its `model` replaced by the config's `key` group (e.g. `teacher`): same dataset, trainer,
+    optimizer and seed. Its run folder is the one `train.py model=<that model>` trains into, so either reuses
+    the other's run."""
+    cfg = copy.deepcopy(job.cfg)
+    with open_dict(cfg):
+        cfg.model = cfg[key]
+    return dataclasses.replace(job, cfg=cfg, config={**job.config, "model": job.config[key]})
+
+
+def initial_model(job: Job) -> nn.Module:
+    """The model a training run starts from: a fresh `job.new_model()` drawn right after seeding with the run seed.
+
+    Its initial weights then depend on the seed alone, not on what the process did before (a baseline trained
+    earlier in the same compress.py run, before a teacher): a run folder holds the same weights whichever entry
+    point trained it, and a distillation student starts exactly where its from-scratch baseline started.
+    """
+    pl.seed_everything(job.cfg.seed, workers=True, verbose=False)
+    return job.new_model()
 
 
 def run_dir(job: Job) -> Path:
@@ -54,7 +79,7 @@ def fit(job: Job) -> Path:
     resume_from = checkpoint_to_resume(folder, cfg.resume)
 
     module = build(cfg.dataset.module)(
-        job.new_model(),
+        initial_model(job),
         optimizer=build(cfg.optimizer.optimizer),
         scheduler=build(cfg.optimizer.scheduler) if cfg.optimizer.get("scheduler") else None,
     )
@@ -79,13 +104,20 @@ def fit(job: Job) -> Path:
     return last_checkpoint(folder)
 
 
-def trained_checkpoint(job: Job) -> Path:
-    """The checkpoint of a finished training run with this config, training it first if there is none."""
+def trained_checkpoint(job: Job, model_key: str = "model") -> Path:
+    """The checkpoint of a finished training run with this config, training it first if there is none.
+
+    `model_key` names the config group that is trained: `model` (the baseline), or another model of the same job
+    such as `teacher` (distillation), trained with the job's dataset, trainer, optimizer and seed.
+    """
+    role = "baseline" if model_key == "model" else model_key
+    if model_key != "model":
+        job = with_model(job, model_key)
     folder = run_dir(job)
     if (folder / WEIGHTS).exists() and last_checkpoint(folder).exists():
-        log.info("reusing the baseline trained with this config: %s", folder)
+        log.info("reusing the %s trained with this config: %s", role, folder)
         return last_checkpoint(folder)
-    log.info("no finished baseline for this config in %s: training it", folder)
+    log.info("no finished %s for this config in %s: training it", role, folder)
     return fit(job)
 
 

@@ -27,7 +27,7 @@ from edgecomp.data.detection.dataset import DetectionDataset
 from edgecomp.data.detection.index import DetectionIndex
 from edgecomp.data.detection.letterbox import letterbox
 from edgecomp.data.detection.visdrone import split_into_patches
-from edgecomp.data.sampling import first_images, seeded_train_loader
+from edgecomp.data.sampling import first_images, sampled_images, seeded_train_loader
 from edgecomp.errors import ConfigError, DatasetError
 
 AUGMENTS = ("none", "flip")
@@ -190,6 +190,12 @@ class DetectionDataModule(pl.LightningDataModule):
     def eval_dataloader(self) -> DataLoader:
         return DataLoader(
             self.eval_set(), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers, collate_fn=collate
+        )
+
+    def calibration_images(self, count: int) -> torch.Tensor:
+        """`count` training images drawn by the seed, letterboxed as for evaluation (no augmentation)."""
+        return sampled_images(
+            LetterboxedDetections(self.train_index, self.image_size, self.label_of, False), count, self.seed
         )
 
     def fixed_images(self, count: int) -> torch.Tensor:

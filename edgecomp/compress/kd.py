@@ -1,0 +1,131 @@
+"""`compressor=kd`: Hinton knowledge distillation (the benchmark paper's KD).
+
+The deployed model is a fresh student (the run's `model`, from the same initial weights as its from-scratch
+baseline) trained for `epochs` on `alpha * CE + (1 - alpha) * T^2 * KL` against a frozen `teacher`. The student has
+the baseline's architecture, so params, FLOPs and latency stay the same: what distillation may buy is accuracy
+at the same budget (set `trainer.max_epochs` equal to `epochs` for the paper's comparison).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from edgecomp.compress.base import Compressor
+from edgecomp.compress.finetune import fine_tune
+from edgecomp.config import build
+from edgecomp.errors import CheckpointError, ConfigError
+from edgecomp.lit.distillation import HintonDistillationModule
+from edgecomp.models.checkpoint import load_weights
+from edgecomp.pipelines.train import initial_model, trained_checkpoint
+
+
+class KnowledgeDistillation(Compressor):
+    """`T` (the temperature), `alpha` (the cross-entropy's weight), `epochs` and `lr` (null: the run optimizer's) of
+    the student's training; `teacher_checkpoint`: the teacher's weights, or null to train `teacher` like a baseline."""
+
+    def __init__(
+        self,
+        name: str,
+        T: float = 10.0,
+        alpha: float = 0.1,
+        epochs: int = 5,
+        lr: float | None = None,
+        teacher_checkpoint: str | None = None,
+    ) -> None:
+        super().__init__(name)
+        if T <= 0:
+            raise ConfigError(f"compressor.T={T}: the distillation temperature must be > 0 (paper: 10)")
+        if not 0 <= alpha <= 1:
+            raise ConfigError(f"compressor.alpha={alpha}: the cross-entropy weight must be in [0, 1] (paper: 0.1)")
+        if epochs < 1:
+            raise ConfigError(f"compressor.epochs={epochs}: the student needs at least 1 epoch (paper: 5)")
+        if lr is not None and lr <= 0:
+            raise ConfigError(f"compressor.lr={lr}: the student's learning rate must be > 0 (null: the run's)")
+        self.temperature = float(T)
+        self.alpha = float(alpha)
+        self.epochs = int(epochs)
+        self.lr = lr
+        self.teacher_checkpoint = Path(teacher_checkpoint) if teacher_checkpoint else None
+        self.teacher: nn.Module | None = None  # set by prepare()
+        self.teacher_name: str | None = None
+        self.epoch_losses: list[float] = []  # set by compress()
+
+    def check(self, cfg: DictConfig) -> None:
+        teacher = cfg.get("teacher")
+        if teacher is None:
+            raise ConfigError(
+                "compressor=kd needs a teacher: pick teacher=<model> (e.g. teacher=mobilenetv3_large_100)"
+            )
+        if cfg.task != "classification" or "family" in teacher:  # detector configs name their adapter family
+            raise ConfigError(
+                f"compressor=kd distils a classifier from a classifier's logits; got dataset={cfg.dataset.name} "
+                f"({cfg.task}) and teacher={teacher.name}"
+            )
+        if teacher.num_classes != cfg.model.num_classes:
+            raise ConfigError(
+                f"teacher.num_classes={teacher.num_classes} but model.num_classes={cfg.model.num_classes}: teacher "
+                "and student must predict the same classes"
+            )
+        if self.teacher_checkpoint is not None and not self.teacher_checkpoint.is_file():
+            raise CheckpointError(f"compressor.teacher_checkpoint={self.teacher_checkpoint} does not exist")
+
+    def prepare(self, job: Any) -> None:
+        """Load the teacher: from `teacher_checkpoint`, or trained with this run's settings (once, then reused)."""
+        if self.teacher_checkpoint is None:
+            self.teacher_checkpoint = trained_checkpoint(job, model_key="teacher")
+        self.teacher = load_weights(build(job.cfg.teacher), self.teacher_checkpoint)
+        self.teacher_name = job.cfg.teacher.name
+
+    def compress(self, model: nn.Module, job: Any) -> nn.Module:
+        # Hinton KD trains the student from scratch, like its baseline: `model` (the trained baseline) only fixes
+        # the architecture, and the student starts from the very weights the baseline started from.
+        if self.teacher is None:
+            raise RuntimeError("KnowledgeDistillation.compress called before prepare()")
+        cfg = job.cfg
+        if self.lr is None:  # the baseline's learning rate; resolved here so that the record holds the value used
+            self.lr = float(cfg.optimizer.optimizer.lr)
+        scheduler = None
+        if cfg.optimizer.get("scheduler"):
+            # The schedule spans the distillation's epochs, not the baseline's trainer.max_epochs.
+            horizon = {"T_max": self.epochs} if "T_max" in cfg.optimizer.scheduler else {}
+            scheduler = build(cfg.optimizer.scheduler, **horizon)
+        module = HintonDistillationModule(
+            initial_model(job),
+            self.teacher,
+            optimizer=build(cfg.optimizer.optimizer, lr=self.lr),
+            scheduler=scheduler,
+            temperature=self.temperature,
+            alpha=self.alpha,
+            num_classes=cfg.dataset.num_classes,
+        )
+        with warnings.catch_warnings():
+            # Lightning warns about modules left in eval mode when training starts: the frozen teacher, on purpose.
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+            fine_tune(module, job, self.epochs)
+        self.epoch_losses = module.epoch_losses
+        if not all(math.isfinite(loss) for loss in self.epoch_losses):
+            # The T^2-scaled soft-target gradients are up to T times the cross-entropy's while the student is far
+            # from the teacher: a learning rate that trains the baseline can make the student diverge.
+            raise ConfigError(
+                f"compressor=kd: the distillation loss diverged (epoch means {self.epoch_losses}): lower the "
+                f"student's learning rate, compressor.lr={self.lr}"
+            )
+        return module.student.cpu()
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "T": self.temperature,
+            "alpha": self.alpha,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "teacher": self.teacher_name,
+            "teacher_checkpoint": str(self.teacher_checkpoint) if self.teacher_checkpoint else None,
+            # The mean training loss (the whole objective) over the first and the last epoch: it should fall.
+            "loss": {"first": self.epoch_losses[0], "last": self.epoch_losses[-1]} if self.epoch_losses else None,
+        }

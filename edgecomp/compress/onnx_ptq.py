@@ -1,0 +1,74 @@
+"""What the two post-training quantizers share: the trained network exported to FP32 ONNX, run by ONNX Runtime.
+
+PTQ's deployable artifact on `device=cpu` is an ONNX file run by ONNX Runtime (SPEC: "a real deployable format
+whose file shrinks"). The baseline of the comparison is the same network exported to FP32 ONNX and run by the same
+runtime (`deploy_baseline`), so the size ratio is file against file and the speed-up runtime against runtime,
+not ONNX Runtime against eager PyTorch. On `device=cuda` the deployment path is ModelOpt + TensorRT; where
+TensorRT is not installed the run stops before any work with a message that says so (never a silent CPU
+fallback).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from edgecomp.compress.base import Compressor
+from edgecomp.errors import ConfigError
+from edgecomp.evaluate.artifact import ExportedModel
+from edgecomp.evaluate.onnx_export import export_onnx
+from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
+from edgecomp.models.detection.base import DetectorAdapter
+
+BASELINE_FILE = "fp32.onnx"
+
+
+class OnnxPostTrainingQuantization(Compressor):
+    """Exports the model to FP32 ONNX, then `quantize` writes the quantized file beside it."""
+
+    precision: str  # of the quantized file: fp16 | int8
+    file_name: str
+
+    def compress(self, model: nn.Module, job: Any) -> ExportedModel:
+        self._check_target(model, job)
+        fp32 = self._fp32_file(model, job)
+        path = job.artifacts_dir / self.file_name
+        self.quantize(fp32, path, job)
+        return ExportedModel(source=model, path=path, runtime=OnnxRuntime(), precision=self.precision)
+
+    def deploy_baseline(self, model: nn.Module, job: Any) -> ExportedModel:
+        return ExportedModel(source=model, path=self._fp32_file(model, job), runtime=OnnxRuntime(), precision="fp32")
+
+    @abstractmethod
+    def quantize(self, fp32: Path, output: Path, job: Any) -> None:
+        """Write the quantized model to `output` from the FP32 file `fp32` (atomically: complete or absent)."""
+
+    def _fp32_file(self, model: nn.Module, job: Any) -> Path:
+        # Exported once per job (the dynamo exporter takes seconds to tens of seconds) and reused by
+        # deploy_baseline: the baseline and the quantized file come from the same graph.
+        path = job.artifacts_dir / BASELINE_FILE
+        if getattr(self, "_exported", None) != path:
+            export_onnx(model, path, job.datamodule.image_size)
+            self._exported = path
+        return path
+
+    def _check_target(self, model: nn.Module, job: Any) -> None:
+        if isinstance(model, DetectorAdapter):
+            raise ConfigError(
+                f"compressor={self.name}: post-training quantization deploys classifiers through ONNX Runtime; "
+                "a detector's decoding and NMS are not part of its exported network, so its COCO metrics could not "
+                "be measured on the quantized file. Quantize a classifier."
+            )
+        if job.device.accelerator == "cuda":
+            # The CUDA deployment is a TensorRT engine built with ModelOpt; not running ONNX Runtime on the CPU
+            # instead, which would record a CPU measurement under a CUDA device.
+            installed = importlib.util.find_spec("tensorrt") is not None
+            raise ConfigError(
+                f"compressor={self.name} on device={job.device.name}: the CUDA path (ModelOpt quantization, TensorRT "
+                f"engine) is not available here (TensorRT {'installed, but edgecomp does not build engines yet' if installed else 'is not installed'}); "
+                "use device=cpu, which deploys the quantized ONNX file with ONNX Runtime"
+            )

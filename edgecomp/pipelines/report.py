@@ -1,0 +1,101 @@
+"""evaluate.py report=DIR: turn a results folder's records into the paper-style table and the Pareto plot.
+
+Reads DIR/records.jsonl and every records.jsonl under DIR (a sweep's jobs), writes `table.md`, `table.csv` and
+`pareto.png` into DIR/report/ (each atomically: written beside and renamed over, so a killed run leaves the old file
+or the new one), prints the table, and with logger=wandb logs it as a W&B Table with the plot as an Image.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from edgecomp.config import build
+from edgecomp.report.pareto import plot_pareto
+from edgecomp.report.table import CSV_COLUMNS, Row, build_rows, csv_values, load_records, to_csv, to_markdown
+
+REPORT_FOLDER = "report"
+TABLE_MD, TABLE_CSV, PARETO_PNG = "table.md", "table.csv", "pareto.png"
+
+
+@dataclass(frozen=True)
+class Report:
+    source: Path  # the results folder (or records file) that was read
+    folder: Path  # where the files were written
+    rows: list[Row]
+    markdown: str
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write beside `path`, flush to disk, rename over it: readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_report(source: str | os.PathLike) -> Report:
+    """Read the records at or under `source`, write the table (Markdown, CSV) and the Pareto plot into
+    `<source>/report/` (next to the file if `source` is one records file)."""
+    source = Path(source)
+    rows = build_rows(load_records(source))
+    folder = (source.parent if source.is_file() else source) / REPORT_FOLDER
+    markdown = to_markdown(rows)
+    # Everything is rendered before the first file is written: bad input leaves no partial report behind.
+    outputs = {TABLE_MD: markdown.encode(), TABLE_CSV: to_csv(rows).encode(), PARETO_PNG: plot_pareto(rows)}
+    for name, data in outputs.items():
+        write_atomically(folder / name, data)
+    return Report(source, folder, rows, markdown)
+
+
+def _is_wandb(logger_cfg: Any) -> bool:
+    from hydra.utils import get_object
+
+    from edgecomp.tracking.loggers import WandbLogger
+
+    target = OmegaConf.select(logger_cfg, "_target_") if isinstance(logger_cfg, DictConfig) else None
+    if not target:
+        return False
+    built = get_object(target)
+    return isinstance(built, type) and issubclass(built, WandbLogger)
+
+
+def log_report(logger_cfg: Any, report: Report) -> None:
+    """logger=wandb: one W&B run (with the configured settings: offline by default, same project and save_dir)
+    holding the table as a wandb.Table of the CSV's raw numbers and the plot as a wandb.Image; finished at the end.
+    Other loggers have nowhere to put a table: they are skipped."""
+    if not _is_wandb(logger_cfg):
+        return
+    import wandb
+
+    from edgecomp.tracking.loggers import close_logger
+
+    # The logger config names runs after one model and seed; a report covers many, so it gets a name of its own.
+    logger = build(logger_cfg, name=f"report-{report.source.name}", job_type="report")
+    try:
+        table = wandb.Table(columns=list(CSV_COLUMNS), data=[csv_values(row) for row in report.rows])
+        logger.experiment.log({"report/table": table, "report/pareto": wandb.Image(str(report.path(PARETO_PNG)))})
+    finally:
+        close_logger(logger)  # wandb.finish()
+
+
+def run(cfg: DictConfig) -> Report:
+    report = write_report(cfg.report)
+    print(f"\nedgecomp report: {len(report.rows)} rows from {report.source}\n", flush=True)
+    print(report.markdown, flush=True)
+    print(f"wrote {', '.join(str(report.path(n)) for n in (TABLE_MD, TABLE_CSV, PARETO_PNG))}", flush=True)
+    log_report(cfg.logger, report)
+    return report

@@ -1,0 +1,112 @@
+"""The Pareto plot: accuracy vs latency of every row of the table, one panel per (task, dataset, device), since
+latencies on different devices or accuracies on different datasets do not compare.
+
+Drawn on a bare matplotlib Figure (rendered by the Agg canvas), never through pyplot: no GUI backend is needed and
+no global state is touched.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from edgecomp.report.table import Row
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+# Latency on a log axis once the fastest and the slowest point are this far apart.
+LOG_SCALE_SPAN = 10.0
+ACCURACY_LABEL = {"top1": "top-1 accuracy (%)", "map": "mAP50-95 (%)"}
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (latency, accuracy) points no other point beats: none is at least as fast and more accurate, or faster
+    and at least as accurate. In order of latency, so accuracy rises along it."""
+    front: list[tuple[float, float]] = []
+    for latency, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or accuracy > front[-1][1]:
+            front.append((latency, accuracy))
+    return front
+
+
+def _plottable(row: Row) -> bool:
+    return row.accuracy_pct is not None and row.latency_ms is not None and row.latency_ms.mean > 0
+
+
+def _panels(rows: Sequence[Row]) -> dict[tuple[str, str, str], list[Row]]:
+    panels: dict[tuple[str, str, str], list[Row]] = {}
+    for row in rows:
+        if _plottable(row):
+            key = (row.key.task, row.key.dataset, str(row.key.device))
+            panels.setdefault(key, []).append(row)
+    return panels
+
+
+def plot_pareto(rows: Sequence[Row]) -> bytes:
+    """The PNG bytes of the plot: per row a marker at (mean latency, mean accuracy) with error bars of the std over
+    seeds, the marker's shape by compressor and its colour by model, the row's settings written beside it, and the
+    Pareto front as a step line (the best accuracy within each latency budget)."""
+    panels = _panels(rows)
+    compressors = sorted({row.key.compressor or "-" for row in rows}, key=lambda c: (c != "none", c))
+    models = sorted({row.key.model or "-" for row in rows})
+    marker = {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(compressors)}
+    colour = {name: f"C{i % 10}" for i, name in enumerate(models)}
+
+    columns = min(len(panels), 2) or 1
+    lines = max(math.ceil(len(panels) / columns), 1)
+    figure = Figure(figsize=(6.0 * columns + 2.5, 4.5 * lines), dpi=110, layout="constrained")
+    if not panels:
+        axes = figure.subplots()
+        axes.text(0.5, 0.5, "no row has both an accuracy and a latency", ha="center", va="center")
+        axes.set_axis_off()
+    for index, ((task, dataset, device), panel_rows) in enumerate(sorted(panels.items())):
+        axes = figure.add_subplot(lines, columns, index + 1)
+        for row in panel_rows:
+            axes.errorbar(
+                row.latency_ms.mean,
+                row.accuracy_pct.mean,
+                xerr=row.latency_ms.std or 0.0,
+                yerr=row.accuracy_pct.std or 0.0,
+                marker=marker[row.key.compressor or "-"],
+                color=colour[row.key.model or "-"],
+                markersize=7,
+                capsize=2,
+                linestyle="none",
+            )
+            if row.key.settings_label:
+                axes.annotate(
+                    row.key.settings_label,
+                    (row.latency_ms.mean, row.accuracy_pct.mean),
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                    fontsize=7,
+                )
+        front = pareto_front([(row.latency_ms.mean, row.accuracy_pct.mean) for row in panel_rows])
+        axes.step(
+            [latency for latency, _ in front],
+            [accuracy for _, accuracy in front],
+            where="post",
+            color="0.4",
+            linewidth=1,
+            linestyle="--",
+            zorder=0,
+        )
+        latencies = [row.latency_ms.mean for row in panel_rows]
+        if max(latencies) > LOG_SCALE_SPAN * min(latencies):
+            axes.set_xscale("log")
+        axes.set_xlabel(f"latency on {device} (ms per image)")
+        axes.set_ylabel(ACCURACY_LABEL.get(panel_rows[0].metric, f"{panel_rows[0].metric} (%)"))
+        axes.set_title(f"{dataset} ({task}) on {device}", fontsize=10)
+        axes.grid(True, which="both", alpha=0.3)
+
+    handles = [Line2D([], [], color="0.3", marker=marker[name], linestyle="none", label=name) for name in compressors]
+    handles += [Line2D([], [], color=colour[name], linewidth=4, label=name) for name in models]
+    handles.append(Line2D([], [], color="0.4", linestyle="--", label="Pareto front"))
+    if panels:
+        figure.legend(handles=handles, loc="outside right upper", fontsize=8, title="compressor / model")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

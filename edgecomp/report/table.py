@@ -1,0 +1,447 @@
+"""The paper-style table: one row per (dataset, device, model, compressor and its settings), each measure as mean ±
+sample std over the seeds, and the deltas of a compressed row to its own baseline.
+
+Pure functions on lists of record dicts (edgecomp.evaluate.record), apart from `load_records`, which reads them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from edgecomp.errors import DatasetError
+from edgecomp.evaluate.record import read_records
+
+RECORDS_FILE = "records.jsonl"
+# The metric a row's accuracy is, by the record's task.
+ACCURACY_METRIC = {"classification": "top1", "detection": "map"}
+# The keys of a record's `compression` that are settings and so tell rows apart (pruning at 0.25 and at 0.5 are two
+# rows; distillation from two teachers too). The rest of `compression` is measured (time_s, peak_mem_bytes,
+# sparsity_reached, kd's loss) and stays out of the label.
+LABEL_SETTINGS = ("sparsity", "T", "alpha", "teacher")
+# What the report reads from every record; a record without one of these is refused, naming its file and line.
+REPORT_FIELDS = ("task", "dataset", "model", "compressor", "device", "seed", "metrics")
+# Config keys of the compressor that are its identity, not a setting.
+_COMPRESSOR_IDENTITY = ("_target_", "name")
+MB = 1e6  # sizes are shown in MB of 10^6 bytes, as edgecomp's run summary does
+
+
+# --------------------------------------------------------------------------------------------------- reading
+
+
+def find_record_files(folder: Path) -> list[Path]:
+    """`folder/records.jsonl` and every records.jsonl below it (a sweep's jobs may write into subfolders), sorted;
+    `folder` may also be one records file."""
+    folder = Path(folder)
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise DatasetError(f"report={folder}: no such folder (expected a results folder holding {RECORDS_FILE})")
+    files = sorted(path for path in folder.rglob(RECORDS_FILE) if path.is_file())
+    if not files:
+        raise DatasetError(f"report={folder}: no {RECORDS_FILE} in this folder or any folder under it")
+    return files
+
+
+def _check_record(record: Any, where: str) -> None:
+    if not isinstance(record, dict):
+        raise DatasetError(f"{where}: not a record (a JSON object), but {type(record).__name__}")
+    missing = [field for field in REPORT_FIELDS if field not in record]
+    if missing:
+        raise DatasetError(f"{where}: record lacks {missing}")
+    if record["task"] not in ACCURACY_METRIC:
+        raise DatasetError(f"{where}: task {record['task']!r} is not one of {sorted(ACCURACY_METRIC)}")
+    if not isinstance(record["metrics"], dict):
+        raise DatasetError(f"{where}: metrics is not an object")
+
+
+def load_records(folder: Path) -> list[dict[str, Any]]:
+    """Every record of every records.jsonl at or under `folder`, each checked to have what the report needs.
+
+    A malformed line is an error naming its file and line (read_records); so is a record the report cannot use.
+    """
+    records: list[dict[str, Any]] = []
+    for path in find_record_files(folder):
+        file_records = read_records(path)
+        # read_records skips blank lines: recover each record's line number for the messages. (A sweep still running
+        # may have appended lines since: strict=False, the first len(file_records) lines are the ones read.)
+        line_numbers = [n for n, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
+        for record, line in zip(file_records, line_numbers, strict=False):
+            _check_record(record, f"{path}:{line}")
+        records.extend(file_records)
+    if not records:
+        raise DatasetError(f"report={folder}: its {RECORDS_FILE} files hold no records")
+    return records
+
+
+# --------------------------------------------------------------------------------------------------- aggregating
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation of the values of one measure over a row's seeds (std None if n < 2)."""
+
+    mean: float
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[Any]) -> Stat | None:
+        """None when no value is known (e.g. no latency for a scored predictions file); nulls are left out."""
+        known = [float(v) for v in values if v is not None]
+        if not known:
+            return None
+        return cls(statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else None, len(known))
+
+
+@dataclass(frozen=True)
+class RowKey:
+    """What tells rows apart. `settings` are (key, value) pairs: the compressor's label settings, plus any other
+    compressor setting that differs between records that would otherwise share the row."""
+
+    task: str
+    dataset: str
+    device: str | None
+    model: str | None
+    compressor: str | None
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def settings_label(self) -> str:
+        return " ".join(f"{key}={_format_setting(value)}" for key, value in self.settings)
+
+    @property
+    def label(self) -> str:
+        """The row's compressor column: `prune_unstructured sparsity=0.25`."""
+        return " ".join(part for part in (self.compressor or "-", self.settings_label) if part)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table. Accuracy is in percent (top-1, or COCO mAP50-95 for detection); the deltas compare a
+    compressed row with the baselines recorded alongside it, and are None for a baseline row."""
+
+    key: RowKey
+    metric: str
+    seeds: tuple[Any, ...]
+    accuracy_pct: Stat | None
+    latency_ms: Stat | None
+    size_bytes: Stat | None
+    gzip_bytes: Stat | None
+    compression_time_s: Stat | None
+    is_baseline: bool  # no record of the row carries a "baseline" (train.py, evaluate.py): no deltas
+    delta_accuracy_pts: float | None = None
+    latency_ratio: float | None = None
+    size_ratio: float | None = None
+    gzip_ratio: float | None = None
+
+
+def _format_setting(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _key_value(value: Any) -> Any:
+    """A setting as part of a (hashable) row key: a list or mapping (e.g. ptq_int8's op_types) as compact JSON."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return value
+
+
+def _label_settings(record: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    compression = record.get("compression") or {}
+    return tuple((key, _key_value(compression[key])) for key in LABEL_SETTINGS if key in compression)
+
+
+def _other_settings(record: dict[str, Any]) -> dict[str, Any]:
+    """The compressor's configured settings outside LABEL_SETTINGS: if two records of one row differ in one of these
+    (a sweep over ptq_int8's calibrate_method), they measured different things and must not be averaged together."""
+    compressor = (record.get("config") or {}).get("compressor") or {}
+    return {
+        key: value for key, value in compressor.items() if key not in _COMPRESSOR_IDENTITY and key not in LABEL_SETTINGS
+    }
+
+
+def _split_by_differing_settings(key: RowKey, records: list[dict[str, Any]]) -> dict[RowKey, list[dict[str, Any]]]:
+    others = [_other_settings(record) for record in records]
+    names = sorted({name for settings in others for name in settings})
+    differing = [name for name in names if len({_key_value([s.get(name)]) for s in others}) > 1]
+    if not differing:
+        return {key: records}
+    split: dict[RowKey, list[dict[str, Any]]] = defaultdict(list)
+    for record, settings in zip(records, others, strict=True):
+        extra = tuple((name, _key_value(settings.get(name))) for name in differing)
+        split[replace(key, settings=key.settings + extra)].append(record)
+    return split
+
+
+def _one_record_per_seed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A seed evaluated twice (a re-run) counts once: the most recent record (by `created`, then file order) wins."""
+    by_seed: dict[Any, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: str(r.get("created") or "")):
+        by_seed[record["seed"]] = record
+    return [by_seed[seed] for seed in sorted(by_seed, key=_sort_value)]
+
+
+def _accuracy(metrics: dict[str, Any] | None, metric: str) -> float | None:
+    value = (metrics or {}).get(metric)
+    return None if value is None else 100.0 * value
+
+
+def _mean_pair(pairs: list[tuple[float | None, float | None]]) -> tuple[float, float] | None:
+    """Means of (compressed, baseline) over the seeds where both are known."""
+    known = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if not known:
+        return None
+    return statistics.fmean(a for a, _ in known), statistics.fmean(b for _, b in known)
+
+
+def _ratio(pairs: list[tuple[float | None, float | None]]) -> float | None:
+    means = _mean_pair(pairs)
+    if means is None or not means[1]:
+        return None
+    return means[0] / means[1]
+
+
+def _latency(record_or_baseline: dict[str, Any]) -> float | None:
+    return (record_or_baseline.get("latency_ms") or {}).get("mean")
+
+
+def aggregate(key: RowKey, records: list[dict[str, Any]]) -> Row:
+    """One row from the records of one key: each measure over the seeds, and the deltas to the baselines that the
+    compressed records carry (averaged over the same seeds: compressed mean / baseline mean for the ratios)."""
+    records = _one_record_per_seed(records)
+    metric = ACCURACY_METRIC[key.task]
+    compressed = [r for r in records if isinstance(r.get("baseline"), dict)]
+    deltas: dict[str, float | None] = {}
+    if compressed:
+        accuracy = _mean_pair(
+            [(_accuracy(r["metrics"], metric), _accuracy(r["baseline"].get("metrics"), metric)) for r in compressed]
+        )
+        deltas = {
+            "delta_accuracy_pts": None if accuracy is None else accuracy[0] - accuracy[1],
+            "latency_ratio": _ratio([(_latency(r), _latency(r["baseline"])) for r in compressed]),
+            "size_ratio": _ratio([(r.get("size_bytes"), r["baseline"].get("size_bytes")) for r in compressed]),
+            "gzip_ratio": _ratio([(r.get("gzip_bytes"), r["baseline"].get("gzip_bytes")) for r in compressed]),
+        }
+    return Row(
+        key=key,
+        metric=metric,
+        seeds=tuple(r["seed"] for r in records),
+        accuracy_pct=Stat.of(_accuracy(r["metrics"], metric) for r in records),
+        latency_ms=Stat.of(_latency(r) for r in records),
+        size_bytes=Stat.of(r.get("size_bytes") for r in records),
+        gzip_bytes=Stat.of(r.get("gzip_bytes") for r in records),
+        compression_time_s=Stat.of((r.get("compression") or {}).get("time_s") for r in records),
+        is_baseline=not compressed,
+        **deltas,
+    )
+
+
+def _sort_value(value: Any) -> tuple[int, Any]:
+    """Numbers in numeric order, then anything else in text order, None last."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    return (2, "") if value is None else (1, str(value))
+
+
+def _row_order(row: Row) -> tuple:
+    key = row.key
+    return (
+        key.task,
+        key.dataset,
+        str(key.device or ""),
+        str(key.model or ""),
+        key.compressor != "none",  # the baseline first in each model's block
+        str(key.compressor or ""),
+        tuple((name, _sort_value(value)) for name, value in key.settings),
+    )
+
+
+def build_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
+    """Group the records into rows (seeds of one configuration together) and aggregate each, in table order."""
+    groups: dict[RowKey, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        key = RowKey(
+            task=record["task"],
+            dataset=record["dataset"],
+            device=record["device"],
+            model=record["model"],
+            compressor=record["compressor"],
+            settings=_label_settings(record),
+        )
+        groups[key].append(record)
+    rows = [
+        aggregate(row_key, row_records)
+        for key, group in groups.items()
+        for row_key, row_records in _split_by_differing_settings(key, group).items()
+    ]
+    return sorted(rows, key=_row_order)
+
+
+# --------------------------------------------------------------------------------------------------- formatting
+
+CSV_COLUMNS = (
+    "task",
+    "dataset",
+    "device",
+    "model",
+    "compressor",
+    "settings",
+    "metric",
+    "n",
+    "seeds",
+    "accuracy_pct_mean",
+    "accuracy_pct_std",
+    "latency_ms_mean",
+    "latency_ms_std",
+    "size_bytes_mean",
+    "size_bytes_std",
+    "gzip_bytes_mean",
+    "gzip_bytes_std",
+    "compression_time_s_mean",
+    "compression_time_s_std",
+    "delta_accuracy_pts",
+    "latency_ratio",
+    "size_ratio",
+    "gzip_ratio",
+)
+MARKDOWN_COLUMNS = (
+    # (header, right-aligned)
+    ("dataset", False),
+    ("device", False),
+    ("model", False),
+    ("compressor", False),
+    ("n", True),
+    ("metric", False),
+    ("accuracy (%)", True),
+    ("Δ acc (pts)", True),
+    ("latency (ms)", True),
+    ("× lat", True),
+    ("size (MB)", True),
+    ("× size", True),
+    ("gzip (MB)", True),
+    ("× gzip", True),
+    ("compress (s)", True),
+)
+# Columns that give a row's context rather than its result: left out of the Markdown table (and said once above it)
+# when every row has the same value.
+CONTEXT_COLUMNS = ("dataset", "device", "metric")
+
+
+def csv_values(row: Row) -> list[Any]:
+    """The row's CSV cells in CSV_COLUMNS order: raw numbers (bytes, ms, percent, seconds), None where unknown."""
+    key = row.key
+
+    def stat(value: Stat | None) -> list[float | None]:
+        return [None, None] if value is None else [value.mean, value.std]
+
+    return [
+        key.task,
+        key.dataset,
+        key.device,
+        key.model,
+        key.compressor,
+        key.settings_label,
+        row.metric,
+        len(row.seeds),
+        ";".join(str(seed) for seed in row.seeds),
+        *stat(row.accuracy_pct),
+        *stat(row.latency_ms),
+        *stat(row.size_bytes),
+        *stat(row.gzip_bytes),
+        *stat(row.compression_time_s),
+        row.delta_accuracy_pts,
+        row.latency_ratio,
+        row.size_ratio,
+        row.gzip_ratio,
+    ]
+
+
+def to_csv(rows: Sequence[Row]) -> str:
+    """Numbers unrounded (repr), so that the file parses back to exactly what the table was computed from."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow(["" if value is None else value for value in csv_values(row)])
+    return buffer.getvalue()
+
+
+def _mean_std(value: Stat | None, scale: float = 1.0, digits: int = 2) -> str:
+    if value is None or not math.isfinite(value.mean):
+        return ""
+    text = f"{value.mean / scale:.{digits}f}"
+    return text if value.std is None else f"{text} ± {value.std / scale:.{digits}f}"
+
+
+def _signed(value: float | None) -> str:
+    return "" if value is None else f"{value:+.2f}"
+
+
+def _times(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def markdown_cells(row: Row) -> list[str]:
+    """The row's Markdown cells in MARKDOWN_COLUMNS order, formatted for reading."""
+    key = row.key
+    return [
+        key.dataset,
+        key.device or "-",
+        key.model or "-",
+        key.label,
+        str(len(row.seeds)),
+        row.metric,
+        _mean_std(row.accuracy_pct),
+        _signed(row.delta_accuracy_pts),
+        _mean_std(row.latency_ms),
+        _times(row.latency_ratio),
+        _mean_std(row.size_bytes, MB),
+        _times(row.size_ratio),
+        _mean_std(row.gzip_bytes, MB),
+        _times(row.gzip_ratio),
+        _mean_std(row.compression_time_s, digits=1),
+    ]
+
+
+def to_markdown(rows: Sequence[Row]) -> str:
+    """A GitHub Markdown table, its columns padded so that it also reads as plain text in a terminal.
+
+    A context column (dataset, device, metric) with one value in every row is stated once in a line above the table
+    instead of repeated in each row: the usual sweep (one dataset, one device) then fits a wide terminal.
+    """
+    cells = [[cell.replace("|", "\\|") for cell in markdown_cells(row)] for row in rows]
+    shown, caption = [], []
+    for index, (header, _) in enumerate(MARKDOWN_COLUMNS):
+        values = {line[index] for line in cells}
+        if header in CONTEXT_COLUMNS and len(values) == 1:
+            caption.append(f"{header}: {values.pop()}")
+        else:
+            shown.append(index)
+    columns = [MARKDOWN_COLUMNS[i] for i in shown]
+    body = [[line[i] for i in shown] for line in cells]
+    headers = [header for header, _ in columns]
+    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
+
+    def line(texts: list[str]) -> str:
+        padded = (
+            text.rjust(width) if right else text.ljust(width)
+            for text, width, (_, right) in zip(texts, widths, columns, strict=True)
+        )
+        return "| " + " | ".join(padded) + " |"
+
+    # GitHub's alignment row: `---:` right-aligns a column; the dashes span the padded cell.
+    rule = "|".join(
+        "-" * (width + 1) + ":" if right else "-" * (width + 2)
+        for width, (_, right) in zip(widths, columns, strict=True)
+    )
+    table = [line(headers), f"|{rule}|", *(line(texts) for texts in body)]
+    return "\n".join(([", ".join(caption), ""] if caption else []) + table) + "\n"

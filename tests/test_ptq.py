@@ -1,0 +1,106 @@
+"""Post-training quantization to ONNX: the FP16 and INT8 files really shrink, run under ONNX Runtime, agree with
+the FP32 network they came from, and compress.py records them against the same model exported to FP32 ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgecomp.compress.ptq_int8 import Int8Quantization, depthwise_convolutions
+from edgecomp.errors import ConfigError
+from edgecomp.evaluate.onnx_export import export_onnx
+from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
+from edgecomp.models.timm_classifier import create_classifier
+from tests.conftest import read_jsonl, run_cli
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory, data_dir):
+    """The smoke baseline trained once, then compressed by ptq_fp16 and by ptq_int8 from its checkpoint."""
+    results = tmp_path_factory.mktemp("ptq")
+    common = ["experiment=smoke", f"paths.results={results}", f"paths.data={data_dir}", "logger=none"]
+    run_cli("train.py", *common)
+    (trained,) = read_jsonl(results / "records.jsonl")
+    for compressor in ("ptq_fp16", "ptq_int8"):
+        run_cli("compress.py", *common, f"compressor={compressor}", f"checkpoint={trained['artifact']}")
+    _, fp16, int8 = read_jsonl(results / "records.jsonl")
+    return {"fp16": fp16, "int8": int8}
+
+
+def test_the_files_shrink_against_the_baseline_exported_to_the_same_format(compressed):
+    for precision, at_most in (("fp16", 0.55), ("int8", 0.35)):
+        record = compressed[precision]
+        assert record["compressor"] == f"ptq_{precision}"
+        artifact, baseline = Path(record["artifact"]), Path(record["baseline"]["artifact"])
+        assert artifact.suffix == baseline.suffix == ".onnx" and artifact.is_file() and baseline.is_file()
+        assert record["size_bytes"] == artifact.stat().st_size
+        assert record["baseline"]["size_bytes"] == baseline.stat().st_size
+        assert record["size_bytes"] <= at_most * record["baseline"]["size_bytes"], precision
+        assert 0 < record["gzip_bytes"] < record["baseline"]["gzip_bytes"]
+
+
+def test_the_record_says_what_ran_and_what_it_cost(compressed):
+    for precision, record in compressed.items():
+        assert record["runtime"]["runtime"] == "onnxruntime" and record["runtime"]["precision"] == precision
+        assert record["baseline"]["runtime"]["runtime"] == "onnxruntime"
+        assert record["baseline"]["runtime"]["precision"] == "fp32"
+        assert record["compression"]["time_s"] > 0 and record["compression"]["peak_mem_bytes"] > 0
+        assert record["compression"]["precision"] == precision
+        # Quantization keeps the network: the same parameters and operations as the baseline.
+        assert (record["params"], record["flops"]) == (record["baseline"]["params"], record["baseline"]["flops"])
+        assert 0.0 <= record["metrics"]["top1"] <= 1.0 and record["latency_ms"]["median"] > 0
+    assert compressed["int8"]["compression"]["calib_images"] == 128
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_classifier("mobilenetv3_small_100", num_classes=10).eval()
+    folder = tmp_path_factory.mktemp("onnx")
+    return model, export_onnx(model, folder / "fp32.onnx", 64), folder
+
+
+def run_onnx(path: Path, images: torch.Tensor) -> np.ndarray:
+    device = SimpleNamespace(precision="fp32", accelerator="cpu", threads=1, name="cpu")
+    predictor = OnnxRuntime().load(path, device)
+    return predictor(predictor.prepare(images))
+
+
+@pytest.mark.parametrize("exclude_depthwise", [False, True])
+def test_int8_logits_follow_the_fp32_network(exported, exclude_depthwise):
+    """Calibrated on images like the ones it is run on, the INT8 file's logits stay close to the FP32 file's: a
+    broken calibration or a wrong scale would scatter them."""
+    model, fp32, folder = exported
+    generator = torch.Generator().manual_seed(0)
+    calibration, images = torch.rand(32, 3, 64, 64, generator=generator), torch.rand(8, 3, 64, 64, generator=generator)
+    int8 = folder / f"int8-{exclude_depthwise}.onnx"
+    Int8Quantization("ptq_int8", calib_images=32, exclude_depthwise=exclude_depthwise).quantize_file(
+        fp32, int8, calibration
+    )
+    reference, quantized = run_onnx(fp32, images), run_onnx(int8, images)
+    with torch.no_grad():
+        assert np.allclose(reference, model(images).numpy(), atol=1e-4)  # the FP32 file is the network
+    correlation = np.corrcoef(reference.ravel(), quantized.ravel())[0, 1]
+    assert correlation > 0.95, correlation
+    graph = onnx.load(str(int8)).graph
+    quantized_convs = {node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    assert quantized_convs, "no quantized tensors in the INT8 graph"
+    if exclude_depthwise:
+        assert depthwise_convolutions(onnx.load(str(int8)))  # still there, in FP32
+
+
+def test_bad_settings_and_targets_are_refused_before_any_work():
+    with pytest.raises(ConfigError, match="compressor.calibrate_method='median'"):
+        Int8Quantization("ptq_int8", calibrate_method="median")
+    with pytest.raises(ConfigError, match="calib_images=0"):
+        Int8Quantization("ptq_int8", calib_images=0)
+    job = SimpleNamespace(device=SimpleNamespace(accelerator="cuda", name="cuda"))
+    with pytest.raises(ConfigError, match="use device=cpu"):
+        Int8Quantization("ptq_int8")._check_target(torch.nn.Linear(2, 2), job)

@@ -1,0 +1,362 @@
+"""evaluate.py report=DIR: the table (mean ± std over seeds, deltas to the records' own baselines), its CSV, the
+Pareto plot, the W&B table, and bad input. The records are built here with known numbers."""
+
+import csv
+import json
+import math
+
+import pytest
+from PIL import Image
+
+from edgecomp.errors import ConfigError, DatasetError, EdgecompError
+from edgecomp.evaluate.record import REQUIRED_FIELDS, append_record
+from edgecomp.pipelines import evaluate
+from edgecomp.pipelines.report import PARETO_PNG, TABLE_CSV, TABLE_MD, write_report
+from edgecomp.report.pareto import pareto_front
+from edgecomp.report.table import CSV_COLUMNS, build_rows, load_records
+from tests.conftest import compose_config, run_cli
+from tests.wandb_log import read_run
+
+SMALL, B1 = "mobilenetv3_small_100", "efficientnet_b1"
+# The baselines as train.py recorded them: (top1, latency ms, size bytes, gzip bytes) per model and seed.
+TRAINED = {
+    (SMALL, 0): (0.80, 10.0, 6_000_000, 5_500_000),
+    (SMALL, 1): (0.84, 12.0, 6_000_000, 5_600_000),
+    (B1, 0): (0.90, 40.0, 30_000_000, 27_000_000),
+    (B1, 1): (0.92, 44.0, 30_000_000, 27_400_000),
+}
+# What each compressor does to (top1, latency, size, gzip) relative to the baseline it measured in its own run, and
+# its compression time per seed.
+COMPRESSIONS = {
+    ("ptq_int8", None): (-0.10, 0.5, 0.25, 0.25, (2.0, 4.0)),
+    ("prune_unstructured", 0.25): (-0.02, 1.0, 1.0, 0.6, (10.0, 12.0)),
+    ("prune_unstructured", 0.5): (-0.06, 1.0, 1.0, 0.45, (11.0, 13.0)),
+}
+# compress.py measures the baseline again in its own run: its latency differs from train.py's by this much, so
+# that a delta taken against the train.py row instead of the record's own baseline would show.
+REMEASURED_LATENCY_MS = 1.0
+
+_clock = iter(range(10_000))
+
+
+def make_record(
+    model, compressor, seed, top1, latency, size, gzip, *, task="classification", metric="top1", settings=None, **extra
+):
+    """A record with every field a real one has (edgecomp.pipelines.measure.build_record); `settings`: the
+    compressor's config besides its name."""
+    record = {
+        "task": task,
+        "dataset": "synthetic_cls" if task == "classification" else "synthetic_sod",
+        "model": model,
+        "compressor": compressor,
+        "device": "cpu",
+        "hardware": "test CPU (2 logical CPUs)",
+        "seed": seed,
+        "runtime": {"accelerator": "cpu", "precision": "fp32", "batch_size": 1, "threads": 2, "runtime": "torch"},
+        "metrics": {metric: top1},
+        "params": 1_500_000,
+        "flops": 120_000_000,
+        "input_size": [3, 64, 64],
+        "latency_ms": {"mean": latency, "std": 0.1, "median": latency, "p90": latency, "runs": 10, "warmup": 1},
+        "size_bytes": size,
+        "gzip_bytes": gzip,
+        "artifact": f"results/runs/{model}-s{seed}/model.pt",
+        "created": f"2025-01-01T00:00:{next(_clock):05d}",
+        "edgecomp_version": "0.1.0",
+        "config": {"seed": seed, "model": {"name": model}, "compressor": {"name": compressor, **(settings or {})}},
+    }
+    record.update(extra)
+    assert set(REQUIRED_FIELDS) <= set(record)
+    return record
+
+
+def compressed_record(model, seed, compressor, sparsity):
+    accuracy_delta, latency_factor, size_factor, gzip_factor, times = COMPRESSIONS[(compressor, sparsity)]
+    top1, latency, size, gzip = TRAINED[(model, seed)]
+    baseline_latency = latency + REMEASURED_LATENCY_MS
+    compression = {"time_s": times[seed], "peak_mem_bytes": 900_000_000}
+    if sparsity is None:
+        settings = {"calib_images": 128, "format": "qdq", "calibrate_method": "minmax"}
+    else:
+        settings = {"sparsity": sparsity, "epochs": 1, "lr": 0.01}
+        compression.update(settings, sparsity_reached=sparsity + 0.001)
+    compression.update(settings)
+    baseline = {
+        "artifact": f"results/runs/{model}-s{seed}/checkpoints/last.ckpt",
+        "metrics": {"top1": top1},
+        "params": 1_500_000,
+        "flops": 120_000_000,
+        "latency_ms": {"mean": baseline_latency, "std": 0.1},
+        "size_bytes": size,
+        "gzip_bytes": gzip,
+    }
+    return make_record(
+        model,
+        compressor,
+        seed,
+        round(top1 + accuracy_delta, 6),
+        baseline_latency * latency_factor,
+        int(size * size_factor),
+        int(gzip * gzip_factor),
+        settings=settings,
+        baseline=baseline,
+        compression=compression,
+    )
+
+
+def sweep_records():
+    records = [make_record(model, "none", seed, *numbers) for (model, seed), numbers in TRAINED.items()]
+    for model, seed in TRAINED:
+        for compressor, sparsity in COMPRESSIONS:
+            records.append(compressed_record(model, seed, compressor, sparsity))
+    return records
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep")
+    for record in sweep_records():
+        append_record(folder / "records.jsonl", record)
+    return folder, write_report(folder)
+
+
+def markdown_row(markdown, model, label):
+    """{header: cell} of the Markdown table's line for (model, compressor label)."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+
+    def split(line):
+        return [cell.strip() for cell in line.strip("|").split("|")]
+
+    headers = split(lines[0])
+    rows = [dict(zip(headers, split(line), strict=True)) for line in lines[2:]]
+    (cells,) = [cells for cells in rows if (cells["model"], cells["compressor"]) == (model, label)]
+    return cells
+
+
+def row_of(rows, model, label):
+    (row,) = [row for row in rows if row.key.model == model and row.key.label == label]
+    return row
+
+
+def test_each_configuration_is_one_row_and_each_sparsity_its_own(sweep):
+    _, report = sweep
+    labels = [(row.key.model, row.key.label) for row in report.rows]
+    per_model = ["none", "prune_unstructured sparsity=0.25", "prune_unstructured sparsity=0.5", "ptq_int8"]
+    assert labels == [(B1, label) for label in per_model] + [(SMALL, label) for label in per_model]
+    assert all(row.seeds == (0, 1) for row in report.rows)
+    # measurements (sparsity_reached, time_s, peak_mem_bytes) and the unvarying settings stay out of the label
+    assert not any("reached" in label or "epochs" in label for _, label in labels)
+
+
+def test_cells_are_mean_and_sample_std_over_the_seeds(sweep):
+    _, report = sweep
+    base = row_of(report.rows, SMALL, "none")
+    assert base.accuracy_pct.mean == pytest.approx(82.0) and base.accuracy_pct.std == pytest.approx(math.sqrt(8))
+    assert base.latency_ms.mean == pytest.approx(11.0) and base.latency_ms.std == pytest.approx(math.sqrt(2))
+    assert base.gzip_bytes.mean == pytest.approx(5_550_000) and base.gzip_bytes.std == pytest.approx(
+        70_710.678, abs=1e-2
+    )
+    assert base.compression_time_s is None and base.is_baseline
+    cells = markdown_row(report.markdown, SMALL, "none")
+    assert (cells["accuracy (%)"], cells["latency (ms)"], cells["size (MB)"], cells["gzip (MB)"]) == (
+        "82.00 ± 2.83",
+        "11.00 ± 1.41",
+        "6.00 ± 0.00",
+        "5.55 ± 0.07",
+    )
+    # a baseline row has no deltas and no compression time
+    assert cells["Δ acc (pts)"] == cells["× lat"] == cells["× size"] == cells["× gzip"] == cells["compress (s)"] == ""
+
+
+def test_deltas_compare_with_the_records_own_baselines(sweep):
+    _, report = sweep
+    ptq = row_of(report.rows, SMALL, "ptq_int8")
+    assert ptq.accuracy_pct.mean == pytest.approx(72.0) and ptq.accuracy_pct.std == pytest.approx(math.sqrt(8))
+    assert ptq.delta_accuracy_pts == pytest.approx(-10.0)
+    # (5.5 + 6.5) / 2 over the re-measured baselines (11 + 13) / 2, not over train.py's (10 + 12) / 2
+    assert ptq.latency_ratio == pytest.approx(0.5)
+    assert ptq.size_ratio == pytest.approx(0.25) and ptq.gzip_ratio == pytest.approx(0.25)
+    assert ptq.compression_time_s.mean == pytest.approx(3.0) and ptq.compression_time_s.std == pytest.approx(
+        math.sqrt(2)
+    )
+    pruned = row_of(report.rows, B1, "prune_unstructured sparsity=0.5")
+    assert pruned.delta_accuracy_pts == pytest.approx(-6.0)
+    assert pruned.size_ratio == pytest.approx(1.0) and pruned.gzip_ratio == pytest.approx(0.45)
+    cells = markdown_row(report.markdown, SMALL, "ptq_int8")
+    assert list(cells.values())[3:] == [
+        # accuracy %, Δ points, latency ms, ×, size MB, ×, gzip MB, ×, compression s
+        "72.00 ± 2.83",
+        "-10.00",
+        "6.00 ± 0.71",
+        "0.50x",
+        "1.50 ± 0.00",
+        "0.25x",
+        "1.39 ± 0.02",
+        "0.25x",
+        "3.0 ± 1.4",
+    ]
+
+
+def test_csv_parses_back_to_the_same_numbers(sweep):
+    folder, report = sweep
+    with open(folder / "report" / TABLE_CSV, newline="") as handle:
+        parsed = list(csv.DictReader(handle))
+    assert tuple(parsed[0]) == CSV_COLUMNS and len(parsed) == len(report.rows)
+    for line, row in zip(parsed, report.rows, strict=True):
+        assert (line["model"], line["compressor"], int(line["n"]), line["seeds"]) == (
+            row.key.model,
+            row.key.compressor,
+            2,
+            "0;1",
+        )
+        assert float(line["accuracy_pct_mean"]) == row.accuracy_pct.mean
+        assert float(line["accuracy_pct_std"]) == row.accuracy_pct.std
+        assert float(line["latency_ms_mean"]) == row.latency_ms.mean
+        assert float(line["gzip_bytes_mean"]) == row.gzip_bytes.mean
+        if row.is_baseline:
+            assert line["delta_accuracy_pts"] == line["latency_ratio"] == line["compression_time_s_mean"] == ""
+        else:
+            assert float(line["delta_accuracy_pts"]) == row.delta_accuracy_pts
+            assert float(line["latency_ratio"]) == row.latency_ratio
+    pruned = next(line for line in parsed if line["settings"] == "sparsity=0.25" and line["model"] == SMALL)
+    assert float(pruned["gzip_ratio"]) == pytest.approx(0.6)
+
+
+def test_markdown_file_is_the_printed_table_and_the_plot_a_real_png(sweep):
+    folder, report = sweep
+    assert (folder / "report" / TABLE_MD).read_text() == report.markdown
+    caption, blank, header, rule, *body = report.markdown.splitlines()
+    # one dataset, device and metric: said once above the table, not in every row
+    assert (caption, blank) == ("dataset: synthetic_cls, device: cpu, metric: top1", "")
+    assert header.startswith("| model ") and set(rule) <= set("|-:") and len(body) == 8
+    png = folder / "report" / PARETO_PNG
+    assert png.stat().st_size > 20_000
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.width > 600 and image.height > 400
+        assert len(image.convert("RGB").getcolors(maxcolors=1_000_000)) > 50  # drawn on, not a blank canvas
+    assert not list((folder / "report").glob(".*tmp*")), "no temporary file left behind"
+
+
+def test_pareto_front_keeps_the_points_nothing_beats():
+    points = [(10.0, 80.0), (5.0, 70.0), (6.0, 69.0), (12.0, 79.0), (20.0, 85.0), (5.0, 60.0)]
+    assert pareto_front(points) == [(5.0, 70.0), (10.0, 80.0), (20.0, 85.0)]
+
+
+def test_detection_record_reports_map_as_its_accuracy(tmp_path):
+    for seed, value in ((0, 0.50), (1, 0.54)):
+        record = make_record("yolov8n", "none", seed, value, 34.0, 6_200_000, 5_700_000, task="detection", metric="map")
+        record["metrics"].update(map50=0.9, recall=0.8)
+        append_record(tmp_path / "records.jsonl", record)
+    report = write_report(tmp_path)
+    (row,) = report.rows
+    assert (row.key.task, row.metric) == ("detection", "map")
+    assert row.accuracy_pct.mean == pytest.approx(52.0) and row.accuracy_pct.std == pytest.approx(math.sqrt(8))
+    assert "metric: map" in report.markdown and "52.00 ± 2.83" in report.markdown
+    assert (tmp_path / "report" / PARETO_PNG).stat().st_size > 10_000
+
+
+def test_records_are_found_in_every_folder_under_the_results(tmp_path):
+    records = sweep_records()
+    for index, record in enumerate(records):
+        append_record(tmp_path / "multirun" / "sweep" / str(index % 3) / "records.jsonl", record)
+    assert [row.key for row in build_rows(load_records(tmp_path))] == [row.key for row in build_rows(records)]
+
+
+def test_a_seed_evaluated_twice_counts_once_with_its_latest_record(tmp_path):
+    first = make_record(SMALL, "none", 0, 0.70, 10.0, 6_000_000, 5_500_000)
+    again = make_record(SMALL, "none", 0, 0.80, 10.0, 6_000_000, 5_500_000)  # created later
+    other_seed = make_record(SMALL, "none", 1, 0.84, 12.0, 6_000_000, 5_600_000)
+    (row,) = build_rows([again, other_seed, first])
+    assert row.seeds == (0, 1) and row.accuracy_pct.mean == pytest.approx(82.0)
+
+
+def test_other_compressor_settings_that_differ_split_the_row(tmp_path):
+    records = [compressed_record(SMALL, seed, "ptq_int8", None) for seed in (0, 1)]
+    for record, method in zip(records, ("minmax", "entropy"), strict=True):
+        record["config"]["compressor"].update(calibrate_method=method, op_types=["Conv", "Gemm"])
+    labels = [row.key.label for row in build_rows(records)]
+    assert labels == ["ptq_int8 calibrate_method=entropy", "ptq_int8 calibrate_method=minmax"]
+    records[1]["config"]["compressor"]["op_types"] = None  # a list-valued setting that differs is a key too
+    labels = [row.key.label for row in build_rows(records)]
+    assert labels == [
+        "ptq_int8 calibrate_method=entropy op_types=None",
+        'ptq_int8 calibrate_method=minmax op_types=["Conv","Gemm"]',
+    ]
+
+
+def test_distillation_rows_are_labelled_with_temperature_alpha_and_teacher():
+    records = []
+    for teacher in ("mobilenetv3_large_100", "densenet201"):
+        for seed in (0, 1):
+            record = compressed_record(SMALL, seed, "ptq_int8", None)
+            record.update(compressor="kd")
+            record["compression"] = {"time_s": 30.0, "T": 10.0, "alpha": 0.1, "epochs": 5, "teacher": teacher}
+            record["compression"]["loss"] = {"first": 2.0 + seed, "last": 1.0}  # measured: not a label
+            record["config"]["compressor"] = {"name": "kd", "T": 10.0, "alpha": 0.1, "epochs": 5}
+            records.append(record)
+    rows = build_rows(records)
+    assert [row.key.label for row in rows] == [
+        "kd T=10 alpha=0.1 teacher=densenet201",
+        "kd T=10 alpha=0.1 teacher=mobilenetv3_large_100",
+    ]
+    assert all(row.seeds == (0, 1) for row in rows)
+
+
+def test_folder_without_records_is_one_clear_error(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"empty: no records.jsonl in this folder or any folder under it"):
+        write_report(tmp_path / "empty")
+    with pytest.raises(DatasetError, match="no such folder"):
+        write_report(tmp_path / "missing")
+
+
+def test_malformed_line_names_file_and_line_and_leaves_the_old_report(tmp_path):
+    path = tmp_path / "records.jsonl"
+    append_record(path, make_record(SMALL, "none", 0, 0.8, 10.0, 6_000_000, 5_500_000))
+    write_report(tmp_path)
+    before = {name: (tmp_path / "report" / name).read_bytes() for name in (TABLE_MD, TABLE_CSV, PARETO_PNG)}
+    with open(path, "a") as handle:
+        handle.write('\n{"task": "classification", "metrics": \n')
+    with pytest.raises(EdgecompError, match=r"records.jsonl:3: not a JSON record"):
+        write_report(tmp_path)
+    assert {name: (tmp_path / "report" / name).read_bytes() for name in before} == before
+
+
+def test_record_the_report_cannot_use_names_file_and_line(tmp_path):
+    path = tmp_path / "records.jsonl"
+    append_record(path, make_record(SMALL, "none", 0, 0.8, 10.0, 6_000_000, 5_500_000))
+    with open(path, "a") as handle:
+        handle.write("\n" + json.dumps({"task": "classification", "dataset": "synthetic_cls"}) + "\n")
+        handle.write(json.dumps([1, 2]) + "\n")
+    with pytest.raises(DatasetError, match=r"records.jsonl:3: record lacks \['model', 'compressor'"):
+        write_report(tmp_path)
+
+
+def test_cli_prints_the_table_and_writes_the_report(tmp_path):
+    results = tmp_path / "results"
+    for record in sweep_records():
+        append_record(results / "records.jsonl", record)
+    proc = run_cli("evaluate.py", f"report={results}", "logger=none", f"paths.results={tmp_path / 'run'}")
+    assert "82.00 ± 2.83" in proc.stdout and "prune_unstructured sparsity=0.25" in proc.stdout
+    assert {path.name for path in (results / "report").iterdir()} == {TABLE_MD, TABLE_CSV, PARETO_PNG}
+
+
+def test_report_evaluates_nothing_else(tmp_path):
+    cfg = compose_config("evaluate", [f"report={tmp_path}", "checkpoint=model.ckpt"])
+    with pytest.raises(ConfigError, match="report=DIR .* evaluates nothing"):
+        evaluate.run(cfg)
+
+
+def test_wandb_gets_the_table_and_the_plot(tmp_path):
+    results = tmp_path / "results"
+    for record in sweep_records():
+        append_record(results / "records.jsonl", record)
+    run_cli("evaluate.py", f"report={results}", "logger=wandb", f"paths.results={tmp_path / 'run'}")
+    (run_folder,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    (run_file,) = run_folder.glob("*.wandb")
+    run = read_run(run_file)
+    assert (run["name"], run["job_type"]) == ("report-results", "report")
+    (table_file,) = run_folder.rglob("*.table.json")
+    table = json.loads(table_file.read_text())
+    assert table["columns"] == list(CSV_COLUMNS) and len(table["data"]) == 8
+    assert list(run_folder.rglob("*.png")), "the Pareto plot is logged as an image"
