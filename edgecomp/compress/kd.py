@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch.nn as nn
 from omegaconf import DictConfig
 
@@ -37,6 +38,7 @@ class KnowledgeDistillation(Compressor):
         epochs: int = 5,
         lr: float | None = None,
         teacher_checkpoint: str | None = None,
+        student: DictConfig | None = None,
     ) -> None:
         super().__init__(name)
         if T <= 0:
@@ -52,11 +54,21 @@ class KnowledgeDistillation(Compressor):
         self.epochs = int(epochs)
         self.lr = lr
         self.teacher_checkpoint = Path(teacher_checkpoint) if teacher_checkpoint else None
+        # The benchmark paper's direction: the trained `model` is the teacher, distilled into this student (a model
+        # config, built from scratch under the run seed). None: the student is `model` and the teacher `teacher`.
+        self.student_config = student
         self.teacher: nn.Module | None = None  # set by prepare()
         self.teacher_name: str | None = None
         self.epoch_losses: list[float] = []  # set by compress()
 
     def check(self, cfg: DictConfig) -> None:
+        if self.student_config is not None:
+            if cfg.task != "classification" or self.student_config.num_classes != cfg.model.num_classes:
+                raise ConfigError(
+                    f"compressor=kd distils a classifier into a classifier with the same classes; got dataset="
+                    f"{cfg.dataset.name} ({cfg.task}) and compressor.student.num_classes={self.student_config.num_classes}"
+                )
+            return  # the teacher is the trained baseline
         teacher = cfg.get("teacher")
         if teacher is None:
             raise ConfigError(
@@ -76,7 +88,10 @@ class KnowledgeDistillation(Compressor):
             raise CheckpointError(f"compressor.teacher_checkpoint={self.teacher_checkpoint} does not exist")
 
     def prepare(self, job: Any) -> None:
-        """Load the teacher: from `teacher_checkpoint`, or trained with this run's settings (once, then reused)."""
+        """Load the teacher: from `teacher_checkpoint`, or trained with this run's settings (once, then reused).
+        With a `student` config the teacher is the trained baseline, which compress() receives."""
+        if self.student_config is not None:
+            return
         if self.teacher_checkpoint is None:
             self.teacher_checkpoint = trained_checkpoint(job, model_key="teacher")
         self.teacher = load_weights(build(job.cfg.teacher), self.teacher_checkpoint)
@@ -85,6 +100,8 @@ class KnowledgeDistillation(Compressor):
     def compress(self, model: nn.Module, job: Any) -> nn.Module:
         # Hinton KD trains the student from scratch, like its baseline: `model` (the trained baseline) only fixes
         # the architecture, and the student starts from the very weights the baseline started from.
+        if self.student_config is not None:
+            self.teacher, self.teacher_name = model, job.cfg.model.name
         if self.teacher is None:
             raise RuntimeError("KnowledgeDistillation.compress called before prepare()")
         cfg = job.cfg
@@ -95,8 +112,13 @@ class KnowledgeDistillation(Compressor):
             # The schedule spans the distillation's epochs, not the baseline's trainer.max_epochs.
             horizon = {"T_max": self.epochs} if "T_max" in cfg.optimizer.scheduler else {}
             scheduler = build(cfg.optimizer.scheduler, **horizon)
+        if self.student_config is None:
+            student = initial_model(job)
+        else:
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            student = build(self.student_config)
         module = HintonDistillationModule(
-            initial_model(job),
+            student,
             self.teacher,
             optimizer=build(cfg.optimizer.optimizer, lr=self.lr),
             scheduler=scheduler,
@@ -125,6 +147,7 @@ class KnowledgeDistillation(Compressor):
             "epochs": self.epochs,
             "lr": self.lr,
             "teacher": self.teacher_name,
+            "student": self.student_config.name if self.student_config is not None else None,
             "teacher_checkpoint": str(self.teacher_checkpoint) if self.teacher_checkpoint else None,
             # The mean training loss (the whole objective) over the first and the last epoch: it should fall.
             "loss": {"first": self.epoch_losses[0], "last": self.epoch_losses[-1]} if self.epoch_losses else None,
