@@ -18,6 +18,7 @@ from PIL import Image
 
 from edgecomp.config import build
 from edgecomp.data.detection.letterbox import PAD_VALUE, letterbox, to_original_boxes
+from edgecomp.errors import ConfigError
 from edgecomp.evaluate.coco import METRIC_KEYS
 from edgecomp.evaluate.detection import CocoEvaluator, coco_detections
 from edgecomp.models.detection.base import DetectorAdapter
@@ -160,7 +161,7 @@ def test_visdrone_patches_train_on_four_quadrants(tmp_path):
 
 
 def test_a_class_count_that_does_not_match_the_dataset_is_named(data_dir):
-    with pytest.raises(Exception, match=r"dataset.num_classes=3, but the dataset has 4 categories"):
+    with pytest.raises(ConfigError, match=r"dataset.num_classes=3, but the dataset has 4 categories"):
         cfg = compose_config("train", [*dataset_overrides("synthetic_sod", data_dir, None)])
         with open_dict(cfg):
             cfg.dataset.datamodule.num_classes = 3

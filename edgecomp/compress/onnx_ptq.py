@@ -33,6 +33,10 @@ class OnnxPostTrainingQuantization(Compressor):
     precision: str  # of the quantized file: fp16 | int8
     file_name: str
 
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._exported: Path | None = None  # the FP32 file of this job, once exported
+
     def compress(self, model: nn.Module, job: Any) -> ExportedModel:
         self._check_target(model, job)
         fp32 = self._fp32_file(model, job)
@@ -51,7 +55,7 @@ class OnnxPostTrainingQuantization(Compressor):
         # Exported once per job (the dynamo exporter takes seconds to tens of seconds) and reused by
         # deploy_baseline: the baseline and the quantized file come from the same graph.
         path = job.artifacts_dir / BASELINE_FILE
-        if getattr(self, "_exported", None) != path:
+        if self._exported != path:
             export_onnx(model, path, job.datamodule.image_size)
             self._exported = path
         return path
