@@ -49,3 +49,8 @@ class Compressor(ABC):
     def settings(self) -> dict[str, Any]:
         """The compressor's settings, recorded under the record's `compression`."""
         return {}
+
+    def record_fields(self) -> dict[str, Any]:
+        """Top-level fields this compressor adds to the record (e.g. a distiller's per-term losses under
+        `distill`), after compress(). They may not replace the fields every record has."""
+        return {}

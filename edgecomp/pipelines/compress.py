@@ -45,6 +45,10 @@ def compress(job: Job) -> dict[str, Any]:
         **{k: base[k] for k in BASELINE_FIELDS},
     }
     record["compression"] = {"time_s": cost.time_s, "peak_mem_bytes": cost.peak_mem_bytes, **compressor.settings()}
+    extra = compressor.record_fields()
+    if clashes := sorted(set(extra) & set(record)):
+        raise RuntimeError(f"compressor={compressor.name}: record_fields() would replace the record's {clashes}")
+    record.update(extra)
     return job.publish(record, f"compress ({compressor.name})")
 
 
