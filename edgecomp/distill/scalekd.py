@@ -1,0 +1,137 @@
+"""ScaleKD (Zhu et al., "ScaleKD: Distilling Scale-Aware Knowledge in Small Object Detector", CVPR 2023): the
+distiller's three terms of eq. 7 and its assistant.
+
+- L_feat: scale-decoupled feature distillation on the last backbone stage (section 3.1, edgecomp.distill.sdf);
+- the cross-scale assistant (section 3.2, edgecomp.distill.csa) at every student pyramid level, on the student's
+  pyramid and the teacher's aligned to it; its pyramid runs through the student's detection head ("sharing the
+  detection head for supervision") and is trained on the ground truth with the student family's detection loss
+  (`assistant_step`) by its own optimizer, before the student's update (edgecomp.lit.scalekd);
+- L_cls and L_bbox: Chen et al.'s output losses from the assistant's head outputs -- after its update in this
+  iteration -- to the student's, at every level and, for Faster R-CNN, for the RoI head on the student's proposals
+  ("instead of transferring the teacher's output knowledge, we transfer the CSA's knowledge on both classification
+  and regression branches to students").
+
+The student's head runs on the assistant's features with its BatchNorm statistics held (YOLOv8's head has
+BatchNorm): they are the deployed student's statistics, and must describe the student's own features only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from edgecomp.distill.alignment import aligned_pyramid
+from edgecomp.distill.base import DistillationBatch, Distiller, feature_channels
+from edgecomp.distill.csa import CrossScaleAssistant, QuerySide
+from edgecomp.distill.families import DetectionStep, FamilyView
+from edgecomp.distill.output_losses import OutputDistillationSettings, output_distillation
+from edgecomp.distill.sdf import ScaleDecoupledFeatureDistillation
+from edgecomp.models.detection.base import HeadOutputs
+
+
+@dataclass(frozen=True)
+class SDFSettings:
+    weight_sharing: bool = True  # one set of bottleneck weights for the three dilations (Table 7)
+    embed_channels: int = 128  # each branch's MLP output per position
+    dilations: tuple[int, ...] = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class CSASettings:
+    multi_scale: bool = True  # False: every rate 1, plain cross-attention (Table 6)
+    rates: tuple[int, ...] = (1, 2, 4, 8)  # MSC down-sampling rate of each head group
+    heads: int = 4  # attention heads, split evenly over the rates
+    dim: int = 128  # attention width (heads x head dimension)
+    query_from: QuerySide = "student"  # which network gives the query (eq. 3); the other gives key and value
+
+    @property
+    def effective_rates(self) -> tuple[int, ...]:
+        return self.rates if self.multi_scale else (1,) * len(self.rates)
+
+
+@contextmanager
+def batchnorm_statistics_held(module: nn.Module) -> Iterator[None]:
+    """Run `module` in whatever mode it is in, but leave its BatchNorm running statistics as they were (a momentum
+    of 0 keeps them; the batch counter is restored)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
+
+
+class ScaleKD(Distiller):
+    terms = ("loss_feat", "loss_cls", "loss_bbox")
+
+    def __init__(
+        self,
+        student_view: FamilyView,
+        teacher_view: FamilyView,
+        teacher_scale: float,
+        sdf: SDFSettings,
+        csa: CSASettings,
+        output: OutputDistillationSettings,
+    ) -> None:
+        super().__init__(student_view, teacher_view, teacher_scale)
+        student, teacher = feature_channels(student_view.adapter), feature_channels(teacher_view.adapter)
+        self.sdf = ScaleDecoupledFeatureDistillation(
+            student.last_stage, teacher.last_stage, sdf.embed_channels, sdf.dilations, sdf.weight_sharing
+        )
+        self.csa = CrossScaleAssistant(
+            student.pyramid,
+            [teacher.pyramid[pair.teacher] for pair in self.level_pairs],
+            dim=csa.dim,
+            heads=csa.heads,
+            rates=csa.effective_rates,
+            query_from=csa.query_from,
+        )
+        self.output_settings = output
+        # The assistant works on the student's own levels: every level (and the RoI stage) compares one to one.
+        self.reference_levels = {"dense": list(range(len(student.pyramid))), "roi": [0]}
+
+    def assistant_pyramid(self, batch: DistillationBatch) -> list[torch.Tensor]:
+        teacher = aligned_pyramid(batch.teacher.pyramid, batch.student.pyramid, self.level_pairs)
+        return self.csa(batch.student.pyramid, teacher)
+
+    def assistant_head(self, pyramid: list[torch.Tensor]) -> HeadOutputs:
+        """The student's head on the assistant's pyramid (shared weights, the student's statistics held)."""
+        student = self.student_view.adapter
+        with batchnorm_statistics_held(student):
+            return student.head(pyramid)
+
+    def assistant_step(self, batch: DistillationBatch) -> DetectionStep:
+        """The assistant's detection loss on the ground truth, through the student's head: what its own optimizer
+        minimises. Gradients reach the CSA (and the shared head, whose gradient the student's update discards);
+        never the teacher, never the student's backbone or neck (the CSA detaches its inputs)."""
+        pyramid = self.assistant_pyramid(batch)
+        student = self.student_view.adapter
+        with batchnorm_statistics_held(student):
+            return self.student_view.detection_step(pyramid, student.head(pyramid), batch.targets)
+
+    def losses(self, batch: DistillationBatch) -> dict[str, torch.Tensor]:
+        loss_feat = self.sdf(batch.student.last_stage, batch.teacher.last_stage)
+        with torch.no_grad():
+            pyramid = self.assistant_pyramid(batch)
+            reference = self.student_view.outputs_on(pyramid, self.assistant_head(pyramid), batch.student_step)
+        step = batch.student_step
+        loss_cls, loss_bbox = output_distillation(
+            step.outputs, reference, step.targets, self.reference_levels, self.output_settings
+        )
+        return {"loss_feat": loss_feat, "loss_cls": loss_cls, "loss_bbox": loss_bbox}
+
+    def student_parameters(self) -> Iterator[nn.Parameter]:
+        """The SDF's student side: it trains with the student. The CSA has its own optimizer."""
+        return (p for p in self.sdf.parameters() if p.requires_grad)
+
+    def assistant_parameters(self) -> Iterator[nn.Parameter]:
+        return self.csa.parameters()

@@ -1,0 +1,248 @@
+"""The LightningModule that trains a student detector against a frozen teacher with a distiller (FitNet, Chen et al.
+2017, ScaleKD; edgecomp.distill):
+
+    L = alpha * L_feat + beta * L_cls + gamma * L_bbox + L_det            (ScaleKD eq. 7)
+
+L_det is the student family's own detection loss; the other terms come from the distiller (a method has the terms it
+has, the others weigh nothing). One training step runs the teacher once, on its `teacher_scale` x input, without
+gradients, and the student once: its features, head outputs and detection step (loss and ground-truth assignment)
+serve both L_det and the distillation terms.
+
+The student trains as its from-scratch baseline does (edgecomp.lit.detection.DetectionModule): the run's optimizer
+and scheduler, a linear learning-rate warm-up over `warmup_steps`, gradient-norm clipping at `max_grad_norm`. Its
+optimizer also holds the distiller's student-side parameters (adapters, the SDF's student side). ScaleKD's schedule
+(section 3.2) adds, as step counts or fractions of the run (`DistillationSchedule`):
+- `student_warmup`: the distillation terms are computed and logged but weigh nothing for the first steps ("we first
+  warm up the student model ... it could be detrimental when the instructive knowledge is optimized
+  insufficiently"): the student learns from the ground truth alone while the distiller's learned parts (ScaleKD's
+  assistant) catch up;
+- `freeze_backbone`: the student's backbone receives no update for the first steps (its parameters stop requiring
+  gradients; its BatchNorm statistics keep tracking the data).
+
+Optimisation is manual because ScaleKD steps a second optimizer, the assistant's, before the student's in each
+iteration (edgecomp.lit.scalekd); this module gives the hook (`before_student_update`). Every term is logged every
+step (`train/<term>`, raw, unweighted), and the mean of each over every epoch is kept (`epoch_means`) for the record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn as nn
+
+from edgecomp.distill.alignment import teacher_input
+from edgecomp.distill.base import TERMS, DistillationBatch, Distiller
+from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
+from edgecomp.models.detection.base import DetectorAdapter
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """alpha, beta, gamma of eq. 7: the weights of L_feat, L_cls and L_bbox (L_det weighs 1)."""
+
+    alpha: float = 0.0
+    beta: float = 0.0
+    gamma: float = 0.0
+
+    def of(self, term: str) -> float:
+        return {"loss_feat": self.alpha, "loss_cls": self.beta, "loss_bbox": self.gamma}[term]
+
+
+@dataclass(frozen=True)
+class DistillationSchedule:
+    """Each value: a fraction of the run's steps when in [0, 1), a number of steps when >= 1."""
+
+    student_warmup: float = 0.0
+    freeze_backbone: float = 0.0
+
+    @staticmethod
+    def steps(value: float, total_steps: int) -> int:
+        return int(value) if value >= 1 else round(value * total_steps)
+
+
+class DetectionDistillationModule(pl.LightningModule):
+    """See the module docstring. `teacher` stays frozen and in eval mode throughout."""
+
+    # The terms whose first- and last-epoch means the record holds.
+    summary_terms: tuple[str, ...] = (*TERMS, "loss_det", "loss")
+
+    def __init__(
+        self,
+        student: DetectorAdapter,
+        teacher: DetectorAdapter,
+        distiller: Distiller,
+        weights: LossWeights,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        teacher_scale: float = 1.0,
+        schedule: DistillationSchedule | None = None,
+        warmup_steps: int = 100,
+        max_grad_norm: float | None = 10.0,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.student = student
+        self.teacher = teacher.requires_grad_(False).eval()
+        self.distiller = distiller
+        self.weights = weights
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.teacher_scale = teacher_scale
+        self.schedule = schedule or DistillationSchedule()
+        self.warmup_steps = warmup_steps
+        self.max_grad_norm = max_grad_norm
+        self.steps_done = 0
+        self.distill_from_step = 0  # set when training starts, from the schedule and the run's length
+        self.backbone_frozen_until = 0
+        self._backbone_requires_grad = {name: p.requires_grad for name, p in self.backbone.named_parameters()}
+        self._backbone_frozen = False
+        self.epoch_means: dict[str, list[float]] = defaultdict(list)
+        self._sums: dict[str, float] = defaultdict(float)
+        self._samples = 0
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.distiller.student_view.backbone
+
+    def train(self, mode: bool = True) -> DetectionDistillationModule:
+        """Lightning puts the whole module in training mode each epoch: the teacher goes straight back to eval."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def forward(self, images: torch.Tensor):
+        return self.student(images)
+
+    # ---------------------------------------------------------------------------------------------- optimisation
+
+    def student_optimizer_parameters(self) -> list[nn.Parameter]:
+        return [*self.student.parameters(), *self.distiller.student_parameters()]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.student_optimizer_parameters())
+        schedulers = [self.scheduler_factory(optimizer)] if self.scheduler_factory is not None else []
+        return [optimizer, *self.extra_optimizers()], schedulers
+
+    def extra_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Optimizers besides the student's (ScaleKD: the assistant's)."""
+        return []
+
+    def all_optimizers(self) -> list[Any]:
+        optimizers = self.optimizers()
+        return list(optimizers) if isinstance(optimizers, list | tuple) else [optimizers]
+
+    def clip(self, optimizer: Any) -> None:
+        if self.max_grad_norm is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+
+    def warmup_factor(self) -> float:
+        """The student's linear learning-rate warm-up, as DetectionModule's."""
+        if self.warmup_steps <= 0:
+            return 1.0
+        return min(1.0, (self.steps_done + 1) / self.warmup_steps)
+
+    def step_student(self, optimizer: Any) -> None:
+        # The factor scales this step without touching the learning rates the scheduler owns.
+        factor = self.warmup_factor()
+        scheduled = [group["lr"] for group in optimizer.param_groups]
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+        try:
+            optimizer.step()
+        finally:
+            for group, lr in zip(optimizer.param_groups, scheduled, strict=True):
+                group["lr"] = lr
+
+    def set_backbone_frozen(self, frozen: bool) -> None:
+        if frozen == self._backbone_frozen:
+            return
+        for name, parameter in self.backbone.named_parameters():
+            parameter.requires_grad_(False if frozen else self._backbone_requires_grad[name])
+        self._backbone_frozen = frozen
+
+    def on_train_start(self) -> None:
+        total = self.trainer.num_training_batches * self.trainer.max_epochs
+        self.distill_from_step = DistillationSchedule.steps(self.schedule.student_warmup, total)
+        self.backbone_frozen_until = DistillationSchedule.steps(self.schedule.freeze_backbone, total)
+
+    def on_train_end(self) -> None:
+        self.set_backbone_frozen(False)  # the deployed student's parameters as they were built
+
+    # ---------------------------------------------------------------------------------------------- one step
+
+    def distillation_batch(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> DistillationBatch:
+        with torch.no_grad():
+            teacher = self.teacher.features(teacher_input(images, self.teacher_scale))
+        student = self.student.features(images)
+        head = self.student.head(student.pyramid)
+        step = self.distiller.student_view.detection_step(student.pyramid, head, targets)
+        return DistillationBatch(images, targets, student, head, step, teacher)
+
+    def before_student_update(self, batch: DistillationBatch) -> dict[str, torch.Tensor]:
+        """Work done before the student's update in each iteration (ScaleKD: the assistant's). Returns terms to log."""
+        return {}
+
+    def training_step(self, batch, batch_idx):
+        images, targets = batch
+        self.set_backbone_frozen(self.steps_done < self.backbone_frozen_until)
+        data = self.distillation_batch(images, targets)
+        logged = dict(self.before_student_update(data))
+
+        loss_det = torch.stack(list(data.student_step.losses.values())).sum()
+        terms = self.distiller.losses(data)
+        distilling = self.steps_done >= self.distill_from_step
+        total = loss_det
+        for name, value in terms.items():
+            weight = self.weights.of(name)
+            if distilling and weight:  # a term that weighs nothing adds no gradient (and no weight decay)
+                total = total + weight * value
+
+        optimizer = self.all_optimizers()[0]
+        optimizer.zero_grad()  # also drops what the assistant's loss left on the shared head
+        self.manual_backward(total)
+        self.clip(optimizer)
+        self.step_student(optimizer)
+        self.steps_done += 1
+
+        logged.update(terms)
+        logged.update({f"det_{name}": value for name, value in data.student_step.losses.items()})
+        logged.update(loss_det=loss_det, loss=total)
+        self.record(logged, batch_size=len(images))
+        self.log("train/distilling", float(distilling), batch_size=len(images))
+        return total.detach()
+
+    def record(self, values: dict[str, torch.Tensor], batch_size: int) -> None:
+        for name, value in values.items():
+            value = value.detach()
+            self.log(f"train/{name}", value, batch_size=batch_size, prog_bar=name == "loss")
+            self._sums[name] += float(value) * batch_size
+        self._samples += batch_size
+
+    def on_train_epoch_end(self) -> None:
+        for name, value in self._sums.items():
+            self.epoch_means[name].append(value / max(self._samples, 1))
+        self._sums, self._samples = defaultdict(float), 0
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
+        if not math.isfinite(self.epoch_means["loss"][-1]):
+            self.trainer.should_stop = True  # a diverged student cannot recover
+
+    def validation_step(self, batch, batch_idx):
+        images, targets = batch
+        loss = torch.stack(list(self.student.loss(images, targets).values())).sum()
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(images))
+
+    def term_summary(self) -> dict[str, dict[str, float] | None]:
+        """Each term's mean over the first and over the last epoch (None for a term the method does not have)."""
+        return {
+            name: {"first": self.epoch_means[name][0], "last": self.epoch_means[name][-1]}
+            if self.epoch_means.get(name)
+            else None
+            for name in self.summary_terms
+        }
