@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 from omegaconf import DictConfig
 
 from edgecomp.evaluate.artifact import ExportedModel
+from edgecomp.evaluate.size import save_weights
 
 
 class Compressor(ABC):
@@ -45,6 +47,14 @@ class Compressor(ABC):
         """The baseline as this compressor's output is deployed, for a like-for-like comparison (PTQ: the FP32
         model exported to the same format and run by the same runtime). By default the module itself."""
         return model
+
+    def save(self, model: nn.Module, path: Path) -> Path:
+        """Write the deployable artifact of `model` (what compress() returned as an nn.Module) to `path`; returns
+        the file written. By default its weights (state_dict) alone, which `evaluate.py checkpoint=<file>` loads into
+        a fresh model. A compressor whose result a fresh model cannot take as plain weights (structured pruning
+        changes the shapes) writes a format of its own, which edgecomp.models.checkpoint.load_model reads."""
+        save_weights(model, path)
+        return path
 
     def settings(self) -> dict[str, Any]:
         """The compressor's settings, recorded under the record's `compression`."""

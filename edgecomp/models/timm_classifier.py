@@ -1,12 +1,20 @@
-"""timm image classifiers: random init, or weights from a local file (never a hub download)."""
+"""timm image classifiers: random init, or weights from a local file (never a hub download).
+
+`split_batchnorm_act` rewrites timm's fused BatchNorm + activation layers as a plain `nn.BatchNorm2d` followed by
+the activation, with the same output: ModelOpt's structured pruning (edgecomp.compress.fastnas) recognises
+`nn.BatchNorm2d` only by its exact class, so a `BatchNormAct2d` hides the channels of every convolution before it
+from the search (on MobileNetV3 and EfficientNet, only the squeeze-excitation layers would be left to prune).
+"""
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import timm
 import torch.nn as nn
+from timm.layers import BatchNormAct2d
 
 from edgecomp.errors import CheckpointError
 
@@ -28,3 +36,36 @@ def create_classifier(
     if not path.is_file():
         raise CheckpointError(f"model.pretrained_file={path} does not exist (a state_dict file for {name})")
     return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, num_classes=num_classes)
+
+
+def split_batchnorm_act(model: nn.Module) -> int:
+    """Replace every timm `BatchNormAct2d` in `model` with `nn.Sequential(bn=nn.BatchNorm2d, drop=..., act=...)`,
+    in place; returns how many were replaced.
+
+    BatchNormAct2d computes `act(drop(batch_norm(x)))` with the very `F.batch_norm` call of `nn.BatchNorm2d`, so the
+    output is identical, in training mode (where the running statistics update the same way) as in eval mode. The
+    BatchNorm's parameters and buffers are copied; the dropout and activation modules are reused. Parameter names
+    gain a level (`bn1.weight` becomes `bn1.bn.weight`): a state_dict of the original model no longer fits, which
+    is why this runs on a loaded model (and again on a fresh one before a pruned artifact is restored into it).
+    """
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not BatchNormAct2d:  # exactly timm's class: a subclass may compute something else
+                continue
+            batchnorm = nn.BatchNorm2d(
+                child.num_features,
+                eps=child.eps,
+                momentum=child.momentum,
+                affine=child.affine,
+                track_running_stats=child.track_running_stats,
+                device=child.weight.device if child.weight is not None else None,
+                dtype=child.weight.dtype if child.weight is not None else None,
+            )
+            # The BatchNorm's own entries (weight, bias, running statistics, batch count), not the children's.
+            own = {key: value for key, value in child.state_dict().items() if "." not in key}
+            batchnorm.load_state_dict(own, strict=True)
+            batchnorm.train(child.training)
+            setattr(parent, name, nn.Sequential(OrderedDict(bn=batchnorm, drop=child.drop, act=child.act)))
+            replaced += 1
+    return replaced

@@ -10,11 +10,13 @@ from omegaconf import DictConfig
 from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build
 from edgecomp.evaluate.artifact import ExportedModel
-from edgecomp.evaluate.size import save_weights
-from edgecomp.models.checkpoint import load_weights
+from edgecomp.models.checkpoint import load_model
 from edgecomp.pipelines.common import Job, run_job
 from edgecomp.pipelines.measure import build_record
 from edgecomp.pipelines.train import WEIGHTS, trained_checkpoint
+from edgecomp.report.comparison import comparison_table, vs_baseline
+
+COMPARISON = "comparison.md"  # the baseline-vs-compressed table, next to the artifact
 
 # What the record keeps of the baseline's own evaluation, under "baseline".
 BASELINE_FIELDS = ("metrics", "params", "flops", "latency_ms", "size_bytes", "gzip_bytes", "runtime")
@@ -24,15 +26,14 @@ def compress(job: Job) -> dict[str, Any]:
     cfg = job.cfg
     compressor = build(cfg.compressor)
     checkpoint = cfg.checkpoint or trained_checkpoint(job)
-    baseline = load_weights(job.new_model(), checkpoint)
+    baseline = load_model(job.new_model(), checkpoint)
     compressor.prepare(job)  # e.g. a distillation teacher: trained once and reused, so not part of the cost
 
     with measure_cost() as cost:
         compressed = compressor.compress(copy.deepcopy(baseline), job)
     artifact = compressed.path if isinstance(compressed, ExportedModel) else checkpoint
     if not compressor.deploys_baseline and not isinstance(compressed, ExportedModel):
-        artifact = job.artifacts_dir / WEIGHTS
-        save_weights(compressed, artifact)
+        artifact = compressor.save(compressed, job.artifacts_dir / WEIGHTS)
 
     # The baseline deployed the way the compressed model is (e.g. exported to FP32 ONNX for PTQ), so that sizes
     # and latencies compare like with like.
@@ -45,11 +46,17 @@ def compress(job: Job) -> dict[str, Any]:
         **{k: base[k] for k in BASELINE_FIELDS},
     }
     record["compression"] = {"time_s": cost.time_s, "peak_mem_bytes": cost.peak_mem_bytes, **compressor.settings()}
+    record["vs_baseline"] = vs_baseline(record)  # params, FLOPs and latency ratios side by side
     extra = compressor.record_fields()
     if clashes := sorted(set(extra) & set(record)):
         raise RuntimeError(f"compressor={compressor.name}: record_fields() would replace the record's {clashes}")
     record.update(extra)
-    return job.publish(record, f"compress ({compressor.name})")
+    published = job.publish(record, f"compress ({compressor.name})")
+    table = comparison_table(record)
+    job.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    (job.artifacts_dir / COMPARISON).write_text(table)
+    print(f"\n{table}\n(written to {job.artifacts_dir / COMPARISON})", flush=True)
+    return published
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

@@ -10,14 +10,14 @@ from omegaconf import DictConfig
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.coco import coco_metrics, load_predictions
-from edgecomp.models.checkpoint import load_weights
+from edgecomp.models.checkpoint import load_model
 from edgecomp.pipelines.common import Job, run_job
 from edgecomp.pipelines.measure import build_record, record_header
 
 
 def evaluate(job: Job) -> dict[str, Any]:
     cfg = job.cfg
-    model = load_weights(job.new_model(), cfg.checkpoint)
+    model = load_model(job.new_model(), cfg.checkpoint)  # plain weights, or a pruned model's ModelOpt artifact
     return job.publish(build_record(job.config, job.device, job.measure(model), cfg.checkpoint), "evaluate")
 
 

@@ -16,10 +16,16 @@ The views:
 - `predict()`: Ultralytics' decoding (DFL, anchors, strides) and NMS at its validation settings (confidence 0.001,
   IoU 0.7, multi-label), at most `max_detections` per image.
 No normalisation: YOLO takes RGB in [0, 1], what the data pipeline gives.
+
+Ultralytics' `Concat` layers are swapped, instance by instance, for `TraceableConcat`, which lists its inputs one by
+one. The output is the same; what changes is that torch.fx (the tracer behind ModelOpt's structured pruning,
+edgecomp.compress.fastnas) can follow channels through it. Ultralytics' own class is left as it is: only the
+instances inside this adapter change class, so a model the user builds with Ultralytics directly is untouched.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -53,6 +59,38 @@ def _ultralytics():
     return DetectionModel, yaml_model_load, non_max_suppression
 
 
+@functools.cache
+def traceable_concat_class() -> type:
+    """Ultralytics' Concat with `torch.cat([x[0], x[1], ...], d)` in place of `torch.cat(x, d)`.
+
+    Traced by torch.fx, `torch.cat(x, d)` on the layer's input list becomes one concatenation of a single opaque
+    list node, in which ModelOpt's dependency analysis cannot find the tensors whose channels are concatenated (it
+    fails with "'Node' object is not iterable"). Indexing the list element by element (Ultralytics sets `f`, the
+    indices of the layer's inputs, on every layer) gives fx one node per input. Built on first use, because
+    Ultralytics is only imported when a YOLO model is built.
+    """
+    _offline_ultralytics_environment()
+    from ultralytics.nn.modules import Concat
+
+    class TraceableConcat(Concat):
+        def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
+            return torch.cat([x[i] for i in range(len(self.f))], self.d)
+
+    return TraceableConcat
+
+
+def make_concat_traceable(network: torch.nn.Module) -> int:
+    """Give every Ultralytics Concat layer of `network` the TraceableConcat class (same attributes, same output);
+    returns how many were changed. Ultralytics' Concat class itself is not modified."""
+    from ultralytics.nn.modules import Concat
+
+    traceable = traceable_concat_class()
+    layers = [layer for layer in network.modules() if type(layer) is Concat]
+    for layer in layers:
+        layer.__class__ = traceable
+    return len(layers)
+
+
 class YOLOv8Adapter(DetectorAdapter):
     """YOLOv8 at `scale` (n, s, m, l, x) for `num_classes` classes, random init (weights come from a checkpoint)."""
 
@@ -78,6 +116,7 @@ class YOLOv8Adapter(DetectorAdapter):
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
         self.network = detection_model(spec, ch=3, verbose=False)
+        make_concat_traceable(self.network)
         self.network.args = SimpleNamespace(**LOSS_GAINS)  # what Ultralytics' loss reads its gains from
         self.backbone_end = len(spec["backbone"]) - 1
         self.detect = self.network.model[-1]
@@ -109,27 +148,40 @@ class YOLOv8Adapter(DetectorAdapter):
         )
 
     def _raw_predictions(self, pyramid: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The head's outputs flattened as Ultralytics' loss and decoder take them."""
-        outputs = self.head(pyramid)
-        batch = pyramid[0].shape[0]
+        return self.flatten_head_outputs(self.head(pyramid))
+
+    def flatten_head_outputs(self, outputs: HeadOutputs) -> dict[str, torch.Tensor]:
+        """Per-level head outputs (this network's, or a distiller's through this head) flattened as Ultralytics'
+        loss and decoder take them. Both read "feats" only for the levels' (h, w), which the outputs share."""
+        batch = outputs.classification[0].shape[0]
         return {
             "boxes": torch.cat([r.view(batch, 4 * self.detect.reg_max, -1) for r in outputs.regression], dim=-1),
             "scores": torch.cat([c.view(batch, self.num_classes, -1) for c in outputs.classification], dim=-1),
-            "feats": pyramid,
+            "feats": outputs.classification,
+        }
+
+    @staticmethod
+    def ultralytics_targets(
+        targets: list[dict[str, torch.Tensor]], image_size: int, like: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """edgecomp targets (xyxy pixels of the image_size^2 frame) as Ultralytics' loss takes them: normalised
+        (x_centre, y_centre, width, height), with each box's image index; on `like`'s device and dtype."""
+        batch_index, classes, boxes = [], [], []
+        for position, target in enumerate(targets):
+            xyxy = target["boxes"].to(like)
+            batch_index.append(torch.full((len(xyxy),), float(position), device=like.device))
+            classes.append(target["labels"].to(like).view(-1, 1))
+            boxes.append(torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1))
+        return {
+            "batch_idx": torch.cat(batch_index),
+            "cls": torch.cat(classes),
+            "bboxes": torch.cat(boxes) / image_size,
         }
 
     def loss(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Ultralytics' three gain-weighted terms, each per image (its loss returns them times the batch size)."""
         predictions = self._raw_predictions(self.features(images).pyramid)
-        size = images.shape[-1]
-        batch_index, classes, boxes = [], [], []
-        for position, target in enumerate(targets):
-            xyxy = target["boxes"].to(images)
-            batch_index.append(torch.full((len(xyxy),), float(position), device=images.device))
-            classes.append(target["labels"].to(images).view(-1, 1))
-            # Ultralytics' targets: normalised (x_centre, y_centre, width, height).
-            boxes.append(torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1) / size)
-        batch = {"batch_idx": torch.cat(batch_index), "cls": torch.cat(classes), "bboxes": torch.cat(boxes)}
+        batch = self.ultralytics_targets(targets, images.shape[-1], like=images)
         total, _ = self.criterion.loss(predictions, batch)
         terms = total / len(images)
         return {"box": terms[0], "cls": terms[1], "dfl": terms[2]}

@@ -1,0 +1,479 @@
+"""`compressor=fastnas`: structured pruning by NVIDIA ModelOpt's FastNAS, as in the proof-of-concept report
+(YOLOv8m pruned to <= 66 % of its FLOPs, fine-tuned 50 epochs, then measured).
+
+What runs, in ModelOpt's terms (modelopt.torch.prune.prune(model, mode="fastnas", constraints, dummy_input, config),
+called step by step, see FastNASPruning.search):
+
+1. Search space. ModelOpt traces the deployable network (edgecomp.models.modelopt_artifact.ModelOptView: for a
+   detector its backbone, neck and head, never the pre- or post-processing, which are not part of the trace), finds
+   which layers' channel counts must change together, and lets each such group keep a share of its channels
+   (`channel_ratios`, by default ModelOpt's 0.05, 0.10, ..., 1.0) rounded to a multiple of `channel_divisor`:
+   ModelOpt's per-layer `channel_divisor` / `feature_divisor` rules of the "fastnas" mode, all set to this value.
+   It is the search-space granularity: hardware runs channel counts that are multiples of 8 or 32 best, so it
+   decides whether fewer FLOPs become less latency (and a coarse one leaves small models little to prune: YOLOv8n
+   at 32 cannot go below ~66 % of its FLOPs). `search_layers` limits the rules to the modules it names (ModelOpt's
+   name patterns); the others keep their width.
+2. BatchNorm recalibration. A narrower layer changes the statistics its BatchNorm sees, so before each candidate is
+   scored ModelOpt re-estimates every BatchNorm's running statistics for the candidate (its patched `model.eval()`
+   does it) from a queue of training batches that `data_loader` fills once. The queue holds exactly
+   MODELOPT_QUEUE_MAXLEN (50) batches and ModelOpt re-estimates only from a full queue (with fewer it warns and
+   scores with stale statistics), so the data loader here yields exactly 50 batches of `calibration_batch_size`
+   training images drawn by the run seed (CalibrationBatches; cycled when the split is smaller). Each score
+   therefore costs 50 forward passes on top of the evaluation.
+3. Search. FastNAS's binary searcher first measures each group's sensitivity: the drop of the score when that group
+   alone keeps fewer channels, for each of its choices (the score: `score_metric` on the evaluation split, by the
+   job's own evaluator: COCO mAP50-95 for a detector, top-1 for a classifier, unless set). It then binary-searches
+   one threshold on that drop so that the subnet keeping, in every group, the fewest channels whose drop stays
+   under the threshold fits `flops` (a share of the baseline's FLOPs as ModelOpt counts them: torchprofile,
+   BatchNorm excluded; the record also gives edgecomp's own count before and after). The sensitivities are written
+   to a search checkpoint in the run's artifacts folder after each group, so a killed search resumes where it
+   stopped (the checkpoint is named after the baseline's weights: another baseline starts afresh).
+4. The chosen subnet is exported as a plain nn.Module with fewer channels, fine-tuned for `epochs` (the report: 50)
+   with the task's LightningModule and the run's optimizer at the constant `lr`, and saved with
+   modelopt.torch.opt.save (`save`). `evaluate.py checkpoint=<that file>` restores it into a fresh model with
+   modelopt.torch.opt.restore (edgecomp.models.checkpoint.load_model).
+
+Models. YOLOv8 (the adapter makes Ultralytics' Concat traceable), timm classifiers (the view splits timm's
+BatchNormAct2d into BatchNorm2d + activation, which ModelOpt can narrow), RetinaNet and FCOS. Refused by check(),
+before any work, with the reason: DenseNet and Faster R-CNN (UNSEARCHABLE).
+
+The record gains `fastnas`: the searched subnet config (the channels each searchable layer keeps), params and FLOPs
+before and after (edgecomp's counts), the search's own numbers; compress.py adds `vs_baseline`, where the latency
+ratio stands next to the FLOPs ratio (the report's point: -34 % FLOPs gave -19.6 % latency on its GPU).
+
+Where the report is silent: how the score is computed (here the task's validation metric, the ModelOpt docs'
+recommendation), the fine-tune's learning rate (here the run optimizer at a constant, low `lr`, as for
+prune_unstructured: the pruned network keeps its trained weights), the channel divisor (ModelOpt's default 32).
+One departure from ModelOpt's searcher: when its bisection ends without a subnet within the budget (it never tries
+its interval's upper end), the search space's smallest subnet is taken (see FastNASPruning.search).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import math
+import numbers
+import re
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from edgecomp.compress.base import Compressor
+from edgecomp.compress.finetune import fine_tune
+from edgecomp.config import build
+from edgecomp.errors import ConfigError
+from edgecomp.evaluate.flops import count_flops, count_params
+from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor
+from edgecomp.models.modelopt_artifact import VIEW_PREFIX, ModelOptView, save_artifact
+from edgecomp.report.table import ACCURACY_METRIC
+
+log = logging.getLogger("edgecomp")
+
+# Models FastNAS cannot search, by `model.name` pattern, with the reason (found by running ModelOpt 0.47 on them).
+UNSEARCHABLE = {
+    "densenet*": (
+        "every layer of a dense block takes the concatenation of all earlier layers' outputs, and ModelOpt's tracer "
+        "cannot follow channels through these chained concatenations of the same features (modelopt.torch.nas."
+        "convert fails with 'Missing symbols!'), so no channel is left to search; pick a MobileNetV3 or "
+        "EfficientNet classifier"
+    ),
+    "faster_rcnn*": (
+        "its second stage reads the pyramid through torchvision's MultiScaleRoIAlign, which ModelOpt's tracer "
+        "cannot follow (conversion fails: 'Node _multiscale_roi_align is not in mapping'); pick model=retinanet or "
+        "model=fcos, whose networks FastNAS does search"
+    ),
+}
+SEARCH_CHECKPOINT = "fastnas_search-{fingerprint}.pth"
+# ModelOpt warnings that every search gives and nobody can act on (see _report_modelopt_warnings).
+EXPECTED_MODELOPT_WARNINGS = (
+    "does not exist! Initializing from scratch",
+    "not found, falling back",
+    "Found modules that cannot be traced",
+    "Found unvisited modules",
+)
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+class CalibrationBatches:
+    """`count` batches of `batch_size` training images for ModelOpt's BatchNorm re-estimation.
+
+    The images are the datamodule's calibration set (`calibration_images`: training images drawn by the run seed,
+    prepared as for evaluation, the set PTQ calibrates on), cycled when the training split holds fewer than
+    count x batch_size. Drawn by the seed alone, they are the same whatever the process did before (a baseline
+    trained in the same run moves the training loader's epoch), so a resumed search scores exactly as the first.
+    Iterable more than once; the images are loaded on the first pass.
+    """
+
+    def __init__(self, datamodule: Any, count: int, batch_size: int) -> None:
+        self.datamodule = datamodule
+        self.count = count
+        self.batch_size = batch_size
+        self._images: torch.Tensor | None = None
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self._images is None:
+            self._images = self.datamodule.calibration_images(self.count * self.batch_size)
+        images = self._images
+        for batch in range(self.count):
+            positions = torch.arange(batch * self.batch_size, (batch + 1) * self.batch_size) % len(images)
+            yield images[positions]
+
+
+class ValidationScore:
+    """ModelOpt's `score_func`: `metric` of the job's evaluator on the evaluation split, for the subnet that is
+    active in `view` at the time of the call (ModelOpt maximises it)."""
+
+    def __init__(self, job: Any, metric: str) -> None:
+        self.job = job
+        self.metric = metric
+        self.evaluations = 0
+
+    def __call__(self, view: nn.Module) -> float:
+        # ModelOpt's patched eval(): re-estimates every BatchNorm's statistics for the active subnet from the queued
+        # training batches before anything is evaluated.
+        view.eval()
+        job = self.job
+        device = job.device
+        predictor = TorchEagerPredictor(view.model, device.torch_device, torch.float32)
+        metrics = job.evaluator(view.model, predictor, job.datamodule, device)
+        if self.metric not in metrics:
+            raise ConfigError(
+                f"compressor.score_metric={self.metric}: the {job.cfg.task} evaluator reports {sorted(metrics)}"
+            )
+        self.evaluations += 1
+        value = float(metrics[self.metric])
+        return value if math.isfinite(value) else 0.0  # COCO's -1/NaN for "no such objects": nothing found
+
+
+def flops_share(flops: float | str) -> float:
+    """`flops` as a fraction of the baseline's: "66%" or 0.66 are both 0.66."""
+    if isinstance(flops, str) and (match := _PERCENT.match(flops)):
+        share = float(match.group(1)) / 100
+    elif _is_number(flops):
+        share = float(flops)
+    else:
+        share = math.nan
+    if not 0 < share < 1:
+        raise ConfigError(
+            f"compressor.flops={flops}: expected the pruned model's FLOPs as a share of the baseline's, a percentage "
+            "below 100 (e.g. 66%) or a fraction between 0 and 1 (e.g. 0.66)"
+        )
+    return share
+
+
+def search_space_rules(
+    channel_divisor: int, channel_ratios: tuple[float, ...] | None = None, search_layers: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """ModelOpt's "fastnas" mode config (its per-layer-type rules) with every channel / feature divisor set to
+    `channel_divisor` and, if given, every channel / feature ratio list set to `channel_ratios`; everything else
+    stays ModelOpt's default. With `search_layers` (module-name patterns, relative to the model), each rule applies
+    to the modules those patterns match only: ModelOpt leaves the others (rule None) at their full width."""
+    from modelopt.torch.prune.fastnas import FastNASConfig
+
+    rules = FastNASConfig().model_dump()
+    for per_pattern in rules.values():
+        for rule in per_pattern.values():
+            for key in ("channel_divisor", "feature_divisor"):
+                if rule and key in rule:
+                    rule[key] = channel_divisor
+            for key in ("channels_ratio", "features_ratio"):
+                if rule and key in rule and channel_ratios is not None:
+                    rule[key] = channel_ratios
+    if search_layers is not None:
+        # ModelOpt matches a rule's patterns against module names inside the view (which start with "model.") and
+        # merges the matches in order: "*" -> None first, then the searched layers' own rule.
+        rules = {
+            layer_type: {"*": None, **{VIEW_PREFIX + pattern: per_pattern["*"] for pattern in search_layers}}
+            for layer_type, per_pattern in rules.items()
+        }
+    return rules
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A short hash of the model's weights: the search checkpoint belongs to one baseline."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _ratio(after: float, before: float) -> float | None:
+    return after / before if before else None
+
+
+class FastNASPruning(Compressor):
+    """Search a subnet with at most `flops` of the baseline's FLOPs (ModelOpt FastNAS), then fine-tune it.
+
+    `channel_divisor`: the search-space granularity (channel counts are multiples of it); `channel_ratios`: the
+    shares of its channels a layer may keep (null: ModelOpt's 0.05 steps; fewer choices, fewer scores to compute:
+    the search scores every choice of every searchable layer once); `search_layers`: module-name patterns of the
+    layers the search may narrow (null: all; e.g. to keep a detection head whole); `epochs` of fine-tuning
+    at the constant `lr` with the run's optimizer (0: deploy the searched subnet as it is); `score_metric`: the
+    evaluator's metric the search keeps (null: top1 / map); `calibration_batch_size`: images per BatchNorm
+    recalibration batch (null: the training batch size; ModelOpt uses 50 such batches per candidate).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        flops: float | str = "66%",
+        channel_divisor: int = 32,
+        channel_ratios: list[float] | None = None,
+        search_layers: list[str] | None = None,
+        epochs: int = 5,
+        lr: float = 0.005,
+        score_metric: str | None = None,
+        calibration_batch_size: int | None = None,
+    ) -> None:
+        super().__init__(name)
+        self.flops_share = flops_share(flops)
+        if not _is_whole(channel_divisor) or channel_divisor < 1:
+            raise ConfigError(
+                f"compressor.channel_divisor={channel_divisor}: expected a whole number >= 1, the multiple every "
+                "pruned channel count is rounded to (ModelOpt's default 32; 8 or 16 leave small models more to prune)"
+            )
+        if channel_ratios is not None:
+            ratios = list(channel_ratios) if _is_sequence(channel_ratios) else []
+            if not ratios or not all(_is_number(r) and 0 < r <= 1 for r in ratios) or 1 not in ratios:
+                raise ConfigError(
+                    f"compressor.channel_ratios={channel_ratios}: expected a list of shares of a layer's channels in "
+                    "(0, 1] that includes 1 (the unpruned layer), e.g. [0.5, 1.0]; null: ModelOpt's 0.05, 0.10, ..., 1"
+                )
+        if search_layers is not None and (
+            not _is_sequence(search_layers) or not search_layers or not all(isinstance(p, str) for p in search_layers)
+        ):
+            raise ConfigError(
+                f"compressor.search_layers={search_layers}: expected a list of module-name patterns (fnmatch, e.g. "
+                "[blocks.4.*] or [network.model.1*]), or null to search every layer"
+            )
+        if not _is_whole(epochs) or epochs < 0:
+            raise ConfigError(
+                f"compressor.epochs={epochs}: expected a whole number of fine-tuning epochs >= 0 (the report: 50)"
+            )
+        if not _is_number(lr) or not lr > 0:
+            raise ConfigError(f"compressor.lr={lr}: expected the fine-tune's learning rate, lr > 0 (e.g. 0.005)")
+        if calibration_batch_size is not None and (not _is_whole(calibration_batch_size) or calibration_batch_size < 1):
+            raise ConfigError(
+                f"compressor.calibration_batch_size={calibration_batch_size}: expected a whole number of images >= 1 "
+                "(null: the training batch size)"
+            )
+        self.channel_divisor = int(channel_divisor)
+        self.channel_ratios = None if channel_ratios is None else tuple(sorted(float(r) for r in channel_ratios))
+        self.search_layers = None if search_layers is None else tuple(str(p) for p in search_layers)
+        self.epochs = int(epochs)
+        self.lr = float(lr)
+        self.score_metric = score_metric
+        self.calibration_batch_size = calibration_batch_size
+        self.view: ModelOptView | None = None  # set by compress(): what save() writes
+        self.result: dict[str, Any] = {}  # set by compress(): the record's `fastnas`
+
+    @property
+    def flops_target(self) -> str:
+        """The constraint as ModelOpt takes it: a percentage of the original model's FLOPs."""
+        return f"{100 * self.flops_share:g}%"
+
+    def check(self, cfg: DictConfig) -> None:
+        model = cfg.model.name
+        for pattern, reason in UNSEARCHABLE.items():
+            if fnmatch.fnmatch(model, pattern):
+                raise ConfigError(f"compressor=fastnas cannot prune model={model}: {reason}")
+
+    def compress(self, model: nn.Module, job: Any) -> nn.Module:
+        cfg = job.cfg
+        size = job.datamodule.image_size
+        input_shape = (1, 3, size, size)
+        metric = self.score_metric or ACCURACY_METRIC[cfg.task]
+        before = {"params": count_params(model), "flops": count_flops(model, input_shape)}
+        checkpoint = job.artifacts_dir / SEARCH_CHECKPOINT.format(fingerprint=weights_fingerprint(model))
+        resumed = checkpoint.exists()
+        if resumed:
+            log.info("fastnas: resuming the search from %s", checkpoint)
+        if self.calibration_batch_size is None:
+            self.calibration_batch_size = int(job.datamodule.batch_size)
+
+        device = job.device.torch_device
+        # Converted in eval mode: in training mode ModelOpt's trace of YOLOv8 finds fewer searchable channels (its
+        # smallest subnet then keeps ~80% of YOLOv8n's FLOPs instead of ~50% at channel_divisor=16).
+        view = ModelOptView(model).to(device).eval()
+        score = ValidationScore(job, metric)
+        start = time.perf_counter()
+        state = self.search(view, job, score, checkpoint, torch.zeros(input_shape, device=device))
+        search_time = time.perf_counter() - start
+        view.cpu()
+
+        start = time.perf_counter()
+        if self.epochs > 0:
+            view.model.train()  # Lightning keeps the modes it finds; the search left the network in eval mode
+            module = build(cfg.dataset.module)(
+                view.model, optimizer=build(cfg.optimizer.optimizer, lr=self.lr), scheduler=None
+            )
+            fine_tune(module, job, self.epochs)
+            view.cpu()
+        fine_tune_time = time.perf_counter() - start
+
+        searched = state["sensitivity_map"]  # the searchable hparams, by name
+        chosen = state["best"]["config"]
+        after = {"params": count_params(view.model), "flops": count_flops(view.model, input_shape)}
+        self.view = view
+        self.result = {
+            "subnet_config": {name.removeprefix(VIEW_PREFIX): chosen[name] for name in sorted(searched)},
+            "unpruned_config": {name.removeprefix(VIEW_PREFIX): max(searched[name]) for name in sorted(searched)},
+            "params": {
+                "before": before["params"],
+                "after": after["params"],
+                "ratio": _ratio(after["params"], before["params"]),
+            },
+            "flops": {
+                "before": before["flops"],
+                "after": after["flops"],
+                "ratio": _ratio(after["flops"], before["flops"]),
+                "target": self.flops_share,
+                # ModelOpt's own count of the chosen subnet (torchprofile, BatchNorm excluded), which the target binds
+                "modelopt_after": (state["best"].get("constraints") or {}).get("flops"),
+            },
+            "search": {
+                "score_metric": metric,
+                "baseline_score": state.get("original_score"),
+                "score_evaluations": score.evaluations,
+                "resumed": resumed,
+                "checkpoint": str(checkpoint),
+                "time_s": search_time,
+            },
+            "fine_tune_time_s": fine_tune_time,
+        }
+        return view.model
+
+    def search(
+        self, view: ModelOptView, job: Any, score: ValidationScore, checkpoint: Path, dummy_input: torch.Tensor
+    ) -> dict[str, Any]:
+        """FastNAS on `view`, in place (it ends as the exported subnet); returns the searcher's state (best subnet,
+        sensitivities, the baseline's score).
+
+        The steps of modelopt.torch.prune.prune(view, mode="fastnas", ...), one by one: mtn.convert into the search
+        space, FastNAS's searcher (BinarySearcher) on it, mtn.export of the chosen subnet. Between the last two, one
+        addition: ModelOpt bisects the sensitivity threshold between the smallest and the largest drop of the score
+        but never tries the largest itself, i.e. the subnet with every group at its smallest choice. When only that
+        subnet (or one as small) fits `flops` (a budget near the search space's floor, or a score that drops by the
+        same amount whatever is pruned, as an untrained model's does) the bisection ends without a subnet within the
+        budget; the smallest subnet, which ModelOpt checked against the budget before searching, is taken instead.
+        """
+        import modelopt.torch.nas as mtn
+        from modelopt.torch.nas.autonas import MODELOPT_QUEUE_MAXLEN
+        from modelopt.torch.nas.utils import get_subnet_config, select
+        from modelopt.torch.opt.conversion import ApplyModeError
+        from modelopt.torch.prune.fastnas import FastNASModeDescriptor
+        from modelopt.torch.prune.pruning import PruneModeRegistry
+
+        config = {
+            "data_loader": CalibrationBatches(job.datamodule, MODELOPT_QUEUE_MAXLEN, self.calibration_batch_size),
+            "collect_func": lambda images: images,  # a batch is the forward's one argument
+            "max_iter_data_loader": MODELOPT_QUEUE_MAXLEN,
+            "score_func": score,
+            "checkpoint": str(checkpoint),
+            "verbose": False,
+        }
+        model_name = job.cfg.model.name
+        mode = [("fastnas", search_space_rules(self.channel_divisor, self.channel_ratios, self.search_layers))]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                mtn.convert(view, mode, registry=PruneModeRegistry)
+            except ApplyModeError as err:
+                raise ConfigError(
+                    f"compressor=fastnas cannot prune model={model_name}: ModelOpt finds nothing to search in it "
+                    f"({str(err).splitlines()[0]})"
+                ) from err
+            searcher = FastNASModeDescriptor().search_algorithm()
+            try:
+                searcher.search(view, {"flops": self.flops_target}, dummy_input, config)
+            except ValueError as err:
+                if "constraints can be satisfied" not in str(err):
+                    raise
+                raise ConfigError(
+                    f"compressor.flops={self.flops_target}: model={model_name} cannot be pruned that far at "
+                    f"compressor.channel_divisor={self.channel_divisor}"
+                    + (f" and compressor.channel_ratios={list(self.channel_ratios)}" if self.channel_ratios else "")
+                    + f": its smallest subnet keeps {self._smallest_share(view, dummy_input):.1%} of the FLOPs; "
+                    "raise compressor.flops or lower compressor.channel_divisor (e.g. 16 or 8)"
+                ) from err
+            state = searcher.state_dict()
+            if not state["best"].get("is_satisfied"):
+                smallest = {name: min(choices) for name, choices in state["sensitivity_map"].items()}
+                select(view, smallest, strict=False)
+                satisfied, constraints = searcher.constraints_func()
+                if not satisfied:
+                    raise RuntimeError(
+                        f"FastNAS found no subnet of model={model_name} within {self.flops_target} FLOPs"
+                    )
+                log.info("fastnas: the bisection ended over budget; taking the search space's smallest subnet")
+                state["best"] = {"config": get_subnet_config(view), "constraints": constraints, "is_satisfied": True}
+            select(view, state["best"]["config"])
+            mtn.export(view)
+        _report_modelopt_warnings(caught)
+        return state
+
+    @staticmethod
+    def _smallest_share(view: ModelOptView, dummy_input: torch.Tensor) -> float:
+        """FLOPs of the search space's smallest subnet over its largest's (the view is still a search space)."""
+        from modelopt.torch.nas.utils import sample
+
+        shape = tuple(dummy_input.shape)
+        sample(view, max)
+        largest = count_flops(view.model, shape)
+        sample(view, min)
+        return count_flops(view.model, shape) / largest
+
+    def save(self, model: nn.Module, path: Path) -> Path:
+        """modelopt.torch.opt.save of the pruned model's view: the pruning (ModelOpt state) and the weights."""
+        if self.view is None or self.view.model is not model:
+            raise RuntimeError("FastNASPruning.save is for the model its compress() returned")
+        return save_artifact(self.view, path)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "flops": self.flops_target,
+            "channel_divisor": self.channel_divisor,
+            "channel_ratios": None if self.channel_ratios is None else list(self.channel_ratios),
+            "search_layers": None if self.search_layers is None else list(self.search_layers),
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "score_metric": self.result.get("search", {}).get("score_metric", self.score_metric),
+            "calibration_batch_size": self.calibration_batch_size,
+        }
+
+    def record_fields(self) -> dict[str, Any]:
+        return {"fastnas": self.result} if self.result else {}
+
+
+def _report_modelopt_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """ModelOpt's warnings, as log lines. The expected ones at INFO in one line: a fresh search has no checkpoint
+    to resume (two warnings), and its tracer lists, in boxed tables, the modules it traced through their children
+    (e.g. YOLOv8's C2f blocks) or never reached (the DFL layer, which the deployable network does not run)."""
+    for warning in caught:
+        text = str(warning.message)
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        if any(expected in text for expected in EXPECTED_MODELOPT_WARNINGS):
+            log.info("ModelOpt: %s", first_line)
+        else:
+            log.warning("ModelOpt: %s", text)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

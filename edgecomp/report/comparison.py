@@ -1,0 +1,103 @@
+"""Baseline against compressed model for one compress.py record: the ratios the record keeps under `vs_baseline`,
+and the proof-of-concept report's table (params, FLOPs, latency and the task's metrics; baseline, compressed,
+change), which compress.py prints and writes next to the artifact.
+
+The report's point is the gap between the FLOPs ratio and the latency ratio (-34 % FLOPs gave -19.6 % latency on
+its GPU): both stand side by side here. Latency is the median ms per image of the latency protocol's passes (the
+median, not the mean: one slow pass on a shared CPU should not decide a ratio). Pure functions on record dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+LATENCY_STAT = "median"
+# The metrics the table shows, by task, with the report's names for them: COCO mAP50-95 and recall for a detector.
+TABLE_METRICS = {
+    "classification": (("top1", "Top-1"),),
+    "detection": (("map", "mAP@50-95"), ("recall", "Recall")),
+}
+
+
+def _ratio(compressed: float | None, baseline: float | None) -> float | None:
+    if compressed is None or not baseline:
+        return None
+    return compressed / baseline
+
+
+def _latency(measured: dict[str, Any]) -> float | None:
+    return (measured.get("latency_ms") or {}).get(LATENCY_STAT)
+
+
+def vs_baseline(record: dict[str, Any]) -> dict[str, Any]:
+    """Compressed / baseline for params, FLOPs and latency (median ms per image), None where a side is unknown."""
+    baseline = record["baseline"]
+    return {
+        "params_ratio": _ratio(record.get("params"), baseline.get("params")),
+        "flops_ratio": _ratio(record.get("flops"), baseline.get("flops")),
+        "latency_ratio": _ratio(_latency(record), _latency(baseline)),
+        "latency_stat": LATENCY_STAT,
+    }
+
+
+def _count(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.2f}{prefix}{unit}"
+    return f"{value:.0f}{unit}"
+
+
+def _change(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{100 * (ratio - 1):+.1f}%"
+
+
+def _score(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def _points(compressed: Any, baseline: Any) -> str:
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (compressed, baseline)):
+        return "-"
+    return f"{100 * (compressed - baseline):+.1f} pts"
+
+
+def comparison_table(record: dict[str, Any]) -> str:
+    """The report's table as Markdown (also readable as plain text): one row per measure, columns baseline,
+    compressed and the change (relative for counts and time, in percentage points for metrics)."""
+    baseline = record["baseline"]
+    ratios = vs_baseline(record)
+    rows = [
+        ("Parameters", _count(baseline.get("params"), ""), _count(record.get("params"), ""), ratios["params_ratio"]),
+        ("FLOPs", _count(baseline.get("flops"), ""), _count(record.get("flops"), ""), ratios["flops_ratio"]),
+    ]
+    lines = [(name, before, after, _change(ratio)) for name, before, after, ratio in rows]
+    latency_before, latency_after = _latency(baseline), _latency(record)
+    lines.append(
+        (
+            f"Latency (ms, {LATENCY_STAT})",
+            "-" if latency_before is None else f"{latency_before:.2f}",
+            "-" if latency_after is None else f"{latency_after:.2f}",
+            _change(ratios["latency_ratio"]),
+        )
+    )
+    for key, label in TABLE_METRICS.get(record["task"], ()):
+        before, after = (baseline.get("metrics") or {}).get(key), (record.get("metrics") or {}).get(key)
+        lines.append((label, _score(before), _score(after), _points(after, before)))
+
+    header = ("Metric", "Baseline", record.get("compressor") or "Compressed", "Change")
+    widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
+
+    def row(cells: tuple[str, ...]) -> str:
+        # The measure's name left-aligned, the numbers right-aligned.
+        padded = [
+            cell.ljust(width) if column == 0 else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
+    title = f"{record['model']} on {record['dataset']}, device={record['device']}: baseline vs {record['compressor']}"
+    return "\n".join([title, "", row(header), rule, *(row(line) for line in lines)]) + "\n"

@@ -1,0 +1,318 @@
+"""compressor=fastnas: ModelOpt FastNAS structured pruning, its model rewrites, its artifact and compress.py end to end.
+
+The fast tier prunes the classification smoke model (MobileNetV3-Small at 32 px, a coarse search space) in-process;
+the slow tier resumes that search from a checkpoint cut short, and runs `experiment=smoke_fastnas` (YOLOv8n) through
+both entry points.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from timm.layers import BatchNormAct2d
+
+from edgecomp.config import build
+from edgecomp.errors import CheckpointError, ConfigError
+from edgecomp.models.checkpoint import load_model, load_weights
+from edgecomp.models.detection.yolov8 import YOLOv8Adapter
+from edgecomp.models.modelopt_artifact import ModelOptView, flat_tensors
+from edgecomp.models.timm_classifier import split_batchnorm_act
+from edgecomp.pipelines import compress, evaluate
+from tests.conftest import compose_config, read_jsonl, run_cli
+
+DIVISOR = 16
+BUDGET = 0.9
+# MobileNetV3-Small at 32 px, its last stage searched (blocks.4: 6 searchable layers, whose smallest subnet keeps
+# ~80% of the network's FLOPs) with two choices per layer (all of it or half, in multiples of 16): one score per
+# layer, each after ModelOpt's 50 BatchNorm-recalibration passes (of 2 images).
+SMOKE_CLASSIFIER = [
+    "experiment=smoke",
+    "compressor=fastnas",
+    f"compressor.flops={BUDGET}",
+    f"compressor.channel_divisor={DIVISOR}",
+    "compressor.channel_ratios=[0.5,1.0]",
+    "compressor.search_layers=[blocks.4.*]",
+    "compressor.epochs=1",
+    "compressor.calibration_batch_size=2",
+    "device.threads=1",  # latency is not what these tests check; one thread is robust to a busy CPU
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+]
+
+# ---------------------------------------------------------------------------------------------------- model rewrites
+
+
+def test_splitting_timms_batchnorm_act_changes_no_output_in_training_or_eval_mode(one_torch_thread):
+    torch.manual_seed(0)
+    original = timm.create_model("mobilenetv3_small_100", num_classes=5)
+    split = copy.deepcopy(original)
+    fused = sum(type(m) is BatchNormAct2d for m in original.modules())
+    assert split_batchnorm_act(split) == fused > 10
+    assert not any(isinstance(m, BatchNormAct2d) for m in split.modules())
+    images = torch.rand(4, 3, 64, 64)
+    # Training mode: same output, and the running statistics update the same way.
+    assert torch.equal(original.train()(images), split.train()(images))
+    running = {k: v for k, v in original.state_dict().items() if "running" in k or "num_batches" in k}
+    renamed = {k.replace(".bn.", "."): v for k, v in split.state_dict().items()}
+    assert all(torch.equal(value, renamed[key]) for key, value in running.items())
+    assert torch.equal(original.eval()(images), split.eval()(images))
+
+
+def test_yolov8s_concat_patch_changes_no_output_and_stays_inside_the_adapter(one_torch_thread):
+    from ultralytics.nn.modules import Concat
+    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+    forward_before = Concat.forward
+    torch.manual_seed(0)
+    adapter = YOLOv8Adapter(num_classes=4, input_size=64, scale="n").eval()
+    patched = [m for m in adapter.modules() if isinstance(m, Concat)]
+    assert len(patched) == 4 and all(type(m) is not Concat for m in patched)  # YOLOv8's neck has 4 Concat layers
+
+    unpatched = copy.deepcopy(adapter)
+    for layer in unpatched.modules():
+        if isinstance(layer, Concat):
+            layer.__class__ = Concat
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        outputs, reference = flat_tensors(adapter(images)), flat_tensors(unpatched(images))
+    assert len(outputs) == 6 and all(torch.equal(a, b) for a, b in zip(outputs, reference, strict=True))
+
+    # Ultralytics' own class and a model built with Ultralytics directly are untouched.
+    assert Concat.forward is forward_before
+    plain = DetectionModel(yaml_model_load("yolov8n.yaml"), ch=3, verbose=False)
+    assert sum(type(m) is Concat for m in plain.modules()) == 4
+
+
+# ---------------------------------------------------------------------------------------------------- the config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["experiment=smoke", "model=densenet169"], "cannot prune model=densenet169: every layer of a dense block"),
+        (["experiment=smoke_det", "model=faster_rcnn"], "cannot prune model=faster_rcnn_resnet18: its second stage"),
+    ],
+)
+def test_a_model_fastnas_cannot_search_is_refused_before_any_work(tmp_path, overrides, message):
+    cfg = compose_config(
+        "compress", [*overrides, "compressor=fastnas", f"paths.results={tmp_path}", f"paths.data={tmp_path / 'data'}"]
+    )
+    with pytest.raises(ConfigError, match=message):
+        compress.run(cfg)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("compressor.flops=120%", "compressor.flops"),
+        ("compressor.flops=two-thirds", "compressor.flops"),
+        ("compressor.flops=0", "compressor.flops"),
+        ("compressor.channel_divisor=0", "compressor.channel_divisor"),
+        ("compressor.channel_ratios=[0.25,0.5]", "compressor.channel_ratios"),
+        ("compressor.epochs=-1", "compressor.epochs"),
+        ("compressor.lr=0", "compressor.lr"),
+        ("compressor.calibration_batch_size=0", "compressor.calibration_batch_size"),
+        ("compressor.search_layers=blocks.4.*", "compressor.search_layers"),
+    ],
+)
+def test_settings_out_of_range_are_refused_when_the_compressor_is_built(override, key):
+    cfg = compose_config("compress", ["experiment=smoke", "compressor=fastnas", override])
+    with pytest.raises(ConfigError, match=key):
+        build(cfg.compressor)
+
+
+def test_fastnas_yolo_runs_on_synthetic_sod_by_default_and_on_coco128_when_asked():
+    default = compose_config("compress", ["experiment=fastnas_yolo"])
+    coco = compose_config("compress", ["experiment=fastnas_yolo", "dataset=coco128"])
+    assert (default.dataset.name, default.model.name, default.compressor.name) == (
+        "synthetic_sod",
+        "yolov8n",
+        "fastnas",
+    )
+    assert (coco.dataset.name, coco.dataset.image_size, coco.compressor.flops) == ("coco128", 640, "66%")
+    for cfg in (default, coco):
+        build(cfg.compressor).check(cfg)
+
+
+def test_the_budget_reads_as_a_percentage_or_a_fraction():
+    for flops in ("66%", 0.66):
+        cfg = compose_config("compress", ["experiment=smoke", "compressor=fastnas", f"compressor.flops={flops}"])
+        assert build(cfg.compressor).flops_target == "66%"
+
+
+# ---------------------------------------------------------------------------------------------------- compress.py
+
+
+@pytest.fixture(scope="module")
+def pruned_classifier(tmp_path_factory, data_dir, one_torch_thread):
+    """compress.py with compressor=fastnas on the classification smoke setting: (config overrides, record)."""
+    results = tmp_path_factory.mktemp("fastnas")
+    overrides = [*SMOKE_CLASSIFIER, f"paths.results={results}", f"paths.data={data_dir}"]
+    record = compress.run(compose_config("compress", overrides))
+    return overrides, record
+
+
+def test_the_pruned_classifier_fits_the_flops_budget_and_has_fewer_parameters(pruned_classifier):
+    _, record = pruned_classifier
+    baseline, fastnas = record["baseline"], record["fastnas"]
+    assert record["flops"] <= BUDGET * baseline["flops"]
+    assert record["params"] < baseline["params"]
+    assert (fastnas["flops"]["before"], fastnas["flops"]["after"]) == (baseline["flops"], record["flops"])
+    assert (fastnas["params"]["before"], fastnas["params"]["after"]) == (baseline["params"], record["params"])
+    # ModelOpt's own FLOPs count (torchprofile, BatchNorm excluded), which the budget binds, is within it too.
+    assert fastnas["flops"]["modelopt_after"] <= BUDGET * baseline["flops"] * 1.01
+    # The latency ratio next to the FLOPs ratio, each compressed / baseline.
+    ratios = record["vs_baseline"]
+    assert ratios["flops_ratio"] == pytest.approx(record["flops"] / baseline["flops"])
+    median = record["latency_ms"]["median"] / baseline["latency_ms"]["median"]
+    assert ratios["latency_ratio"] == pytest.approx(median) and ratios["latency_stat"] == "median"
+    # The search scored the baseline, then every searchable layer's half-width choice once, on the task's metric;
+    # only the layers of `search_layers` were searched.
+    search = fastnas["search"]
+    assert search["score_metric"] == "top1" and search["score_evaluations"] == 1 + len(fastnas["subnet_config"]) > 3
+    assert all(name.startswith("blocks.4.") for name in fastnas["subnet_config"])
+    # The expansion convolutions, hidden from ModelOpt behind timm's BatchNormAct2d until the view splits it.
+    assert any(name.endswith("conv_pw.out_channels") for name in fastnas["subnet_config"])
+    assert record["compression"]["channel_divisor"] == DIVISOR and record["compression"]["flops"] == "90%"
+    json.dumps(record)  # the searched config is plain data
+    table = (Path(record["artifact"]).parent / "comparison.md").read_text()
+    assert f"{100 * (ratios['flops_ratio'] - 1):+.1f}%" in table and "Top-1" in table
+
+
+def test_pruned_channel_counts_are_multiples_of_the_channel_divisor(pruned_classifier):
+    overrides, record = pruned_classifier
+    subnet, space = record["fastnas"]["subnet_config"], record["fastnas"]["unpruned_config"]
+    pruned = {name: kept for name, kept in subnet.items() if kept < space[name]}
+    assert pruned and all(kept % DIVISOR == 0 for kept in pruned.values())
+    # The searched widths include ones that are not multiples of 16 (e.g. squeeze-excitation's 72 and 144): the
+    # divisor, not the architecture, made the choices multiples of it.
+    assert any(width % DIVISOR for width in space.values())
+    # The deployed network has exactly these widths.
+    model = load_model(build(compose_config("compress", overrides).model), record["artifact"])
+    for name, kept in subnet.items():
+        layer_name, attribute = name.rsplit(".", 1)
+        assert getattr(model.get_submodule(layer_name), attribute) == kept, name
+
+
+def test_evaluate_restores_the_artifact_into_a_fresh_model_and_reproduces_the_record(pruned_classifier):
+    overrides, record = pruned_classifier
+    evaluated = evaluate.run(compose_config("evaluate", [*overrides, f"checkpoint={record['artifact']}"]))
+    assert evaluated["metrics"] == record["metrics"] and record["metrics"]["top1"] > 0
+    for field in ("params", "flops", "size_bytes", "gzip_bytes", "input_size"):
+        assert evaluated[field] == record[field], field
+    # The weights-only loader refuses the artifact with a message that says what it is.
+    with pytest.raises(CheckpointError, match="is a ModelOpt artifact"):
+        load_weights(build(compose_config("compress", overrides).model), record["artifact"])
+
+
+def test_modelopt_recalibrates_batchnorm_for_each_candidate_from_the_50_calibration_batches(pruned_classifier):
+    """ModelOpt re-estimates BatchNorm statistics (on `eval()`) only from a full queue of 50 batches, which the
+    calibration batches fill; a layer after a narrowed one then gets statistics of its own."""
+    import warnings
+
+    import modelopt.torch.nas as mtn
+    from modelopt.torch.nas.autonas import MODELOPT_QUEUE_MAXLEN
+    from modelopt.torch.nas.patch import prep_for_eval
+    from modelopt.torch.nas.utils import sample
+    from modelopt.torch.prune.pruning import PruneModeRegistry
+    from modelopt.torch.utils.network import run_forward_loop
+
+    from edgecomp.compress.fastnas import CalibrationBatches, search_space_rules
+    from edgecomp.pipelines.common import start_job
+
+    overrides, _ = pruned_classifier
+    cfg = compose_config("compress", overrides)
+    job = start_job(cfg)
+    view = ModelOptView(build(cfg.model)).eval()
+    rules = search_space_rules(DIVISOR, (0.5, 1.0), ("blocks.4.*",))
+    mtn.convert(view, [("fastnas", rules)], registry=PruneModeRegistry)
+    batches = CalibrationBatches(job.datamodule, MODELOPT_QUEUE_MAXLEN, 2)
+    assert len(list(batches)) == MODELOPT_QUEUE_MAXLEN == 50
+    # What the searcher does first: the largest subnet, evaluated once with the data loader (which fills the queue).
+    prep_for_eval(view, lambda model: run_forward_loop(model, batches, collect_func=lambda images: images))
+    after_projection = view.model.blocks[4][0].bn3.bn  # follows conv_pwl, whose inputs the search narrows
+    full_width_statistics = after_projection.running_var.clone()
+    sample(view, min)  # a candidate
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        view.eval()
+    assert not any("queue not filled" in str(w.message) for w in caught)
+    assert not torch.equal(after_projection.running_var, full_width_statistics)
+
+
+@pytest.mark.slow
+def test_a_killed_search_resumes_from_its_checkpoint(pruned_classifier):
+    """The search checkpoint holds the layers measured so far; a re-run measures only the others."""
+    overrides, record = pruned_classifier
+    checkpoint = Path(record["fastnas"]["search"]["checkpoint"])
+    state = torch.load(checkpoint, weights_only=True)
+    for name in list(state["sensitivity_map"])[-2:]:  # killed before its last two layers were measured
+        del state["sensitivity_map"][name]
+    torch.save(state, checkpoint)
+
+    resumed = compress.run(compose_config("compress", overrides))
+    search = resumed["fastnas"]["search"]
+    assert search["resumed"] and search["score_evaluations"] == 2
+    assert resumed["fastnas"]["subnet_config"] == record["fastnas"]["subnet_config"]
+    assert search["baseline_score"] == record["fastnas"]["search"]["baseline_score"]
+
+
+# ---------------------------------------------------------------------------------------------------- YOLOv8, CLI
+
+
+@pytest.mark.slow
+def test_smoke_fastnas_prunes_yolov8n_and_evaluate_reproduces_it(tmp_path, data_dir):
+    """`experiment=smoke_fastnas` through both entry points: YOLOv8n within 66% of its FLOPs, fewer parameters, and
+    `evaluate.py checkpoint=<artifact>` (a fresh model restored by ModelOpt) gives the record's numbers again."""
+    common = ["experiment=smoke_fastnas", f"paths.results={tmp_path}", f"paths.data={data_dir}", "logger=none"]
+    proc = run_cli("compress.py", *common, "trainer.enable_progress_bar=false", timeout=600)
+    (record,) = read_jsonl(tmp_path / "records.jsonl")
+    assert "| FLOPs" in proc.stdout and "mAP@50-95" in proc.stdout  # the report's table
+    assert record["model"] == "yolov8n" and record["compressor"] == "fastnas"
+    assert record["flops"] <= 0.66 * record["baseline"]["flops"]
+    assert record["params"] < record["baseline"]["params"]
+    assert any("network.model.22" in name for name in record["fastnas"]["subnet_config"])  # the head is searched
+
+    run_cli("evaluate.py", *common, f"checkpoint={record['artifact']}")
+    _, evaluated = read_jsonl(tmp_path / "records.jsonl")
+    assert evaluated["metrics"] == record["metrics"]
+    for field in ("params", "flops", "size_bytes", "gzip_bytes"):
+        assert evaluated[field] == record[field], field
+
+
+def test_a_torchvision_detector_is_searched_and_still_runs_torchvisions_post_processing(one_torch_thread):
+    """ModelOpt searches RetinaNet's network (backbone, FPN, head); its outputs keep their channels, so the smallest
+    subnet still goes through torchvision's own decoding and NMS. (FCOS shares the adapter code.)"""
+    family = "retinanet"
+    import modelopt.torch.nas as mtn
+    from modelopt.torch.nas.utils import sample
+    from modelopt.torch.prune.pruning import PruneModeRegistry
+
+    from edgecomp.compress.fastnas import search_space_rules
+
+    cfg = compose_config("compress", ["experiment=smoke_det", f"model={family}", "dataset.image_size=64"])
+    torch.manual_seed(0)
+    detector = build(cfg.model).eval()
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        full_shapes = [t.shape for t in flat_tensors(detector(images))]
+    view = mtn.convert(ModelOptView(detector), [("fastnas", search_space_rules(16))], registry=PruneModeRegistry)
+    sample(view, min)
+    mtn.export(view)
+    assert sum(p.numel() for p in detector.parameters()) < 0.7 * sum(p.numel() for p in build(cfg.model).parameters())
+    assert [t.shape for t in flat_tensors(detector(images))] == full_shapes
+    detections = detector.predict(images)
+    assert len(detections) == 2 and all(set(d) == {"boxes", "scores", "labels"} for d in detections)
+
+
+def test_the_view_hands_modelopt_tensors_not_a_dataclass():
+    adapter = YOLOv8Adapter(num_classes=4, input_size=64, scale="n").eval()
+    with torch.no_grad():
+        outputs = ModelOptView(adapter)(torch.rand(1, 3, 64, 64))
+    assert isinstance(outputs, tuple) and len(outputs) == 6 and all(isinstance(t, torch.Tensor) for t in outputs)
