@@ -18,12 +18,11 @@ head outputs are given.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
-from edgecomp.distill.families.base import DetectionStep, FamilyView, Stage, StageTargets, flatten_level, split_levels
-from edgecomp.distill.families.torchvision_dense import blank_images
+from edgecomp.distill.families.base import DetectionStep, Stage, StageTargets, flatten_level, split_levels
+from edgecomp.distill.families.torchvision_dense import TorchvisionView, blank_images
 from edgecomp.models.detection.base import HeadOutputs
 from edgecomp.models.detection.torchvision_two_stage import FasterRCNNAdapter
 
@@ -37,16 +36,8 @@ def delta_shift_per_pixel(reference_boxes: torch.Tensor, weights: tuple[float, .
     return torch.stack([weights[0] / widths, weights[1] / heights, zeros, zeros], dim=-1)
 
 
-class FasterRCNNView(FamilyView):
+class FasterRCNNView(TorchvisionView):
     adapter: FasterRCNNAdapter
-
-    @property
-    def strides(self) -> tuple[int, ...]:
-        return tuple(self.adapter.pyramid_strides)
-
-    @property
-    def backbone(self) -> nn.Module:
-        return self.adapter.detector.backbone.body
 
     def dense(self, head: HeadOutputs) -> Stage:
         return Stage(

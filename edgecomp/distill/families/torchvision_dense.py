@@ -53,8 +53,8 @@ def blank_images(like: torch.Tensor, count: int, size: int) -> ImageList:
     return ImageList(like.new_zeros(()).expand(count, 3, size, size), [(size, size)] * count)
 
 
-class TorchvisionDenseView(FamilyView):
-    adapter: TorchvisionDenseAdapter
+class TorchvisionView(FamilyView):
+    """What every torchvision detector's view reads the same way: the pyramid's strides, the backbone's body."""
 
     @property
     def strides(self) -> tuple[int, ...]:
@@ -63,6 +63,10 @@ class TorchvisionDenseView(FamilyView):
     @property
     def backbone(self) -> nn.Module:
         return self.adapter.detector.backbone.body
+
+
+class TorchvisionDenseView(TorchvisionView):
+    adapter: TorchvisionDenseAdapter
 
     def dense(self, head: HeadOutputs) -> Stage:
         return Stage(
