@@ -34,8 +34,10 @@ called step by step, see FastNASPruning.search):
    modelopt.torch.opt.restore (edgecomp.models.checkpoint.load_model).
 
 Models. YOLOv8 (the adapter makes Ultralytics' Concat traceable), timm classifiers (the view splits timm's
-BatchNormAct2d into BatchNorm2d + activation, which ModelOpt can narrow), RetinaNet and FCOS. Refused by check(),
-before any work, with the reason: DenseNet and Faster R-CNN (UNSEARCHABLE).
+BatchNormAct2d into BatchNorm2d + activation, which ModelOpt can narrow), RetinaNet, FCOS and Faster R-CNN (the
+backbone, the FPN, the RPN head and the box head's hidden width are searched; the FPN outputs that its RoI pooling
+reads keep their width, see modelopt_conversion; the budget binds forward(), backbone to RPN head, which every Faster
+R-CNN record's FLOPs count). Refused by check(), before any work, with the reason: DenseNet (UNSEARCHABLE).
 
 The record gains `fastnas`: the searched subnet config (the channels each searchable layer keeps), params and FLOPs
 before and after (edgecomp's counts), the search's own numbers; compress.py adds `vs_baseline`, where the latency
@@ -72,7 +74,13 @@ from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.flops import count_flops, count_params
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor
-from edgecomp.models.modelopt_artifact import VIEW_PREFIX, ModelOptView, save_artifact
+from edgecomp.models.modelopt_artifact import (
+    VIEW_PREFIX,
+    ModelOptView,
+    modelopt_conversion,
+    report_modelopt_warnings,
+    save_artifact,
+)
 from edgecomp.report.table import ACCURACY_METRIC
 
 log = logging.getLogger("edgecomp")
@@ -85,20 +93,8 @@ UNSEARCHABLE = {
         "convert fails with 'Missing symbols!'), so no channel is left to search; pick a MobileNetV3 or "
         "EfficientNet classifier"
     ),
-    "faster_rcnn*": (
-        "its second stage reads the pyramid through torchvision's MultiScaleRoIAlign, which ModelOpt's tracer "
-        "cannot follow (conversion fails: 'Node _multiscale_roi_align is not in mapping'); pick model=retinanet or "
-        "model=fcos, whose networks FastNAS does search"
-    ),
 }
 SEARCH_CHECKPOINT = "fastnas_search-{fingerprint}.pth"
-# ModelOpt warnings that every search gives and nobody can act on (see _report_modelopt_warnings).
-EXPECTED_MODELOPT_WARNINGS = (
-    "does not exist! Initializing from scratch",
-    "not found, falling back",
-    "Found modules that cannot be traced",
-    "Found unvisited modules",
-)
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -386,7 +382,8 @@ class FastNASPruning(Compressor):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                mtn.convert(view, mode, registry=PruneModeRegistry)
+                with modelopt_conversion(view):
+                    mtn.convert(view, mode, registry=PruneModeRegistry)
             except ApplyModeError as err:
                 raise ConfigError(
                     f"compressor=fastnas cannot prune model={model_name}: ModelOpt finds nothing to search in it "
@@ -418,7 +415,7 @@ class FastNASPruning(Compressor):
                 state["best"] = {"config": get_subnet_config(view), "constraints": constraints, "is_satisfied": True}
             select(view, state["best"]["config"])
             mtn.export(view)
-        _report_modelopt_warnings(caught)
+        report_modelopt_warnings(caught)
         return state
 
     @staticmethod
@@ -452,19 +449,6 @@ class FastNASPruning(Compressor):
 
     def record_fields(self) -> dict[str, Any]:
         return {"fastnas": self.result} if self.result else {}
-
-
-def _report_modelopt_warnings(caught: list[warnings.WarningMessage]) -> None:
-    """ModelOpt's warnings, as log lines. The expected ones at INFO in one line: a fresh search has no checkpoint
-    to resume (two warnings), and its tracer lists, in boxed tables, the modules it traced through their children
-    (e.g. YOLOv8's C2f blocks) or never reached (the DFL layer, which the deployable network does not run)."""
-    for warning in caught:
-        text = str(warning.message)
-        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-        if any(expected in text for expected in EXPECTED_MODELOPT_WARNINGS):
-            log.info("ModelOpt: %s", first_line)
-        else:
-            log.warning("ModelOpt: %s", text)
 
 
 def _is_whole(value: Any) -> bool:

@@ -13,13 +13,20 @@ original architecture, then loads the weights: a pruned model is not loadable as
 - it applies the output-identical rewrites that let the tracer see channels: timm's `BatchNormAct2d` as
   `nn.BatchNorm2d` + activation (edgecomp.models.timm_classifier.split_batchnorm_act). (YOLOv8's Concat layers are
   made traceable by the YOLOv8 adapter itself, whose state_dict that does not change.)
+
+`modelopt_conversion()` wraps every ModelOpt conversion (the search's and the restore's): it tells ModelOpt's tracer to
+take torchvision's `MultiScaleRoIAlign` (Faster R-CNN's second stage) as a leaf with nothing to search, a boundary
+whose input channels stay as they are, instead of tracing into it (which fails on its level mapper).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +39,15 @@ from edgecomp.models.timm_classifier import split_batchnorm_act
 ARTIFACT_KEYS = ("modelopt_state", "model_state_dict")
 # Parameter names inside the view start with the attribute that holds the model.
 VIEW_PREFIX = "model."
+# ModelOpt warnings that every search or restore gives and nobody can act on (see report_modelopt_warnings).
+EXPECTED_MODELOPT_WARNINGS = (
+    "does not exist! Initializing from scratch",
+    "not found, falling back",
+    "Found modules that cannot be traced",
+    "Found unvisited modules",
+)
+
+log = logging.getLogger("edgecomp")
 
 
 def flat_tensors(output: Any) -> list[torch.Tensor]:
@@ -60,6 +76,53 @@ class ModelOptView(nn.Module):
         return tuple(flat_tensors(self.model(images)))
 
 
+@contextlib.contextmanager
+def modelopt_conversion(view: ModelOptView) -> Iterator[None]:
+    """Wraps ModelOpt's conversion of `view` (mtn.convert, or mto.restore, which replays it): while it is open,
+    ModelOpt's tracer takes torchvision's MultiScaleRoIAlign as a leaf with no searchable symbols; after it, that
+    registration is gone (ModelOpt's registry is process-wide: the user's own ModelOpt calls stay as they were), and
+    the conversion's warnings are logged (report_modelopt_warnings).
+
+    Why: Faster R-CNN's RoI pooling maps each box to a pyramid level in Python, which torch.fx cannot trace, and
+    ModelOpt traces every module, even those the searched forward never runs. As a leaf without symbols, the pooling
+    is a boundary: the FPN channels it reads keep their width, as the box head's first layer (256 x 7 x 7 inputs)
+    needs, while the backbone's inner channels, the RPN head and the box head's hidden width stay searchable. ModelOpt still runs the pooling's
+    forward on fx proxies when it traces the module on its own, and torchvision caches the level scales it computes
+    on its first call: that cache is cleared after the conversion (torchvision recomputes it on the next call)."""
+    from modelopt.torch.trace import RobustTracer
+    from modelopt.torch.trace.symbols import SymInfo, SymMap
+    from torchvision.ops import MultiScaleRoIAlign
+
+    registered_here = not RobustTracer.is_registered_leaf(MultiScaleRoIAlign)
+    if registered_here:
+        SymMap.register(MultiScaleRoIAlign)(lambda module: SymInfo())
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        report_modelopt_warnings(caught)
+    finally:
+        if registered_here:
+            SymMap.unregister(MultiScaleRoIAlign)
+        for module in view.modules():
+            if isinstance(module, MultiScaleRoIAlign):
+                module.scales, module.map_levels = None, None
+
+
+def report_modelopt_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """ModelOpt's warnings, as log lines. The expected ones at INFO in one line: a fresh search has no checkpoint
+    to resume (two warnings), and its tracer lists, in boxed tables, the modules it traced through their children
+    (e.g. YOLOv8's C2f blocks, torchvision's detection wrappers) or never reached (YOLOv8's DFL layer, which the
+    deployable network does not run)."""
+    for warning in caught:
+        text = str(warning.message)
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        if any(expected in text for expected in EXPECTED_MODELOPT_WARNINGS):
+            log.info("ModelOpt: %s", first_line)
+        else:
+            log.warning("ModelOpt: %s", text)
+
+
 def is_modelopt_artifact(obj: Any) -> bool:
     """Whether a loaded checkpoint is what modelopt.torch.opt.save writes (a modelopt_state next to the weights)."""
     return isinstance(obj, dict) and all(key in obj for key in ARTIFACT_KEYS)
@@ -83,5 +146,6 @@ def restore_artifact(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     import modelopt.torch.opt as mto
 
     view = ModelOptView(model)
-    mto.restore(view, path)
+    with modelopt_conversion(view):
+        mto.restore(view, path)
     return view.model
