@@ -86,6 +86,13 @@ def test_session_uses_the_device_thread_count(exported, threads):
     assert predictor.session.get_providers() == ["CPUExecutionProvider"]
 
 
+def test_without_layout_optimisations_the_session_stops_at_the_extended_level(exported):
+    _, path = exported
+    predictor = OnnxRuntime(layout_optimizations=False).load(path, cpu_device())
+    options = predictor.session.get_session_options()
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+
+
 def test_a_module_is_not_an_artifact(exported):
     model, _ = exported
     with pytest.raises(TypeError, match="export_onnx"):
