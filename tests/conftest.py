@@ -15,6 +15,12 @@ from hydra import compose, initialize_config_dir
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Each xdist worker gets one core's worth of threads (the subprocesses it starts inherit it): two workers of two
+    # threads each on two cores wait on each other.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 def run_cli(script: str, *overrides: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `python <script> <overrides>` from the repository root, as a user would."""
