@@ -8,6 +8,7 @@ both entry points.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 from pathlib import Path
 
@@ -104,6 +105,24 @@ def test_a_model_fastnas_cannot_search_is_refused_before_any_work(tmp_path, over
     )
     with pytest.raises(ConfigError, match=message):
         compress.run(cfg)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "unmatched"),
+    [
+        (["model=faster_rcnn"], "network.model.[468].m.*, network.model.22.cv[23].[01].*"),  # smoke's YOLOv8 patterns
+        (["compressor.search_layers=[network.model.4.m.*,network.model.99.*]"], "network.model.99.*"),  # one typo
+    ],
+)
+def test_search_layers_that_name_no_layer_are_refused_before_any_work(tmp_path, overrides, unmatched):
+    cfg = compose_config(
+        "compress",
+        ["experiment=smoke_fastnas", *overrides, f"paths.results={tmp_path}", f"paths.data={tmp_path / 'data'}"],
+    )
+    with pytest.raises(ConfigError, match="compressor.search_layers=.*no layer of model=.* matches ") as refused:
+        compress.run(cfg)
+    assert str(refused.value).split(" matches ")[1].startswith(unmatched + " (")
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
 
 
@@ -277,7 +296,10 @@ def test_smoke_fastnas_prunes_yolov8n_and_evaluate_reproduces_it(tmp_path, data_
     assert record["model"] == "yolov8n" and record["compressor"] == "fastnas"
     assert record["flops"] <= 0.66 * record["baseline"]["flops"]
     assert record["params"] < record["baseline"]["params"]
-    assert any("network.model.22" in name for name in record["fastnas"]["subnet_config"])  # the head is searched
+    searched = record["fastnas"]["subnet_config"]
+    assert any("network.model.22" in name for name in searched)  # the head is searched
+    patterns = record["compression"]["search_layers"]  # ... and only the layers the smoke names
+    assert all(any(fnmatch.fnmatch(name, pattern) for pattern in patterns) for name in searched)
 
     run_cli("evaluate.py", *common, f"checkpoint={record['artifact']}")
     _, evaluated = read_jsonl(tmp_path / "records.jsonl")

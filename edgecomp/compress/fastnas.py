@@ -282,6 +282,20 @@ class FastNASPruning(Compressor):
         for pattern, reason in UNSEARCHABLE.items():
             if fnmatch.fnmatch(model, pattern):
                 raise ConfigError(f"compressor=fastnas cannot prune model={model}: {reason}")
+        if self.search_layers is not None:
+            self._check_search_layers(model, [name for name, _ in build(cfg.model).named_modules() if name])
+
+    def _check_search_layers(self, model: str, layer_names: list[str]) -> None:
+        """Every `search_layers` pattern names at least one of the model's modules: ModelOpt would silently leave a
+        misspelt pattern's layers whole (or, with no pattern matching, refuse after the baseline is trained)."""
+        unmatched = [pattern for pattern in self.search_layers if not fnmatch.filter(layer_names, pattern)]
+        if unmatched:
+            examples = [name for name in layer_names if name.count(".") <= 2][:6]
+            raise ConfigError(
+                f"compressor.search_layers={list(self.search_layers)}: no layer of model={model} matches "
+                f"{', '.join(unmatched)} (module-name patterns, fnmatch, relative to the model; its layers are named like "
+                f"{', '.join(examples)}, ...); null searches every layer"
+            )
 
     def compress(self, model: nn.Module, job: Any) -> nn.Module:
         cfg = job.cfg
