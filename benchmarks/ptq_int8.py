@@ -27,6 +27,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 # Quantization settings compared (overrides of conf/compressor/ptq_int8.yaml).
 VARIANTS = {
     "default": [],
+    "minmax": ["compressor.calibrate_method=minmax"],
+    "mean_minmax": ["compressor.calibrate_method=mean_minmax"],
     "conv_gemm_only": ["compressor.op_types=[Conv,Gemm,MatMul]"],
     "all_but_depthwise": ["compressor.exclude_depthwise=true"],
     "s8s8": ["compressor.activation_type=int8"],

@@ -11,7 +11,7 @@ import onnx
 import pytest
 import torch
 
-from edgecomp.compress.ptq_int8 import Int8Quantization, depthwise_convolutions
+from edgecomp.compress.ptq_int8 import Int8Quantization, depthwise_convolutions, top1_agreement
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
@@ -94,6 +94,54 @@ def test_int8_logits_follow_the_fp32_network(exported, exclude_depthwise):
     assert quantized_convs, "no quantized tensors in the INT8 graph"
     if exclude_depthwise:
         assert depthwise_convolutions(onnx.load(str(int8)))  # still there, in FP32
+
+
+@pytest.mark.parametrize("calibrate_method", ["mean_minmax", "minmax"])
+def test_activation_ranges_are_the_mean_of_the_per_image_ranges_by_default(tmp_path, calibrate_method):
+    """mean_minmax (the default) sets a tensor's range from the per-image min and max averaged over the images, so
+    one bright image does not set it; minmax takes the absolute min and max. Read back from the network input's
+    QuantizeLinear scale (unsigned 8 bits over [min(lo, 0), max(hi, 0)], so scale = hi / 255 for images >= 0)."""
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    fp32 = export_onnx(network, tmp_path / "fp32.onnx", 16)
+    brightness = torch.tensor([1.0, 1.0, 1.0, 8.0]).view(4, 1, 1, 1)  # one outlier image
+    calibration = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * brightness
+    int8 = tmp_path / "int8.onnx"
+    quantizer = Int8Quantization("ptq_int8", calib_images=4, calibrate_method=calibrate_method)
+    quantizer.quantize_file(fp32, int8, calibration)
+    graph = onnx.load(str(int8)).graph
+    initializers = {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in graph.initializer}
+    (quantize_input,) = (n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == graph.input[0].name)
+    per_image_max = calibration.amax(dim=(1, 2, 3))
+    expected_max = per_image_max.mean() if calibrate_method == "mean_minmax" else per_image_max.max()
+    assert float(initializers[quantize_input.input[1]]) == pytest.approx(float(expected_max) / 255, rel=1e-5)
+    assert quantizer.settings()["calibrate_method"] == calibrate_method
+    # The logits stay FP32: no QuantizeLinear on the graph's output
+    assert not any(n.op_type == "QuantizeLinear" and n.output[0] == graph.output[0].name for n in graph.node)
+    assert graph.node[-1].op_type != "DequantizeLinear"
+
+
+def test_auto_calibration_keeps_the_candidate_that_agrees_most_with_fp32(exported, tmp_path):
+    """calibrate_method=auto makes a mean_minmax and a minmax file and keeps the one whose top-1 agrees most often
+    with the FP32 network's on the calibration images; the record's settings say which, and by how much."""
+    _, fp32, _ = exported
+    calibration = torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    made = {}
+    for method in ("auto", "mean_minmax", "minmax"):
+        made[method] = tmp_path / f"{method}.onnx"
+        quantizer = Int8Quantization("ptq_int8", calib_images=16, calibrate_method=method)
+        quantizer.quantize_file(fp32, made[method], calibration)
+        if method == "auto":
+            settings = quantizer.settings()
+    agreement = settings["calibration_top1_agreement"]
+    assert set(agreement) == {"mean_minmax", "minmax"} and all(0.0 <= a <= 1.0 for a in agreement.values())
+    for method in ("mean_minmax", "minmax"):  # each candidate's agreement is what its own file measures
+        assert agreement[method] == top1_agreement(fp32, made[method], calibration.numpy())
+    chosen = settings["calibrate_method_used"]
+    assert agreement[chosen] == max(agreement.values())
+    # The kept file is that candidate's own
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    assert np.array_equal(run_onnx(made["auto"], images), run_onnx(made[chosen], images))
 
 
 def test_bad_settings_and_targets_are_refused_before_any_work():
