@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any
 
 from omegaconf import DictConfig
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
 from edgecomp.config import resolved_config
 from edgecomp.errors import EdgecompError
@@ -29,6 +29,9 @@ def entry_point(run: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]
                 file=sys.stderr,
             )
             sys.exit(2)
+        except InterpolationKeyError as err:
+            print(f"edgecomp: error: {_unknown_reference(cfg, err)}", file=sys.stderr)
+            sys.exit(2)
         try:
             return run(cfg)
         except EdgecompError as err:
@@ -36,3 +39,13 @@ def entry_point(run: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]
             sys.exit(1)
 
     return wrapper
+
+
+def _unknown_reference(cfg: DictConfig, err: InterpolationKeyError) -> str:
+    """A key whose value refers to one that does not exist, in one line; for a dataset's `size`, the sizes it has."""
+    dataset = cfg.get("dataset") or {}
+    sizes = dataset.get("sizes")
+    size = dataset.get("size")
+    if sizes is not None and size not in sizes:
+        return f"dataset.size={size}: dataset={dataset.get('name')} has the sizes {', '.join(sizes)}"
+    return f"{err.full_key}: {str(err).splitlines()[0]}"

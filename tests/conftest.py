@@ -14,6 +14,10 @@ from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+# Where the real-data tests find COCO128 (the YOLO layout: images/, labels/, data.yaml): EDGECOMP_COCO128, or else a
+# copy beside the repository's parent folder if there is one. Without either, those tests are skipped, saying why.
+COCO128_VARIABLE = "EDGECOMP_COCO128"
+COCO128_DEFAULT = REPO.parent / "shared" / "data" / "coco128"
 
 if "PYTEST_XDIST_WORKER" in os.environ:
     # Each xdist worker gets one core's worth of threads (the subprocesses it starts inherit it): two workers of two
@@ -48,6 +52,27 @@ def read_jsonl(path: Path) -> list[dict]:
 def compose_config(config_name: str = "train", overrides: list[str] | None = None):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="test"):
         return compose(config_name=config_name, overrides=overrides or [])
+
+
+def coco128_root() -> Path | None:
+    """The COCO128 copy the real-data tests use, or None. A variable that names no folder is an error, not a skip:
+    whoever set it meant those tests to run."""
+    configured = os.environ.get(COCO128_VARIABLE)
+    if configured:
+        root = Path(configured).expanduser().resolve()
+        if not (root / "data.yaml").is_file():
+            pytest.fail(f"{COCO128_VARIABLE}={configured}: no COCO128 copy there (expected {root}/data.yaml)", pytrace=False)
+        return root
+    return COCO128_DEFAULT if (COCO128_DEFAULT / "data.yaml").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def coco128() -> Path:
+    """The real COCO128 copy; skips the test (with the reason in the summary) where there is none."""
+    root = coco128_root()
+    if root is None:
+        pytest.skip(f"real-data test: set {COCO128_VARIABLE}=<a COCO128 copy> to run it")
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -1,62 +1,121 @@
-"""The benchmark scripts run (tiny settings: what they print is measured, not asserted here)."""
+"""The benchmark scripts run (tiny settings): each times what it says it times, and its printed table is the rows
+it returns. The timings themselves are measured, not asserted here: a timed test would measure the machine's load."""
 
+import json
 import math
+from pathlib import Path
+
+import pytest
 
 from benchmarks import cpu_runtimes, int8_runtimes, ptq_int8
+from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime, OnnxRuntimePredictor
+from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor
 
 
-def test_cpu_runtimes_benchmark_measures_both_runtimes(capsys):
+@pytest.fixture
+def timed(monkeypatch):
+    """Every measure_latency call the benchmark modules make: (predictor, number of images, desc)."""
+    calls = []
+
+    def spy(module):
+        original = module.measure_latency
+
+        def measure_latency(predictor, images, batch_size, protocol, desc="latency"):
+            calls.append((predictor, images.shape[0], desc))
+            return original(predictor, images, batch_size, protocol, desc=desc)
+
+        monkeypatch.setattr(module, "measure_latency", measure_latency)
+
+    for module in (cpu_runtimes, int8_runtimes):
+        spy(module)
+    return calls
+
+
+@pytest.fixture
+def loaded(monkeypatch):
+    """The file name and layout setting of every ONNX file loaded by ONNX Runtime."""
+    files = []
+    original = OnnxRuntime.load
+
+    def load(self, artifact, device):
+        files.append((Path(artifact).name, self.layout_optimizations))
+        return original(self, artifact, device)
+
+    monkeypatch.setattr(OnnxRuntime, "load", load)
+    return files
+
+
+def printed_row(output: str, *leading: str) -> list[str]:
+    """The cells of the one printed table line that starts with `leading`."""
+    (line,) = [line.split() for line in output.splitlines() if line.split()[: len(leading)] == list(leading)]
+    return line[len(leading) :]
+
+
+def test_cpu_runtimes_benchmark_measures_both_runtimes(capsys, timed):
     (row,) = cpu_runtimes.main(
-        [
-            "--models",
-            "mobilenetv3_small_100",
-            "--image-size",
-            "32",
-            "--images",
-            "2",
-            "--runs",
-            "2",
-            "--num-classes",
-            "4",
-        ]
+        ["--models", "mobilenetv3_small_100", "--image-size", "32", "--images", "2", "--runs", "2"]
+        + ["--num-classes", "4"]
     )
-    assert row["torch_ms"] > 0 and row["onnxruntime_ms"] > 0
+    # torch eager, then ONNX Runtime, each on the same 2 images
+    assert [(type(predictor), images) for predictor, images, _ in timed] == [
+        (TorchEagerPredictor, 2),
+        (OnnxRuntimePredictor, 2),
+    ]
+    assert row["model"] == "mobilenetv3_small_100"
     assert math.isclose(row["speedup"], row["torch_ms"] / row["onnxruntime_ms"])
-    assert "mobilenetv3_small_100" in capsys.readouterr().out
+    # The printed line is the returned row, each figure under its own column.
+    assert printed_row(capsys.readouterr().out, "mobilenetv3_small_100") == [
+        f"{row['torch_ms']:.2f}",
+        f"{row['onnxruntime_ms']:.2f}",
+        f"{row['speedup']:.2f}x",
+    ]
 
 
 def test_ptq_int8_benchmark_measures_fp32_and_int8_in_one_run(tmp_path, data_dir, capsys):
     (row,) = ptq_int8.main(
-        [
-            "--models",
-            "mobilenetv3_small_100",
-            "--variants",
-            "default",
-            "--image-size",
-            "32",
-            "--epochs",
-            "1",
-            "--images",
-            "2",
-            "--results",
-            str(tmp_path),
-            "--data",
-            str(data_dir),
-        ]
+        ["--models", "mobilenetv3_small_100", "--variants", "default", "--image-size", "32", "--epochs", "1"]
+        + ["--images", "2", "--results", str(tmp_path), "--data", str(data_dir)]
     )
-    assert row["fp32_ms"] > 0 and row["int8_ms"] > 0
+    # The row is the compress.py record's own FP32 baseline and INT8 file, measured in the same run.
+    (record,) = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert record["compressor"] == "ptq_int8" and record["runtime"]["precision"] == "int8"
+    assert record["baseline"]["runtime"]["precision"] == "fp32"
+    assert (record["latency_ms"]["images"], record["baseline"]["latency_ms"]["images"]) == (2, 2)
+    assert (row["fp32_ms"], row["int8_ms"]) == (
+        record["baseline"]["latency_ms"]["median"],
+        record["latency_ms"]["median"],
+    )
     assert math.isclose(row["speedup"], row["fp32_ms"] / row["int8_ms"])
+    assert (row["fp32_top1"], row["int8_top1"]) == (record["baseline"]["metrics"]["top1"], record["metrics"]["top1"])
+    assert row["drop_points"] == pytest.approx(100 * (row["fp32_top1"] - row["int8_top1"]))
+    assert row["size_ratio"] == record["size_bytes"] / record["baseline"]["size_bytes"]
     assert row["size_ratio"] < 0.35  # the INT8 file against the FP32 file of the same export
-    assert "mobilenetv3_small_100" in capsys.readouterr().out
+    assert printed_row(capsys.readouterr().out, "mobilenetv3_small_100", "default") == [
+        f"{row['fp32_ms']:.2f}",
+        f"{row['int8_ms']:.2f}",
+        f"{row['speedup']:.2f}x",
+        f"{row['fp32_top1']:.3f}",
+        f"{row['int8_top1']:.3f}",
+        f"{row['drop_points']:.2f}",
+        f"{row['size_ratio']:.2f}x",
+    ]
 
 
-def test_int8_runtimes_benchmark_times_fp32_and_int8_with_and_without_layout_optimisation(capsys):
+def test_int8_runtimes_benchmark_times_fp32_and_int8_with_and_without_layout_optimisation(capsys, timed, loaded):
     rows = int8_runtimes.main(
         ["--models", "mobilenetv3_small_100", "--runtimes", "ort", "ort_no_layout", "--image-size", "32"]
         + ["--images", "2", "--runs", "2"]
     )
     assert [row["runtime"] for row in rows] == ["ort", "ort_no_layout"]
+    # Each runtime setting times the FP32 file, then the INT8 file made from it.
+    assert loaded == [("fp32.onnx", True), ("int8.onnx", True), ("fp32.onnx", False), ("int8.onnx", False)]
+    assert [desc.split()[-1] for _, _, desc in timed] == ["fp32", "int8", "fp32", "int8"]
+    assert all(isinstance(predictor, OnnxRuntimePredictor) and images == 2 for predictor, images, _ in timed)
+    output = capsys.readouterr().out
     for row in rows:
-        assert row["fp32_ms"] > 0 and row["int8_ms"] > 0
         assert math.isclose(row["speedup"], row["fp32_ms"] / row["int8_ms"])
-    assert "mobilenetv3_small_100" in capsys.readouterr().out
+        assert printed_row(output, "mobilenetv3_small_100", row["runtime"]) == [
+            f"{row['fp32_ms']:.2f}",
+            f"{row['int8_ms']:.2f}",
+            f"{row['speedup']:.2f}x",
+        ]

@@ -1,9 +1,10 @@
-"""Detection through the entry points: scoring a COCO results file against a dataset (no model runs)."""
+"""Detection through the entry points: a detector trained by train.py and evaluated by evaluate.py, the model/task
+refusal, and scoring a COCO results file against a dataset (no model runs): on synthetic_sod everywhere, on the real
+COCO128 copy where there is one (the `coco128` fixture)."""
 
 import contextlib
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,16 +17,13 @@ from edgecomp.evaluate.coco import METRIC_KEYS, ground_truth_as_predictions
 from edgecomp.evaluate.record import REQUIRED_FIELDS
 from tests.conftest import compose_config, read_jsonl, run_cli
 
-COCO128 = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
-pytestmark = pytest.mark.skipif(not COCO128.is_dir(), reason="needs ../shared/data/coco128 beside the repository")
 
-
-def score(tmp_path, predictions, *overrides):
+def score(tmp_path, coco128, predictions, *overrides):
     run_cli(
         "evaluate.py",
         "task=detection",
         "dataset=coco128",
-        f"dataset.root={COCO128}",
+        f"dataset.root={coco128}",
         "dataset.split=val",
         f"predictions={predictions}",
         f"paths.results={tmp_path}",
@@ -35,19 +33,19 @@ def score(tmp_path, predictions, *overrides):
     return read_jsonl(tmp_path / "records.jsonl")[-1]
 
 
-def test_the_ground_truth_as_predictions_scores_map_1(tmp_path):
-    index = read_yolo(COCO128, "val2017")
+def test_the_ground_truth_as_predictions_scores_map_1(tmp_path, coco128):
+    index = read_yolo(coco128, "val2017")
     predictions = tmp_path / "gt.json"
     predictions.write_text(json.dumps(ground_truth_as_predictions(index)))
-    record = score(tmp_path, predictions)
+    record = score(tmp_path, coco128, predictions)
     assert record["metrics"]["map"] == 1.0 and record["metrics"]["map50"] == 1.0 and record["metrics"]["recall"] == 1.0
     assert record["task"] == "detection" and record["dataset"] == "coco128" and record["model"] is None
     assert (record["images"], record["detections"]) == (128, 898)
     assert record["latency_ms"] is None and record["artifact"] == str(predictions)
 
 
-def test_metrics_match_pycocotools_run_directly_on_the_same_files(tmp_path):
-    index = read_yolo(COCO128, "val2017")
+def test_metrics_match_pycocotools_run_directly_on_the_same_files(tmp_path, coco128):
+    index = read_yolo(coco128, "val2017")
     rng = np.random.default_rng(0)
     detections = []
     for entry in ground_truth_as_predictions(index):
@@ -66,7 +64,7 @@ def test_metrics_match_pycocotools_run_directly_on_the_same_files(tmp_path):
             detections.append({**detections[-1], "category_id": (entry["category_id"] + 1) % 80, "score": 0.5})
     predictions = tmp_path / "predictions.json"
     predictions.write_text(json.dumps(detections))
-    record = score(tmp_path, predictions)
+    record = score(tmp_path, coco128, predictions)
 
     ground_truth = index.write_coco(tmp_path / "gt.json")
     with contextlib.redirect_stdout(io.StringIO()):
@@ -83,14 +81,14 @@ def test_metrics_match_pycocotools_run_directly_on_the_same_files(tmp_path):
     assert 0.3 < record["metrics"]["map"] < 0.95  # imperfect detections: neither trivial nor broken
 
 
-def test_a_malformed_predictions_file_names_the_entry(tmp_path):
+def test_a_malformed_predictions_file_names_the_entry(tmp_path, coco128):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"image_id": 139, "category_id": 0, "bbox": [1, 2, 3], "score": 0.9}]))
     proc = run_cli(
         "evaluate.py",
         "task=detection",
         "dataset=coco128",
-        f"dataset.root={COCO128}",
+        f"dataset.root={coco128}",
         f"predictions={bad}",
         f"paths.results={tmp_path}",
         check=False,

@@ -1,5 +1,5 @@
 """The detection readers (COCO, YOLO/COCO128, VisDrone + ScaleKD patches, synthetic_sod) and DetectionDataset, on
-small fixtures written in each official format and on the real COCO128 copy."""
+small fixtures written in each official format and, where there is one, on the real COCO128 copy (`coco128` fixture)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,6 @@ from edgecomp.data.detection import (
     split_into_patches,
 )
 from edgecomp.errors import DatasetError
-
-COCO128 = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 
 
 def _image(path: Path, size: tuple[int, int], colour=(200, 100, 50)) -> Path:
@@ -192,8 +190,8 @@ def test_yolo_categories_from_yaml_dict_list_or_argument(yolo_root):
     assert [(c["id"], c["name"]) for c in index.categories] == [(0, "x"), (1, "y"), (2, "z"), (7, "w")]
 
 
-def test_coco128_copy():
-    index = read_yolo(COCO128, "val2017")
+def test_coco128_copy(coco128):
+    index = read_yolo(coco128, "val2017")
     assert len(index.images) == 128 and len(index.annotations) == 898
     assert len(index.categories) == 80 and index.categories[0] == {"id": 0, "name": "person"}
     assert {a["category_id"] for a in index.annotations} <= set(range(80))
@@ -208,7 +206,7 @@ def test_coco128_copy():
     assert all(
         0 <= a["bbox"][0] and a["bbox"][0] + a["bbox"][2] <= 640 for a in index.annotations if a["image_id"] == 139
     )
-    assert len(read_yolo(COCO128, "train2017").images) == 128
+    assert len(read_yolo(coco128, "train2017").images) == 128
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,6 @@ from edgecomp.evaluate.detection import CocoEvaluator, coco_detections
 from edgecomp.models.detection.base import DetectorAdapter
 from tests.conftest import compose_config
 
-COCO128 = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
-needs_coco128 = pytest.mark.skipif(not COCO128.is_dir(), reason="needs ../shared/data/coco128 beside the repository")
 SIZE = 128
 DETECTORS = ("retinanet", "fcos", "faster_rcnn", "yolov8n")
 
@@ -34,18 +32,45 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def mini_coco128(tmp_path_factory) -> Path:
+def mini_coco128(tmp_path_factory, coco128) -> Path:
     """The first 4 images of each COCO128 split, with their label files and data.yaml: the real files, fewer."""
     root = tmp_path_factory.mktemp("coco128")
-    shutil.copy(COCO128 / "data.yaml", root / "data.yaml")
+    shutil.copy(coco128 / "data.yaml", root / "data.yaml")
     for folder in ("train2017", "val2017"):
         (root / "images" / folder).mkdir(parents=True)
         (root / "labels" / folder).mkdir(parents=True)
-        for image in sorted((COCO128 / "images" / folder).glob("*.jpg"))[:4]:
+        for image in sorted((coco128 / "images" / folder).glob("*.jpg"))[:4]:
             shutil.copy(image, root / "images" / folder / image.name)
-            label = COCO128 / "labels" / folder / f"{image.stem}.txt"
+            label = coco128 / "labels" / folder / f"{image.stem}.txt"
             if label.exists():
                 shutil.copy(label, root / "labels" / folder / label.name)
+    return root
+
+
+# Generated stand-ins for COCO128 in its own layout: images of other shapes than the square input (landscape, portrait,
+# one more than twice the input size), boxes at known places of 80 classes, so the letterbox's scale and its inverse
+# are exercised wherever the tests run.
+GENERATED_SHAPES = ((300, 180), (90, 160), (200, 120), (128, 40))  # (width, height)
+
+
+@pytest.fixture(scope="module")
+def generated_coco128(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("generated_coco128")
+    (root / "data.yaml").write_text("names: [" + ", ".join(f"class{c}" for c in range(80)) + "]\n")
+    rng = torch.Generator().manual_seed(0)
+    for folder in ("train2017", "val2017"):
+        (root / "images" / folder).mkdir(parents=True)
+        (root / "labels" / folder).mkdir(parents=True)
+        for number, (width, height) in enumerate(GENERATED_SHAPES, start=1):
+            pixels = torch.randint(0, 256, (height, width, 3), generator=rng, dtype=torch.uint8).numpy()
+            Image.fromarray(pixels).save(root / "images" / folder / f"{number:012d}.jpg")
+            lines = []
+            for _ in range(3):
+                w, h = (0.1 + 0.4 * torch.rand(2, generator=rng)).tolist()
+                x, y = (w / 2 + (1 - w) * torch.rand(1, generator=rng)).item(), (h / 2 + (1 - h) * torch.rand(1, generator=rng)).item()
+                category = int(torch.randint(0, 80, (1,), generator=rng))
+                lines.append(f"{category} {x:.6f} {y:.6f} {w:.6f} {h:.6f}")
+            (root / "labels" / folder / f"{number:012d}.txt").write_text("\n".join(lines) + "\n")
     return root
 
 
@@ -105,9 +130,10 @@ def test_synthetic_sod_batches_follow_the_adapter_conventions(data_dir):
         assert target["scale"].tolist() == [1.0] * 4  # generated at the input size: nothing to resize
 
 
-@needs_coco128
-def test_coco128_letterboxed_targets_map_back_to_the_ground_truth(mini_coco128):
-    cfg, datamodule = datamodule_for(dataset_overrides("coco128", None, mini_coco128))
+@pytest.mark.parametrize("coco_layout", ["generated_coco128", "mini_coco128"])
+def test_coco128_letterboxed_targets_map_back_to_the_ground_truth(coco_layout, request):
+    """Each image's targets, letterboxed to the square input, come back to the annotations' own pixels."""
+    cfg, datamodule = datamodule_for(dataset_overrides("coco128", None, request.getfixturevalue(coco_layout)))
     assert datamodule.category_ids == list(range(80))
     data = datamodule.eval_set()
     images_by_id = {image["id"]: image for image in datamodule.eval_index.images}
@@ -193,10 +219,10 @@ class Oracle(DetectorAdapter):
         return [{"boxes": t["boxes"], "scores": torch.ones(len(t["boxes"])), "labels": t["labels"]} for t in batch]
 
 
-@needs_coco128
-def test_perfect_detections_through_the_letterbox_score_map_1(mini_coco128):
+@pytest.mark.parametrize("coco_layout", ["generated_coco128", "mini_coco128"])
+def test_perfect_detections_through_the_letterbox_score_map_1(coco_layout, request):
     """Non-square COCO images at 128 px: only an exact inverse of the letterbox and of the label map scores 1.0."""
-    cfg, datamodule = datamodule_for(dataset_overrides("coco128", None, mini_coco128))
+    cfg, datamodule = datamodule_for(dataset_overrides("coco128", None, request.getfixturevalue(coco_layout)))
     targets = [target for _, target in datamodule.eval_set()]
     assert any(t["scale"][0] < 0.5 for t in targets)
     detections = coco_detections(Oracle(targets), datamodule, torch.device("cpu"), torch.float32)
@@ -219,7 +245,7 @@ class LossHistory(pl.Callback):
         self.logged |= set(trainer.callback_metrics)
 
 
-@pytest.mark.parametrize("dataset", ["synthetic_sod", pytest.param("coco128", marks=needs_coco128)])
+@pytest.mark.parametrize("dataset", ["synthetic_sod", "coco128"])
 @pytest.mark.parametrize("model", DETECTORS)
 def test_each_detector_trains_with_a_falling_loss_and_evaluates(model, dataset, data_dir, request):
     coco_root = request.getfixturevalue("mini_coco128") if dataset == "coco128" else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -266,16 +267,22 @@ def test_modelopt_recalibrates_batchnorm_for_each_candidate_from_the_50_calibrat
 
 
 @pytest.mark.slow
-def test_a_killed_search_resumes_from_its_checkpoint(pruned_classifier):
+def test_a_killed_search_resumes_from_its_checkpoint(pruned_classifier, tmp_path):
     """The search checkpoint holds the layers measured so far; a re-run measures only the others."""
     overrides, record = pruned_classifier
-    checkpoint = Path(record["fastnas"]["search"]["checkpoint"])
+    # A copy of the fixture's results (trained baseline, search checkpoint): the re-run writes its artifact and
+    # record there, and the other tests of pruned_classifier see the fixture's own, whatever the order.
+    (results,) = [Path(o.split("=", 1)[1]) for o in overrides if o.startswith("paths.results=")]
+    shutil.copytree(results, tmp_path / "results")
+    overrides = [o for o in overrides if not o.startswith("paths.results=")] + [f"paths.results={tmp_path / 'results'}"]
+    checkpoint = tmp_path / "results" / Path(record["fastnas"]["search"]["checkpoint"]).relative_to(results)
     state = torch.load(checkpoint, weights_only=True)
     for name in list(state["sensitivity_map"])[-2:]:  # killed before its last two layers were measured
         del state["sensitivity_map"][name]
     torch.save(state, checkpoint)
 
     resumed = compress.run(compose_config("compress", overrides))
+    assert resumed["fastnas"]["search"]["checkpoint"] == str(checkpoint)
     search = resumed["fastnas"]["search"]
     assert search["resumed"] and search["score_evaluations"] == 2
     assert resumed["fastnas"]["subnet_config"] == record["fastnas"]["subnet_config"]

@@ -3,6 +3,7 @@ the FP32 network they came from, and compress.py records them against the same m
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ import onnx
 import pytest
 import torch
 
-from edgecomp.compress.ptq_int8 import Int8Quantization, depthwise_convolutions, top1_agreement
+from edgecomp.compress.ptq_int8 import Int8Quantization, depthwise_convolutions
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
@@ -51,12 +52,47 @@ def test_the_record_says_what_ran_and_what_it_cost(compressed):
         assert record["runtime"]["runtime"] == "onnxruntime" and record["runtime"]["precision"] == precision
         assert record["baseline"]["runtime"]["runtime"] == "onnxruntime"
         assert record["baseline"]["runtime"]["precision"] == "fp32"
-        assert record["compression"]["time_s"] > 0 and record["compression"]["peak_mem_bytes"] > 0
         assert record["compression"]["precision"] == precision
-        # Quantization keeps the network: the same parameters and operations as the baseline.
-        assert (record["params"], record["flops"]) == (record["baseline"]["params"], record["baseline"]["flops"])
-        assert 0.0 <= record["metrics"]["top1"] <= 1.0 and record["latency_ms"]["median"] > 0
+        # Both sides timed under the smoke protocol (16 images, 10 runs after 1 warm-up).
+        for latency in (record["latency_ms"], record["baseline"]["latency_ms"]):
+            assert (latency["images"], latency["runs"], latency["warmup"]) == (16, 10, 1)
+            assert len(latency["passes_ms_per_image"]) == 10
     assert compressed["int8"]["compression"]["calib_images"] == 128
+
+
+def initializer_elements(path: str) -> Counter:
+    """How many weight elements the ONNX file stores in each data type."""
+    counts = Counter()
+    for tensor in onnx.load(path).graph.initializer:
+        counts[onnx.TensorProto.DataType.Name(tensor.data_type)] += int(np.prod(tensor.dims))
+    return counts
+
+
+def test_the_files_store_their_weights_in_the_precision_they_are_recorded_in(compressed):
+    """The size ratio could also come from dropping weights: each file holds its FP32 baseline's weights, as FP16
+    (every one) or as INT8 (beside them only their quantization scales and biases)."""
+    for precision, record in compressed.items():
+        fp32 = initializer_elements(record["baseline"]["artifact"])
+        assert fp32["FLOAT"] > 1_000_000 and not fp32["FLOAT16"] and not fp32["INT8"]
+        quantized = initializer_elements(record["artifact"])
+        if precision == "fp16":
+            assert quantized["FLOAT16"] == fp32["FLOAT"] and not quantized["FLOAT"]
+        else:
+            assert quantized["INT8"] >= 0.95 * fp32["FLOAT"] and quantized["FLOAT"] < 0.05 * fp32["FLOAT"]
+
+
+def test_the_quantized_files_compute_what_their_fp32_baseline_computes(compressed):
+    """On the same images, the FP16 file's logits are its FP32 baseline's to FP16 rounding; the INT8 file's,
+    calibrated on the training images, follow them closely."""
+    images = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    logits = {}
+    for precision, record in compressed.items():
+        logits[precision] = run_onnx(Path(record["artifact"]), images)
+        logits[f"{precision} baseline"] = run_onnx(Path(record["baseline"]["artifact"]), images)
+    fp16, reference = logits["fp16"], logits["fp16 baseline"]
+    assert np.abs(fp16 - reference).max() <= 0.01 * np.abs(reference).max()
+    assert np.array_equal(fp16.argmax(1), reference.argmax(1))
+    assert np.corrcoef(logits["int8 baseline"].ravel(), logits["int8"].ravel())[0, 1] > 0.9
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +170,13 @@ def test_auto_calibration_keeps_the_candidate_that_agrees_most_with_fp32(exporte
         if method == "auto":
             settings = quantizer.settings()
     agreement = settings["calibration_top1_agreement"]
-    assert set(agreement) == {"mean_minmax", "minmax"} and all(0.0 <= a <= 1.0 for a in agreement.values())
-    for method in ("mean_minmax", "minmax"):  # each candidate's agreement is what its own file measures
-        assert agreement[method] == top1_agreement(fp32, made[method], calibration.numpy())
+    assert set(agreement) == {"mean_minmax", "minmax"}
+    # Each candidate's agreement is what its own file measures: the share of the 16 calibration images on which its
+    # top-1 class is the FP32 file's.
+    fp32_top1 = run_onnx(fp32, calibration).argmax(1)
+    for method in ("mean_minmax", "minmax"):
+        agreeing = int((run_onnx(made[method], calibration).argmax(1) == fp32_top1).sum())
+        assert agreement[method] == agreeing / 16, method
     chosen = settings["calibrate_method_used"]
     assert agreement[chosen] == max(agreement.values())
     # The kept file is that candidate's own
@@ -149,6 +189,4 @@ def test_bad_settings_and_targets_are_refused_before_any_work():
         Int8Quantization("ptq_int8", calibrate_method="median")
     with pytest.raises(ConfigError, match="calib_images=0"):
         Int8Quantization("ptq_int8", calib_images=0)
-    job = SimpleNamespace(device=SimpleNamespace(accelerator="cuda", name="cuda"))
-    with pytest.raises(ConfigError, match="use device=cpu"):
-        Int8Quantization("ptq_int8")._check_target(torch.nn.Linear(2, 2), job)
+    # The task and the device are refused by check(), before any work: tests/test_refusals.py drives compress.py.

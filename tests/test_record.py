@@ -36,10 +36,15 @@ def test_incomplete_record_is_refused(tmp_path):
         append_record(tmp_path / "r.jsonl", {k: 0 for k in REQUIRED_FIELDS if k != "flops"})
 
 
-def test_non_finite_numbers_become_null(tmp_path):
+def test_non_finite_numbers_become_null_and_finite_ones_stay(tmp_path):
     path = tmp_path / "records.jsonl"
-    append_record(path, make_record(metrics={"top1": float("nan")}))
-    assert json.loads(path.read_text())["metrics"]["top1"] is None
+    metrics = {"map": float("nan"), "map50": 0.25, "recall": float("inf"), "ar1": float("-inf"), "count": 3}
+    latency = {"mean": 1.5, "passes_ms_per_image": [1.0, float("nan"), 2.0]}
+    append_record(path, make_record(metrics=metrics, latency_ms=latency))
+    written = json.loads(path.read_text())
+    # Only the non-finite numbers are replaced, wherever they are (nested dicts, lists); the rest is written as is.
+    assert written["metrics"] == {"map": None, "map50": 0.25, "recall": None, "ar1": None, "count": 3}
+    assert written["latency_ms"] == {"mean": 1.5, "passes_ms_per_image": [1.0, None, 2.0]}
 
 
 def _append_many(args):

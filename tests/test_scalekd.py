@@ -23,6 +23,7 @@ from edgecomp.distill.output_losses import OutputDistillationSettings
 from edgecomp.distill.scalekd import CSASettings, ScaleKD, SDFSettings, batchnorm_statistics_held
 from edgecomp.distill.sdf import ScaleDecoupledEmbedding, ScaleDecoupledFeatureDistillation
 from edgecomp.errors import ConfigError
+from edgecomp.models.checkpoint import load_state_dict
 from edgecomp.models.detection.torchvision_dense import FCOSAdapter, RetinaNetAdapter
 from edgecomp.models.detection.torchvision_two_stage import FasterRCNNAdapter
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
@@ -432,7 +433,11 @@ def test_compress_py_experiment_smoke_scalekd_end_to_end(tmp_path, data_dir):
             f"paths.results={tmp_path}", f"paths.data={data_dir}", timeout=900)  # fmt: skip
     (record,) = read_jsonl(tmp_path / "records.jsonl")
     assert record["compressor"] == "scalekd" and record["model"] == "yolov8n"
-    assert record["params"] == record["baseline"]["params"] and record["flops"] == record["baseline"]["flops"]
+    # The deployed file is the distilled student alone: the baseline's tensors (no CSA, no SDF, no teacher), trained
+    # to other values.
+    student, baseline = load_state_dict(record["artifact"]), load_state_dict(record["baseline"]["artifact"])
+    assert {k: v.shape for k, v in student.items()} == {k: v.shape for k, v in baseline.items()}
+    assert not all(torch.equal(v, baseline[k]) for k, v in student.items())
     assert record["distill"]["deployed_params_equal_baseline"] is True
     assert {"loss_feat", "loss_cls", "loss_bbox", "loss_det"} <= set(record["distill"])
     assert record["compression"]["teacher"] == "yolov8s" and record["compression"]["teacher_scale"] == 2.0

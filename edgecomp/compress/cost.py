@@ -1,4 +1,14 @@
-"""What a compression costs: wall time and the peak resident memory of the process while it ran."""
+"""What a compression costs: its wall time and the memory the compression itself adds.
+
+Memory is counted from the level just before the compression starts, not from zero: the process already holds the
+interpreter, the libraries, the data and the baseline, and that level depends on what else the process did (a
+baseline trained in the same run, a cached one loaded), so an absolute peak would measure the run, not the
+compressor.
+- `rss_added_peak_bytes`: the highest resident memory of the process and its children (data-loader workers) while
+  the compression runs, sampled every `interval_s`, minus their resident memory just before it.
+- `cuda_added_peak_bytes` (CUDA only, else None): PyTorch's caching allocator's peak of allocated memory during the
+  compression (its peak statistic reset at the start) minus what was allocated at the start. Exact, not sampled.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +19,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psutil
+import torch
 
 
 @dataclass
 class Cost:
     time_s: float = 0.0
-    peak_mem_bytes: int = 0
+    rss_added_peak_bytes: int = 0
+    cuda_added_peak_bytes: int | None = None
+
+    def as_record(self) -> dict[str, float | int | None]:
+        """The record's `compression` fields, named for what they measure."""
+        return {
+            "time_s": self.time_s,
+            "rss_added_peak_bytes": self.rss_added_peak_bytes,
+            "cuda_added_peak_bytes": self.cuda_added_peak_bytes,
+        }
 
 
 def _resident_bytes(process: psutil.Process) -> int:
@@ -30,15 +50,23 @@ def _resident_bytes(process: psutil.Process) -> int:
 
 @contextmanager
 def measure_cost(interval_s: float = 0.01) -> Iterator[Cost]:
-    """Time the block and sample resident memory every `interval_s` on a background thread."""
+    """Time the block; sample resident memory every `interval_s` on a background thread, and read the CUDA
+    allocator's peak where there is a GPU."""
     cost = Cost()
     process = psutil.Process()
-    cost.peak_mem_bytes = _resident_bytes(process)
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        cuda_before = torch.cuda.memory_allocated()
+    before = _resident_bytes(process)
+    peak = before
     stop = threading.Event()
 
     def sample() -> None:
+        nonlocal peak
         while not stop.wait(interval_s):
-            cost.peak_mem_bytes = max(cost.peak_mem_bytes, _resident_bytes(process))
+            peak = max(peak, _resident_bytes(process))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -46,7 +74,11 @@ def measure_cost(interval_s: float = 0.01) -> Iterator[Cost]:
     try:
         yield cost
     finally:
+        if cuda:
+            torch.cuda.synchronize()
         cost.time_s = time.perf_counter() - start
         stop.set()
         sampler.join()
-        cost.peak_mem_bytes = max(cost.peak_mem_bytes, _resident_bytes(process))
+        cost.rss_added_peak_bytes = max(peak, _resident_bytes(process)) - before
+        if cuda:
+            cost.cuda_added_peak_bytes = torch.cuda.max_memory_allocated() - cuda_before

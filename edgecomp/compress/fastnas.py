@@ -66,6 +66,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from edgecomp.compress.base import Compressor
@@ -95,6 +96,7 @@ UNSEARCHABLE = {
     ),
 }
 SEARCH_CHECKPOINT = "fastnas_search-{fingerprint}.pth"
+BUDGET_TOLERANCE = 0.005  # of the baseline's FLOPs: how far above the budget check() still lets a search space pass
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -284,6 +286,48 @@ class FastNASPruning(Compressor):
                 raise ConfigError(f"compressor=fastnas cannot prune model={model}: {reason}")
         if self.search_layers is not None:
             self._check_search_layers(model, [name for name, _ in build(cfg.model).named_modules() if name])
+        reported = get_class(cfg.dataset.evaluator._target_).metric_names
+        if self.score_metric is not None and self.score_metric not in reported:
+            raise ConfigError(
+                f"compressor.score_metric={self.score_metric}: the {cfg.task} evaluator reports "
+                f"{', '.join(reported)} (null: {ACCURACY_METRIC[cfg.task]})"
+            )
+        self._check_budget(cfg)
+
+    def _check_budget(self, cfg: DictConfig) -> None:
+        """The search space of the configured model (random weights: the space depends on the architecture alone)
+        holds a subnet within the FLOPs budget, and ModelOpt finds something to search in it: ModelOpt's own
+        conversion and two FLOPs counts, seconds, instead of a refusal after the baseline is trained."""
+        import modelopt.torch.nas as mtn
+        from modelopt.torch.opt.conversion import ApplyModeError
+        from modelopt.torch.prune.pruning import PruneModeRegistry
+
+        size = int(cfg.dataset.image_size)
+        dummy_input = torch.zeros(1, 3, size, size)
+        view = ModelOptView(build(cfg.model)).eval()  # converted in eval mode, as compress() converts it
+        mode = [("fastnas", search_space_rules(self.channel_divisor, self.channel_ratios, self.search_layers))]
+        try:
+            with modelopt_conversion(view):
+                mtn.convert(view, mode, registry=PruneModeRegistry)
+        except ApplyModeError as err:
+            raise ConfigError(
+                f"compressor=fastnas cannot prune model={cfg.model.name}: ModelOpt finds nothing to search in it "
+                f"({str(err).splitlines()[0]})"
+            ) from err
+        # The smallest subnet's share by edgecomp's FLOPs count; ModelOpt's own (torchprofile, BatchNorm left out)
+        # differs in the third digit, so a budget that close to the floor is left to the search, which says so too.
+        smallest_share = self._smallest_share(view, dummy_input)
+        if smallest_share > self.flops_share + BUDGET_TOLERANCE:
+            raise ConfigError(self._unreachable_budget(cfg.model.name, smallest_share))
+
+    def _unreachable_budget(self, model_name: str, smallest_share: float) -> str:
+        return (
+            f"compressor.flops={self.flops_target}: model={model_name} cannot be pruned that far at "
+            f"compressor.channel_divisor={self.channel_divisor}"
+            + (f" and compressor.channel_ratios={list(self.channel_ratios)}" if self.channel_ratios else "")
+            + f": its smallest subnet keeps {smallest_share:.1%} of the FLOPs; raise compressor.flops or lower "
+            "compressor.channel_divisor (e.g. 16 or 8)"
+        )
 
     def _check_search_layers(self, model: str, layer_names: list[str]) -> None:
         """Every `search_layers` pattern names at least one of the model's modules: ModelOpt would silently leave a
@@ -409,13 +453,7 @@ class FastNASPruning(Compressor):
             except ValueError as err:
                 if "constraints can be satisfied" not in str(err):
                     raise
-                raise ConfigError(
-                    f"compressor.flops={self.flops_target}: model={model_name} cannot be pruned that far at "
-                    f"compressor.channel_divisor={self.channel_divisor}"
-                    + (f" and compressor.channel_ratios={list(self.channel_ratios)}" if self.channel_ratios else "")
-                    + f": its smallest subnet keeps {self._smallest_share(view, dummy_input):.1%} of the FLOPs; "
-                    "raise compressor.flops or lower compressor.channel_divisor (e.g. 16 or 8)"
-                ) from err
+                raise ConfigError(self._unreachable_budget(model_name, self._smallest_share(view, dummy_input))) from err
             state = searcher.state_dict()
             if not state["best"].get("is_satisfied"):
                 smallest = {name: min(choices) for name, choices in state["sensitivity_map"].items()}

@@ -1,9 +1,9 @@
 """What the two post-training quantizers share: the trained network exported to FP32 ONNX, run by ONNX Runtime.
 
-PTQ's deployable artifact on `device=cpu` is an ONNX file run by ONNX Runtime (SPEC: "a real deployable format
-whose file shrinks"). The baseline of the comparison is the same network exported to FP32 ONNX and run by the same
-runtime (`deploy_baseline`), so the size ratio is file against file and the speed-up runtime against runtime,
-not ONNX Runtime against eager PyTorch. On `device=cuda` the deployment path is ModelOpt + TensorRT; where
+PTQ's deployable artifact on `device=cpu` is an ONNX file run by ONNX Runtime (docs/methods/ptq.md: a real
+deployable format whose file shrinks). The baseline of the comparison is the same network exported to FP32 ONNX and
+run by the same runtime (`deploy_baseline`), so the size ratio is file against file and the speed-up runtime against
+runtime, not ONNX Runtime against eager PyTorch. On `device=cuda` the deployment path is ModelOpt + TensorRT; where
 TensorRT is not installed the run stops before any work with a message that says so (never a silent CPU
 fallback).
 """
@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
+from omegaconf import DictConfig
 
 from edgecomp.compress.base import Compressor
+from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
-from edgecomp.models.detection.base import DetectorAdapter
 
 BASELINE_FILE = "fp32.onnx"
 
@@ -38,7 +39,6 @@ class OnnxPostTrainingQuantization(Compressor):
         self._exported: Path | None = None  # the FP32 file of this job, once exported
 
     def compress(self, model: nn.Module, job: Any) -> ExportedModel:
-        self._check_target(model, job)
         fp32 = self._fp32_file(model, job)
         path = job.artifacts_dir / self.file_name
         self.quantize(fp32, path, job)
@@ -60,19 +60,21 @@ class OnnxPostTrainingQuantization(Compressor):
             self._exported = path
         return path
 
-    def _check_target(self, model: nn.Module, job: Any) -> None:
-        if isinstance(model, DetectorAdapter):
+    def check(self, cfg: DictConfig) -> None:
+        """The task and the device, before any work: a detector is refused, and so is a CUDA target."""
+        if cfg.task != "classification":
             raise ConfigError(
                 f"compressor={self.name}: post-training quantization deploys classifiers through ONNX Runtime; "
                 "a detector's decoding and NMS are not part of its exported network, so its COCO metrics could not "
                 "be measured on the quantized file. Quantize a classifier."
             )
-        if job.device.accelerator == "cuda":
+        device = build(cfg.device)  # the device as it will run (a Jetson profile on a machine without a GPU: the CPU)
+        if device.accelerator == "cuda":
             # The CUDA deployment is a TensorRT engine built with ModelOpt; not running ONNX Runtime on the CPU
             # instead, which would record a CPU measurement under a CUDA device.
             installed = importlib.util.find_spec("tensorrt") is not None
             raise ConfigError(
-                f"compressor={self.name} on device={job.device.name}: the CUDA path (ModelOpt quantization, TensorRT "
+                f"compressor={self.name} on device={device.name}: the CUDA path (ModelOpt quantization, TensorRT "
                 f"engine) is not available here (TensorRT {'installed, but edgecomp does not build engines yet' if installed else 'is not installed'}); "
                 "use device=cpu, which deploys the quantized ONNX file with ONNX Runtime"
             )

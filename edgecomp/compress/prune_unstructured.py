@@ -13,6 +13,7 @@ import numbers
 from typing import Any
 
 import torch.nn as nn
+from omegaconf import DictConfig
 from torch.nn.utils import prune
 
 from edgecomp.compress.base import Compressor
@@ -100,12 +101,16 @@ class UnstructuredPruning(Compressor):
         self.scope = scope
         self.sparsity_reached: float | None = None  # measured by compress()
 
+    def check(self, cfg: DictConfig) -> None:
+        """The configured model (built with random weights: which layers it has is the architecture's) has weights
+        to prune."""
+        if not prunable_weights(build(cfg.model)):
+            raise ConfigError(
+                f"compressor={self.name}: model={cfg.model.name} has no trainable Conv2d or Linear weights to prune"
+            )
+
     def compress(self, model: nn.Module, job: Any) -> nn.Module:
         weights = prunable_weights(model)
-        if not weights:
-            raise ConfigError(
-                f"compressor={self.name}: {type(model).__name__} has no trainable Conv2d or Linear weights to prune"
-            )
         apply_masks(weights, self.sparsity, self.scope)
         if self.epochs > 0:
             self.fine_tune(model, job)

@@ -7,7 +7,7 @@ group i, with down-sampling rate r_i:
     Q_i = F^S W_i^Q                                        (eq. 3)
     K_i = MSC(F^T, r_i) W_i^K,  V_i = MSC(F^T, r_i) W_i^V   (eq. 4)
     V_i = V_i + P(V_i)                                     (eq. 5)
-    h_i = softmax(Q_i K_i^T / sqrt(d_h)) V_i               (eq. 6, parenthesis as SPEC.md corrects it)
+    h_i = softmax(Q_i K_i^T / sqrt(d_h)) V_i               (eq. 6, parenthesis corrected: docs/methods/scalekd.md)
 
 - which side gives the query follows the equations (the student's; the paper's prose says the teacher's):
   `query_from="teacher"` swaps the two sides (query from the teacher, key and value from the student);

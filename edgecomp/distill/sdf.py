@@ -13,9 +13,10 @@ On the last backbone stage of teacher (Z^T) and student (Z^S):
    the three are concatenated into one embedding;
 4. one L2 loss compares the teacher's and the student's embeddings (not one loss per branch: "a sole l2 loss").
 
-Why the teacher side cannot collapse (SPEC: the paper does not say). If the teacher-side SDF were trained by L_feat
-alone, a constant embedding on both sides would make L_feat zero whatever the features are: the only signal L_feat
-gives the teacher side is "be predictable", which a constant satisfies best. Nothing else in ScaleKD trains it
+Why the teacher side cannot collapse (the paper does not say; docs/methods/scalekd.md gives the reading edgecomp
+takes). If the teacher-side SDF were trained by L_feat alone, a constant embedding on both sides would make L_feat
+zero whatever the features are: the only signal L_feat gives the teacher side is "be predictable", which a constant
+satisfies best. Nothing else in ScaleKD trains it
 (the teacher is frozen; no task loss reaches its SDF). So here the teacher-side embedding is a *fixed* function of
 the teacher's feature: the student-side SDF's architecture and initial weights ("the student's module mirrors the
 teacher's counterpart"), frozen. Then L_feat = ||E_S(adapter(Z^S)) - E_T(Z^T)||^2 with E_T fixed: for any student

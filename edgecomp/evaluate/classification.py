@@ -21,6 +21,8 @@ def evaluate_top1(predictor: Predictor, loader: DataLoader, num_classes: int, de
 class Top1Evaluator(Evaluator):
     """Top-1 accuracy through the target device's runtime."""
 
+    metric_names = ("top1",)
+
     def __init__(self, num_classes: int) -> None:
         self.num_classes = num_classes
 

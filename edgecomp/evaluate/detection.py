@@ -15,7 +15,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from edgecomp.data.detection.letterbox import to_original_boxes
-from edgecomp.evaluate.coco import coco_metrics
+from edgecomp.evaluate.coco import METRIC_KEYS, coco_metrics
 from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.runtimes.base import Predictor
 
@@ -54,6 +54,8 @@ def coco_detections(model: nn.Module, datamodule, device: torch.device, dtype: t
 
 class CocoEvaluator(Evaluator):
     """map, map50, map75, map_small, map_medium, map_large, ar1, ar10, ar100, recall (edgecomp.evaluate.coco)."""
+
+    metric_names = METRIC_KEYS
 
     def __call__(self, model, predictor: Predictor, datamodule, device) -> dict[str, float]:
         detections = coco_detections(model, datamodule, device.torch_device, device.dtype)

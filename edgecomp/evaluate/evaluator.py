@@ -16,6 +16,10 @@ from edgecomp.evaluate.runtimes.base import Predictor
 
 
 class Evaluator(ABC):
+    # The keys of the metrics it reports, known before anything runs (a setting that names a metric is checked
+    # against them before any work).
+    metric_names: tuple[str, ...] = ()
+
     @abstractmethod
     def __call__(self, model: nn.Module, predictor: Predictor, datamodule, device) -> dict[str, float]:
         """The metrics of `model` (deployed as `predictor` on `device`) on `datamodule`'s evaluation split."""

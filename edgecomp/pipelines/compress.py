@@ -45,7 +45,7 @@ def compress(job: Job) -> dict[str, Any]:
         "artifact": str(deployed_baseline.path if isinstance(deployed_baseline, ExportedModel) else checkpoint),
         **{k: base[k] for k in BASELINE_FIELDS},
     }
-    record["compression"] = {"time_s": cost.time_s, "peak_mem_bytes": cost.peak_mem_bytes, **compressor.settings()}
+    record["compression"] = {**cost.as_record(), **compressor.settings()}
     record["vs_baseline"] = vs_baseline(record)  # params, FLOPs and latency ratios side by side
     extra = compressor.record_fields()
     if clashes := sorted(set(extra) & set(record)):

@@ -24,7 +24,7 @@ RECORDS_FILE = "records.jsonl"
 # The metric a row's accuracy is, by the record's task.
 ACCURACY_METRIC = {"classification": "top1", "detection": "map"}
 # The keys of a record's `compression` that are settings and so tell rows apart (pruning at 0.25 and at 0.5 are two
-# rows; distillation from two teachers too). The rest of `compression` is measured (time_s, peak_mem_bytes,
+# rows; distillation from two teachers too). The rest of `compression` is measured (time_s, rss_added_peak_bytes,
 # sparsity_reached, kd's loss) and stays out of the label.
 LABEL_SETTINGS = ("sparsity", "T", "alpha", "teacher")
 # What the report reads from every record; a record without one of these is refused, naming its file and line.

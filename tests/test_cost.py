@@ -1,0 +1,53 @@
+"""The compression's cost: its wall time and the memory the compression itself adds (the level before it is not
+counted)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from edgecomp.compress.cost import measure_cost
+from tests.conftest import read_jsonl, run_cli
+
+MB = 10**6
+
+
+def test_the_memory_a_block_adds_is_measured_and_what_it_held_before_is_not():
+    already_held = np.ones(300 * MB, dtype=np.uint8)  # resident before the measurement starts
+    with measure_cost() as idle:
+        time.sleep(0.1)
+    with measure_cost() as allocating:
+        block = np.ones(200 * MB, dtype=np.uint8)
+        time.sleep(0.1)
+        del block
+    del already_held
+    assert idle.rss_added_peak_bytes < 20 * MB
+    assert 195 * MB <= allocating.rss_added_peak_bytes < 230 * MB
+    assert 0.1 <= allocating.time_s < 5
+    assert (allocating.cuda_added_peak_bytes is None) == (not torch.cuda.is_available())
+
+
+def test_compress_records_what_the_compressor_allocated(tmp_path, data_dir):
+    """A compressor that holds 250 MB for a moment: the record's rss_added_peak_bytes says so, whatever the process
+    held before (the interpreter, the data, the baseline)."""
+    from edgecomp.models.timm_classifier import create_classifier
+
+    checkpoint = tmp_path / "baseline.pt"
+    torch.save(create_classifier("mobilenetv3_small_100", num_classes=10).state_dict(), checkpoint)
+    run_cli(
+        "compress.py",
+        "experiment=smoke",
+        "compressor._target_=tests.allocating_compressor.AllocatingCompressor",
+        "+compressor.megabytes=250",
+        f"checkpoint={checkpoint}",
+        f"paths.results={tmp_path}",
+        f"paths.data={data_dir}",
+        "logger=none",
+    )
+    (record,) = read_jsonl(tmp_path / "records.jsonl")
+    compression = record["compression"]
+    assert 245 * MB <= compression["rss_added_peak_bytes"] < 300 * MB
+    assert compression["time_s"] >= 0.3  # it held the memory that long
+    assert (compression["cuda_added_peak_bytes"] is None) == (not torch.cuda.is_available())
