@@ -22,7 +22,8 @@ from edgecomp.config import build
 from edgecomp.errors import CheckpointError, ConfigError
 from edgecomp.models.checkpoint import load_model, load_weights
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
-from edgecomp.models.modelopt_artifact import ModelOptView, flat_tensors
+from edgecomp.models.modelopt_artifact import ModelOptView
+from edgecomp.models.outputs import flat_tensors
 from edgecomp.models.timm_classifier import split_batchnorm_act
 from edgecomp.pipelines import compress, evaluate
 from tests.conftest import compose_config, read_jsonl, run_cli

@@ -1,7 +1,9 @@
 """COCO metrics of a detector on its datamodule's evaluation split.
 
-The detector's `predict` (its family's decoding and NMS) runs on the letterboxed S x S images, on the target
-device's accelerator and precision; each detection goes back to the original image's pixels and the dataset's
+The deployed network (the predictor the target device's runtime made of the detector: eager PyTorch, or an exported
+file run by ONNX Runtime) runs on the letterboxed S x S images, and the adapter's `decode` (its family's decoding
+and NMS) turns its outputs into detections; a family whose detections need more than `forward` (Faster R-CNN) runs
+its eager `predict` on the device's accelerator and precision instead. Each detection goes back to the original image's pixels and the dataset's
 category ids, and pycocotools compares them with the split's full ground truth (edgecomp.evaluate.coco).
 """
 
@@ -11,18 +13,45 @@ import copy
 from typing import Any
 
 import torch
-import torch.nn as nn
 from tqdm.auto import tqdm
 
 from edgecomp.data.detection.letterbox import to_original_boxes
 from edgecomp.evaluate.coco import METRIC_KEYS, coco_metrics
 from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.runtimes.base import Predictor
+from edgecomp.models.detection.base import DetectorAdapter
 
 
-def coco_detections(model: nn.Module, datamodule, device: torch.device, dtype: torch.dtype) -> list[dict[str, Any]]:
-    """The model's detections on the evaluation split as COCO results entries (original pixels, category ids)."""
-    model = copy.deepcopy(model).eval().to(device, dtype)
+def deployed_detections(
+    model: DetectorAdapter, predictor: Predictor, images: torch.Tensor
+) -> list[dict[str, torch.Tensor]]:
+    """Detections per image from what the deployed network (`predictor`: eager, or an exported file run by its
+    runtime) returns for `images`, decoded by the adapter on the CPU in FP32."""
+    outputs = predictor.to_tensors(predictor(predictor.prepare(images)))
+    return model.decode(model.outputs_from_tensors(outputs))
+
+
+def coco_detections(
+    model: DetectorAdapter, predictor: Predictor | None, datamodule, device: torch.device, dtype: torch.dtype
+) -> list[dict[str, Any]]:
+    """The model's detections on the evaluation split as COCO results entries (original pixels, category ids).
+
+    A family that decodes its `forward` outputs is scored on what `predictor` runs (the deployed artifact); one that
+    does not (Faster R-CNN's second stage runs outside `forward`) on the eager network's `predict` at the device's
+    accelerator and precision."""
+    if model.decodes_forward_outputs:
+        if predictor is None:
+            raise ValueError(f"{type(model).__name__}: scoring the deployed network needs its predictor")
+        decoder = copy.deepcopy(model).eval().cpu().float()
+
+        def detect(images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+            return deployed_detections(decoder, predictor, images)
+    else:
+        eager = copy.deepcopy(model).eval().to(device, dtype)
+
+        def detect(images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+            return eager.predict(images.to(device, dtype))
+
     images_by_id = {image["id"]: image for image in datamodule.eval_index.images}
     category_ids = datamodule.category_ids
     results: list[dict[str, Any]] = []
@@ -30,7 +59,7 @@ def coco_detections(model: nn.Module, datamodule, device: torch.device, dtype: t
         for images, targets in tqdm(
             datamodule.eval_dataloader(), desc="detect", unit="batch", disable=None, leave=False
         ):
-            for detection, target in zip(model.predict(images.to(device, dtype)), targets, strict=True):
+            for detection, target in zip(detect(images), targets, strict=True):
                 image = images_by_id[target["image_id"]]
                 boxes = to_original_boxes(
                     detection["boxes"].float().cpu(), target["scale"], image["width"], image["height"]
@@ -58,5 +87,5 @@ class CocoEvaluator(Evaluator):
     metric_names = METRIC_KEYS
 
     def __call__(self, model, predictor: Predictor, datamodule, device) -> dict[str, float]:
-        detections = coco_detections(model, datamodule, device.torch_device, device.dtype)
+        detections = coco_detections(model, predictor, datamodule, device.torch_device, device.dtype)
         return coco_metrics(datamodule.eval_index, detections)

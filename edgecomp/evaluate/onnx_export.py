@@ -1,4 +1,9 @@
-"""Export a classifier to one self-contained ONNX file, the artifact the ONNX Runtime backend (and PTQ) run.
+"""Export a model to one self-contained ONNX file, the artifact the ONNX Runtime backend (and PTQ) run.
+
+A classifier's file has one output, `logits`. A detector's `forward` (normalisation, backbone, neck, head) returns
+a dataclass of per-level tensors; its file has one output per tensor, in edgecomp.models.outputs.flat_tensors'
+order and named by flat_names (`classification_0`, ..., `regression_0`, ...), which the adapter's
+`outputs_from_tensors` rebuilds and its `decode` turns into detections.
 
 Exporter: torch 2.14's `torch.onnx.export` defaults to `dynamo=True`, the torch.export-based exporter; the
 TorchScript exporter (`dynamo=False`) still works but emits a DeprecationWarning saying it will be removed. Both
@@ -22,8 +27,21 @@ import onnx
 import torch
 import torch.nn as nn
 
+from edgecomp.models.outputs import flat_names, flat_tensors
+
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+
+
+class FlatOutputs(nn.Module):
+    """`model` behind a forward that returns its outputs as a flat tuple of tensors (what an ONNX graph returns)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(flat_tensors(self.model(images)))
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int, opset: int = 18) -> Path:
@@ -42,6 +60,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int, opse
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     model = copy.deepcopy(model).eval().cpu()
     example = torch.randn(2, 3, input_size, input_size)
+    with torch.no_grad():
+        sample = model(example)
+    if isinstance(sample, torch.Tensor):
+        output_names = [OUTPUT_NAME]
+    else:
+        output_names, model = flat_names(sample), FlatOutputs(model).eval()
     # The exporter's graph passes log every rewrite at INFO (hundreds of lines per model) through the root logger.
     quiet = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript", "torch.onnx")]
     levels = [logger.level for logger in quiet]
@@ -56,7 +80,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_size: int, opse
             external_data=False,
             opset_version=opset,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=output_names,
             # By position, so it does not depend on the name of forward's argument.
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             verbose=False,

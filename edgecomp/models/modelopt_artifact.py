@@ -22,17 +22,17 @@ whose input channels stay as they are, instead of tracing into it (which fails o
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from edgecomp.models.outputs import flat_tensors
 from edgecomp.models.timm_classifier import split_batchnorm_act
 
 # The two entries of the file modelopt.torch.opt.save writes.
@@ -48,19 +48,6 @@ EXPECTED_MODELOPT_WARNINGS = (
 )
 
 log = logging.getLogger("edgecomp")
-
-
-def flat_tensors(output: Any) -> list[torch.Tensor]:
-    """The tensors of a model output, in order: a tensor, or dataclasses, sequences and mappings of them."""
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if dataclasses.is_dataclass(output) and not isinstance(output, type):
-        return [t for field in dataclasses.fields(output) for t in flat_tensors(getattr(output, field.name))]
-    if isinstance(output, Mapping):
-        return [t for value in output.values() for t in flat_tensors(value)]
-    if isinstance(output, (list, tuple)):
-        return [t for item in output for t in flat_tensors(item)]
-    return []
 
 
 class ModelOptView(nn.Module):

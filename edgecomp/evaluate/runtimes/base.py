@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from edgecomp.models.outputs import flat_tensors
+
 
 class Predictor(ABC):
     @abstractmethod
@@ -25,6 +27,11 @@ class Predictor(ABC):
     def to_logits(self, outputs: Any) -> torch.Tensor:
         """Raw output as a float CPU tensor (N, classes)."""
         return outputs.float().cpu()
+
+    def to_tensors(self, outputs: Any) -> list[torch.Tensor]:
+        """Raw outputs as float CPU tensors, flat, in the order edgecomp.models.outputs.flat_tensors gives (a
+        detector's head outputs: each field's levels in turn)."""
+        return [tensor.float().cpu() for tensor in flat_tensors(outputs)]
 
     def synchronize(self) -> None:  # noqa: B027 - a concrete default: CPU runtimes have nothing to wait for
         """Block until queued device work is done (a no-op on the CPU)."""

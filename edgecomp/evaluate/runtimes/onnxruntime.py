@@ -38,11 +38,17 @@ class OnnxRuntimePredictor(Predictor):
         # Untimed: the copy to a contiguous float32 host array is input preparation, not the network.
         return np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
 
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: inputs})[0]
+    def __call__(self, inputs: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """The file's one output (a classifier's logits), or all of them in the file's order (a detector's)."""
+        outputs = self.session.run(None, {self.input_name: inputs})
+        return outputs[0] if len(outputs) == 1 else outputs
 
     def to_logits(self, outputs: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(outputs)).float()
+
+    def to_tensors(self, outputs: np.ndarray | list[np.ndarray]) -> list[torch.Tensor]:
+        arrays = outputs if isinstance(outputs, list) else [outputs]
+        return [torch.from_numpy(np.asarray(array)).float() for array in arrays]
 
     def synchronize(self) -> None:
         """Nothing to wait for: `InferenceSession.run` returns only once the outputs are on the host."""

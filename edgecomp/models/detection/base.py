@@ -9,12 +9,17 @@ Conventions (the data pipeline establishes them before a batch reaches an adapte
 
 What the distillers need (ScaleKD, FitNet, output KD) is exposed separately: the backbone's last-stage feature,
 the pyramid (neck) features, and the head's raw per-level outputs. `forward` is the deployable network alone
-(normalisation, backbone, neck, head: no anchor decoding, NMS or resizing), which latency and FLOPs measure.
+(normalisation, backbone, neck, head: no anchor decoding, NMS or resizing), which latency and FLOPs measure, and
+which is exported; `decode` turns its outputs into detections (anchor or grid decoding, score threshold, NMS), so
+the outputs of a deployed file (rebuilt by `outputs_from_tensors`) are scored exactly as the eager network's are:
+`predict(images)` is `decode(forward(images))`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +43,12 @@ class HeadOutputs:
 
 
 class DetectorAdapter(nn.Module, ABC):
+    # What `forward` returns (HeadOutputs or a family's subclass of it): how `outputs_from_tensors` rebuilds it.
+    head_outputs_class: type[HeadOutputs] = HeadOutputs
+    # Whether `decode` turns `forward`'s outputs into the family's detections. A two-stage detector's second stage
+    # runs on proposals, outside `forward`: its detections need the eager network (`predict`), not a deployed file.
+    decodes_forward_outputs: bool = True
+
     def __init__(self, num_classes: int, input_size: int) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -56,10 +67,32 @@ class DetectorAdapter(nn.Module, ABC):
         """The family's own training loss terms (each a scalar; the pipeline sums them) for `targets`: one dict
         per image with "boxes" (M, 4) and "labels" (M,) int64, as in the conventions above."""
 
-    @abstractmethod
+    def decode(self, outputs: HeadOutputs) -> list[dict[str, torch.Tensor]]:
+        """Detections per image from `forward`'s outputs (this network's, or a deployed file's): "boxes" (D, 4),
+        "scores" (D,), "labels" (D,) int64, with the family's usual score threshold and NMS, at most
+        `max_detections` per image."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not decode its forward() outputs (decodes_forward_outputs is False)"
+        )
+
+    @torch.no_grad()
     def predict(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """Decoded detections per image: "boxes" (D, 4), "scores" (D,), "labels" (D,) int64, with the family's
-        usual score threshold and NMS, at most `max_detections` per image."""
+        """Decoded detections per image (see `decode`), from the eager network."""
+        return self.decode(self(images))
+
+    def outputs_from_tensors(self, tensors: Sequence[torch.Tensor]) -> HeadOutputs:
+        """`forward`'s outputs rebuilt from their flat sequence (edgecomp.models.outputs.flat_tensors' order: each
+        field's levels in turn), as a deployed file returns them."""
+        fields = dataclasses.fields(self.head_outputs_class)
+        if not tensors or len(tensors) % len(fields):
+            raise ValueError(
+                f"{type(self).__name__}: expected a multiple of {len(fields)} tensors ({', '.join(f.name for f in fields)}"
+                f" per level), got {len(tensors)}"
+            )
+        levels = len(tensors) // len(fields)
+        return self.head_outputs_class(
+            **{field.name: list(tensors[i * levels : (i + 1) * levels]) for i, field in enumerate(fields)}
+        )
 
     def forward(self, images: torch.Tensor) -> HeadOutputs:
         """The deployable network: what latency and FLOPs are measured on."""

@@ -18,6 +18,7 @@ Labels: both heads classify with one sigmoid per class (focal loss) and index th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 from torchvision.models.detection import FCOS, RetinaNet
+from torchvision.models.detection.image_list import ImageList
 
 from edgecomp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from edgecomp.models.detection.backbones import PYRAMID_STRIDES, ExtraLevels, build_fpn_backbone
@@ -183,6 +185,53 @@ class TorchvisionDenseAdapter(TorchvisionDetectorAdapter):
         )
         self.num_anchors = self.detector.anchor_generator.num_anchors_per_location()[0]
 
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """`decode(forward(images))`: the deployable network, then torchvision's own decoding, score threshold and
+        NMS (what a deployed file's outputs go through too)."""
+        self._check_images(images)
+        return self.decode(self(images))
+
+    # torchvision's name for each HeadOutputs field, as its post-processing reads the flattened head outputs.
+    TORCHVISION_OUTPUT_NAMES = {"classification": "cls_logits", "regression": "bbox_regression"}
+
+    @torch.no_grad()
+    def decode(self, outputs: HeadOutputs) -> list[dict[str, torch.Tensor]]:
+        """torchvision's post-processing (`postprocess_detections`: per-level top-k above the score threshold, box
+        decoding against its anchors, class-wise NMS, `max_detections`) on per-level head outputs. They are
+        flattened as torchvision's head flattens them, and the anchors come from the detector's own anchor
+        generator for the levels' grids on the S x S input (torchvision's transform is the identity there, so its
+        final rescaling is too)."""
+        first = outputs.classification[0]
+        batch, size = first.shape[0], self.input_size
+        flattened = {
+            self.TORCHVISION_OUTPUT_NAMES[field.name]: torch.cat(
+                [_flatten_level(level, self.num_anchors) for level in getattr(outputs, field.name)], dim=1
+            )
+            for field in dataclasses.fields(outputs)
+        }
+        per_level = [level.shape[-2] * level.shape[-1] * self.num_anchors for level in outputs.classification]
+        image_sizes = [(size, size)] * batch
+        # The anchor generator reads only the shapes, device and dtype of the images and feature maps it is given.
+        images = ImageList(first.new_zeros(()).expand(batch, 3, size, size), image_sizes)
+        anchors = self.detector.anchor_generator(images, list(outputs.classification))
+        detections = self.detector.postprocess_detections(
+            {name: list(value.split(per_level, dim=1)) for name, value in flattened.items()},
+            [list(image_anchors.split(per_level)) for image_anchors in anchors],
+            image_sizes,
+        )
+        return [
+            {"boxes": d["boxes"], "scores": d["scores"], "labels": self.from_detector_labels(d["labels"])}
+            for d in detections
+        ]
+
+
+def _flatten_level(level: torch.Tensor, anchors: int) -> torch.Tensor:
+    """(N, A*K, H, W) -> (N, H*W*A, K), location-major then anchor: the order of torchvision's dense heads."""
+    batch, channels, height, width = level.shape
+    per_anchor = channels // anchors
+    return level.view(batch, anchors, per_anchor, height, width).permute(0, 3, 4, 1, 2).reshape(batch, -1, per_anchor)
+
 
 class RetinaNetAdapter(TorchvisionDenseAdapter):
     """torchvision's RetinaNet (v1 layout: P3-P7, P6 from P5, 9 anchors per location, focal loss, L1 box loss),
@@ -226,6 +275,8 @@ class FCOSAdapter(TorchvisionDenseAdapter):
     """
 
     torchvision_class = FCOS
+    head_outputs_class = FCOSHeadOutputs
+    TORCHVISION_OUTPUT_NAMES = {**TorchvisionDenseAdapter.TORCHVISION_OUTPUT_NAMES, "centerness": "bbox_ctrness"}
 
     def head(self, pyramid: list[torch.Tensor]) -> FCOSHeadOutputs:
         classification_head = self.detector.head.classification_head

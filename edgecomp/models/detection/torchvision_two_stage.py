@@ -50,6 +50,10 @@ class FasterRCNNAdapter(TorchvisionDetectorAdapter):
     level). See `roi_outputs()` for the second stage.
     """
 
+    # The second stage (RoIAlign, box head, per-class NMS) runs on proposals outside forward(): detections need the
+    # eager network, not forward()'s RPN outputs.
+    decodes_forward_outputs = False
+
     extra_levels: ExtraLevels = "maxpool"
 
     def __init__(

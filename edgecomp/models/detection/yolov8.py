@@ -187,8 +187,9 @@ class YOLOv8Adapter(DetectorAdapter):
         return {"box": terms[0], "cls": terms[1], "dfl": terms[2]}
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        decoded = self.detect._inference(self._raw_predictions(self.features(images).pyramid))
+    def decode(self, outputs: HeadOutputs) -> list[dict[str, torch.Tensor]]:
+        """Ultralytics' own decoding (DFL box expectation, grid and strides) and NMS on the head's outputs."""
+        decoded = self.detect._inference(self.flatten_head_outputs(outputs))
         kept = self._nms(
             decoded,
             conf_thres=self.score_threshold,
