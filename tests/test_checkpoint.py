@@ -144,3 +144,11 @@ def test_a_pruned_artifact_restores_into_its_own_architecture(pruned_artifact):
 def test_a_pruned_artifact_of_another_model_is_refused_before_modelopt_runs(pruned_artifact, name, num_classes, message):
     with pytest.raises(CheckpointError, match=message):
         load_model(create_classifier(name, num_classes=num_classes), pruned_artifact)
+
+
+def test_an_onnx_file_given_as_a_checkpoint_is_named_for_what_it_is(tmp_path):
+    from edgecomp.evaluate.onnx_export import export_onnx
+
+    path = export_onnx(nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten()), tmp_path / "model.onnx", 4)
+    with pytest.raises(CheckpointError, match="is an ONNX file, a deployed artifact: give the PyTorch checkpoint"):
+        load_weights(nn.Linear(3, 2), path)

@@ -47,7 +47,12 @@ def test_train_appends_a_complete_record_for_its_checkpoint(smoke_run):
     results, proc = smoke_run
     (record,) = read_jsonl(results / "records.jsonl")
     check_complete(record)
-    assert Path(record["artifact"]).is_file() and record["artifact"].endswith(".ckpt")
+    # Deployed as device=cpu deploys: the checkpoint's weights exported to ONNX, run by ONNX Runtime
+    assert Path(record["checkpoint"]).is_file() and record["checkpoint"].endswith(".ckpt")
+    assert Path(record["artifact"]).is_file() and Path(record["artifact"]).parent == results / "deployed"
+    assert record["artifact"].endswith(".onnx") and record["size_bytes"] == Path(record["artifact"]).stat().st_size
+    assert (record["runtime"]["runtime"], record["runtime"]["provider"]) == ("onnxruntime", "CPUExecutionProvider")
+    assert record["export_time_s"] > 0  # exported in this run, and the record says how long it took
     assert "edgecomp train" in proc.stdout and "records.jsonl line 1" in proc.stdout  # the summary
     assert list((results / "csv").rglob("metrics.csv")), "logger=csv (the default) writes Lightning's CSV logs"
 
@@ -60,12 +65,13 @@ def test_evaluate_reproduces_the_checkpoint_accuracy(smoke_run, data_dir, tmp_pa
         "experiment=smoke",
         f"paths.results={tmp_path}",  # its own records: the other tests that use smoke_run do not see this one
         f"paths.data={data_dir}",
-        f"checkpoint={trained['artifact']}",
+        f"checkpoint={trained['checkpoint']}",
         "logger=none",
     )
     (evaluated,) = read_jsonl(tmp_path / "records.jsonl")
     check_complete(evaluated)
-    assert evaluated["artifact"] == trained["artifact"]
+    assert evaluated["checkpoint"] == trained["checkpoint"]
+    assert Path(evaluated["artifact"]).name == Path(trained["artifact"]).name  # the same weights, the same file name
     assert evaluated["metrics"]["top1"] == trained["metrics"]["top1"]
     assert (evaluated["params"], evaluated["flops"], evaluated["size_bytes"]) == (
         trained["params"],
@@ -82,7 +88,7 @@ def test_evaluate_on_an_emulated_jetson_says_so(smoke_run, data_dir, tmp_path):
         "experiment=smoke",
         f"paths.results={tmp_path}",
         f"paths.data={data_dir}",
-        f"checkpoint={trained['artifact']}",
+        f"checkpoint={trained['checkpoint']}",
         "device=jetson_xavier_nx",
         "logger=none",
     )
@@ -186,9 +192,9 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, data_dir):
     assert "Restored all states from the checkpoint" in resumed.stdout + resumed.stderr
 
     (a,), (b,) = read_jsonl(straight / "records.jsonl"), read_jsonl(killed / "records.jsonl")
-    assert Path(a["artifact"]).name == Path(b["artifact"]).name
-    weights_a = torch.load(a["artifact"], weights_only=True)["state_dict"]
-    weights_b = torch.load(b["artifact"], weights_only=True)["state_dict"]
+    assert Path(a["checkpoint"]).name == Path(b["checkpoint"]).name
+    weights_a = torch.load(a["checkpoint"], weights_only=True)["state_dict"]
+    weights_b = torch.load(b["checkpoint"], weights_only=True)["state_dict"]
     assert weights_a.keys() == weights_b.keys()
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
     assert a["metrics"]["top1"] == b["metrics"]["top1"]
@@ -203,7 +209,10 @@ def test_compress_none_reuses_the_trained_baseline_and_records_both_sides(smoke_
     assert "reusing the baseline trained with this config" in proc.stderr + proc.stdout
     (record,) = read_jsonl(tmp_path / "records.jsonl")
     check_complete(record)
-    assert record["artifact"] == trained["artifact"] and record["baseline"]["artifact"] == trained["artifact"]
+    assert record["checkpoint"] == trained["checkpoint"] and record["baseline"]["checkpoint"] == trained["checkpoint"]
+    # compressor=none deploys the baseline: one file, named by the trained weights, measured once for both sides
+    assert record["artifact"] == record["baseline"]["artifact"]
+    assert Path(record["artifact"]).name == Path(trained["artifact"]).name
     assert record["baseline"]["metrics"] == record["metrics"] == trained["metrics"]
     assert record["baseline"]["size_bytes"] == record["size_bytes"]
     # What the compression cost, named for what it measures (its own values: tests/test_cost.py)

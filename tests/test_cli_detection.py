@@ -5,6 +5,7 @@ COCO128 copy where there is one (the `coco128` fixture)."""
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,12 +112,25 @@ def test_smoke_det_trains_then_evaluate_reproduces_the_record(tmp_path, data_dir
     assert trained["flops"] > 100 * trained["params"]
     assert trained["latency_ms"]["images"] == 8 and trained["latency_ms"]["median"] > 0
     assert 0 < trained["gzip_bytes"] < trained["size_bytes"]
+    # device=cpu deploys the detector's network as an ONNX file run by ONNX Runtime, scored from its outputs
+    assert trained["runtime"]["runtime"] == "onnxruntime" and trained["artifact"].endswith(".onnx")
+    assert trained["size_bytes"] == Path(trained["artifact"]).stat().st_size and trained["export_time_s"] > 0
 
-    run_cli("evaluate.py", *common, f"checkpoint={trained['artifact']}", "logger=none")
+    run_cli("evaluate.py", *common, f"checkpoint={trained['checkpoint']}", "logger=none")
     _, evaluated = read_jsonl(tmp_path / "records.jsonl")
     assert evaluated["metrics"] == trained["metrics"]
-    for field in ("params", "flops", "size_bytes", "input_size"):
+    for field in ("params", "flops", "size_bytes", "input_size", "artifact"):
         assert evaluated[field] == trained[field], field
+    assert evaluated["export_time_s"] == 0.0  # the same weights: the file exported by train.py is reused
+
+    # The same checkpoint in eager PyTorch scores the same (map within 0.002)
+    run_cli("evaluate.py", *common, f"checkpoint={trained['checkpoint']}", "device=cpu_torch", "logger=none")
+    eager = read_jsonl(tmp_path / "records.jsonl")[-1]
+    assert eager["runtime"]["runtime"] == "torch" and eager["artifact"] == eager["checkpoint"]
+    for key, value in trained["metrics"].items():
+        assert (value != value and eager["metrics"][key] != eager["metrics"][key]) or eager["metrics"][key] == (
+            pytest.approx(value, abs=0.002)
+        ), key
 
 
 @pytest.mark.parametrize(
@@ -128,9 +142,13 @@ def test_smoke_det_trains_then_evaluate_reproduces_the_record(tmp_path, data_dir
             "detection dataset: pick model=yolov8n, retinanet, fcos or faster_rcnn",
         ),
         (["model=yolov8n"], "model=yolov8n is a detector, but dataset=synthetic_cls is a classification dataset"),
+        (  # its second stage runs outside the exported network: ONNX Runtime's outputs are not its detections
+            ["experiment=smoke_det", "model=faster_rcnn"],
+            "model=faster_rcnn_resnet18 cannot be deployed by device=cpu's runtime (onnxruntime)",
+        ),
     ],
 )
-def test_a_model_that_does_not_fit_the_task_is_refused_before_any_work(tmp_path, overrides, message):
+def test_a_model_that_does_not_fit_the_task_or_runtime_is_refused_before_any_work(tmp_path, overrides, message):
     proc = run_cli("train.py", *overrides, f"paths.results={tmp_path}", f"paths.data={tmp_path / 'data'}", check=False)
     assert proc.returncode == 1 and message in proc.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()

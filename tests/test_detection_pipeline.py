@@ -21,6 +21,7 @@ from edgecomp.data.detection.letterbox import PAD_VALUE, letterbox, to_original_
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.coco import METRIC_KEYS
 from edgecomp.evaluate.detection import CocoEvaluator, coco_detections
+from edgecomp.evaluate.runtimes.torch_eager import TorchEagerRuntime
 from edgecomp.models.detection.base import DetectorAdapter
 from tests.conftest import compose_config
 
@@ -280,7 +281,7 @@ def test_each_detector_trains_with_a_falling_loss_and_evaluates(model, dataset, 
     assert "train/loss" in history.logged and len([k for k in history.logged if k.startswith("train/")]) >= 3
 
     device = build(cfg.device)
-    predictor = device.runtime.load(detector, device)
+    predictor = TorchEagerRuntime().load(detector, device)  # the trained module as it is (ONNX: test_detector_deployment)
     metrics = build(cfg.dataset.evaluator)(detector, predictor, datamodule, device)
     assert set(metrics) == set(METRIC_KEYS)
     # The split has objects: the overall metrics are numbers (NaN only for a size range without ground truth)

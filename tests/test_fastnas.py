@@ -202,7 +202,7 @@ def test_the_pruned_classifier_fits_the_flops_budget_and_has_fewer_parameters(pr
     assert any(name.endswith("conv_pw.out_channels") for name in fastnas["subnet_config"])
     assert record["compression"]["channel_divisor"] == DIVISOR and record["compression"]["flops"] == "90%"
     json.dumps(record)  # the searched config is plain data
-    table = (Path(record["artifact"]).parent / "comparison.md").read_text()
+    table = (Path(record["checkpoint"]).parent / "comparison.md").read_text()
     assert f"{100 * (ratios['flops_ratio'] - 1):+.1f}%" in table and "Top-1" in table
 
 
@@ -215,7 +215,7 @@ def test_pruned_channel_counts_are_multiples_of_the_channel_divisor(pruned_class
     # divisor, not the architecture, made the choices multiples of it.
     assert any(width % DIVISOR for width in space.values())
     # The deployed network has exactly these widths.
-    model = load_model(build(compose_config("compress", overrides).model), record["artifact"])
+    model = load_model(build(compose_config("compress", overrides).model), record["checkpoint"])
     for name, kept in subnet.items():
         layer_name, attribute = name.rsplit(".", 1)
         assert getattr(model.get_submodule(layer_name), attribute) == kept, name
@@ -223,13 +223,13 @@ def test_pruned_channel_counts_are_multiples_of_the_channel_divisor(pruned_class
 
 def test_evaluate_restores_the_artifact_into_a_fresh_model_and_reproduces_the_record(pruned_classifier):
     overrides, record = pruned_classifier
-    evaluated = evaluate.run(compose_config("evaluate", [*overrides, f"checkpoint={record['artifact']}"]))
+    evaluated = evaluate.run(compose_config("evaluate", [*overrides, f"checkpoint={record['checkpoint']}"]))
     assert evaluated["metrics"] == record["metrics"] and record["metrics"]["top1"] > 0
     for field in ("params", "flops", "size_bytes", "gzip_bytes", "input_size"):
         assert evaluated[field] == record[field], field
     # The weights-only loader refuses the artifact with a message that says what it is.
     with pytest.raises(CheckpointError, match="is a ModelOpt artifact"):
-        load_weights(build(compose_config("compress", overrides).model), record["artifact"])
+        load_weights(build(compose_config("compress", overrides).model), record["checkpoint"])
 
 
 def test_modelopt_recalibrates_batchnorm_for_each_candidate_from_the_50_calibration_batches(pruned_classifier):
@@ -309,7 +309,7 @@ def test_smoke_fastnas_prunes_yolov8n_and_evaluate_reproduces_it(tmp_path, data_
     patterns = record["compression"]["search_layers"]  # ... and only the layers the smoke names
     assert all(any(fnmatch.fnmatch(name, pattern) for pattern in patterns) for name in searched)
 
-    run_cli("evaluate.py", *common, f"checkpoint={record['artifact']}")
+    run_cli("evaluate.py", *common, f"checkpoint={record['checkpoint']}")
     _, evaluated = read_jsonl(tmp_path / "records.jsonl")
     assert evaluated["metrics"] == record["metrics"]
     for field in ("params", "flops", "size_bytes", "gzip_bytes"):

@@ -260,17 +260,17 @@ def test_compress_kd_end_to_end_trains_the_teacher_once_and_deploys_the_distille
     assert record["compressor"] == "kd" and record["model"] == "mobilenetv3_small_100"
     # The deployed file is the distilled student alone: the baseline's tensors (no teacher, no distillation wrapper,
     # which would add tensors or prefix their names), trained to other values.
-    student, baseline = load_state_dict(record["artifact"]), load_state_dict(record["baseline"]["artifact"])
+    student, baseline = load_state_dict(record["checkpoint"]), load_state_dict(record["baseline"]["checkpoint"])
     assert {k: v.shape for k, v in student.items()} == {k: v.shape for k, v in baseline.items()}
     assert not all(torch.equal(v, baseline[k]) for k, v in student.items())
     compression = record["compression"]
     assert compression["loss"]["last"] < compression["loss"]["first"]
     assert compression["time_s"] > 0 and compression["epochs"] == 2 and compression["lr"] == 0.01
     assert compression["teacher"] == "mobilenetv3_small_100" and compression["T"] == 10.0
-    assert Path(record["artifact"]).is_file() and record["artifact"] != record["baseline"]["artifact"]
+    assert Path(record["checkpoint"]).is_file() and record["checkpoint"] != record["baseline"]["checkpoint"]
 
     teacher_run = Path(compression["teacher_checkpoint"]).parents[1]
-    baseline_run = Path(record["baseline"]["artifact"]).parents[1]
+    baseline_run = Path(record["baseline"]["checkpoint"]).parents[1]
     assert teacher_run.parent == tmp_path / "runs" and teacher_run != baseline_run
     assert (teacher_run / "model.pt").is_file()
     trained_at = (teacher_run / "model.pt").stat().st_mtime_ns

@@ -243,7 +243,7 @@ def test_compress_prunes_fine_tunes_and_records_both_sides(tmp_path, data_dir, m
     assert compression["sparsity"] == 0.5 and compression["sparsity_reached"] == pytest.approx(0.5, abs=0.01)
     assert (compression["epochs"], compression["lr"], compression["scope"]) == (1, 0.005, "global")
     # The deployed file, counted here: the baseline's tensors, half of its convolution and linear weights zero.
-    pruned, trained = load_state_dict(record["artifact"]), load_state_dict(baseline["artifact"])
+    pruned, trained = load_state_dict(record["checkpoint"]), load_state_dict(baseline["checkpoint"])
     assert {k: v.shape for k, v in pruned.items()} == {k: v.shape for k, v in trained.items()}
     weights = [key for key, tensor in trained.items() if tensor.dim() >= 2]  # Conv2d and Linear weights
     total = sum(trained[key].numel() for key in weights)

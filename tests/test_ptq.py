@@ -30,7 +30,7 @@ def compressed(tmp_path_factory, data_dir):
     run_cli("train.py", *common)
     (trained,) = read_jsonl(results / "records.jsonl")
     for compressor in ("ptq_fp16", "ptq_int8"):
-        run_cli("compress.py", *common, f"compressor={compressor}", f"checkpoint={trained['artifact']}")
+        run_cli("compress.py", *common, f"compressor={compressor}", f"checkpoint={trained['checkpoint']}")
     _, fp16, int8 = read_jsonl(results / "records.jsonl")
     return {"fp16": fp16, "int8": int8}
 

@@ -435,10 +435,10 @@ def test_compress_py_experiment_smoke_scalekd_end_to_end(tmp_path, data_dir):
     assert record["compressor"] == "scalekd" and record["model"] == "yolov8n"
     # The deployed file is the distilled student alone: the baseline's tensors (no CSA, no SDF, no teacher), trained
     # to other values.
-    student, baseline = load_state_dict(record["artifact"]), load_state_dict(record["baseline"]["artifact"])
+    student, baseline = load_state_dict(record["checkpoint"]), load_state_dict(record["baseline"]["checkpoint"])
     assert {k: v.shape for k, v in student.items()} == {k: v.shape for k, v in baseline.items()}
     assert not all(torch.equal(v, baseline[k]) for k, v in student.items())
     assert record["distill"]["deployed_params_equal_baseline"] is True
     assert {"loss_feat", "loss_cls", "loss_bbox", "loss_det"} <= set(record["distill"])
     assert record["compression"]["teacher"] == "yolov8s" and record["compression"]["teacher_scale"] == 2.0
-    assert Path(record["artifact"]).is_file()
+    assert Path(record["checkpoint"]).is_file()

@@ -53,7 +53,6 @@ its interval's upper end), the search space's smallest subnet is taken (see Fast
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import math
 import numbers
@@ -75,6 +74,7 @@ from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.flops import count_flops, count_params
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor
+from edgecomp.models.fingerprint import weights_fingerprint
 from edgecomp.models.modelopt_artifact import (
     VIEW_PREFIX,
     ModelOptView,
@@ -193,15 +193,6 @@ def search_space_rules(
             for layer_type, per_pattern in rules.items()
         }
     return rules
-
-
-def weights_fingerprint(model: nn.Module) -> str:
-    """A short hash of the model's weights: the search checkpoint belongs to one baseline."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:12]
 
 
 def _ratio(after: float, before: float) -> float | None:

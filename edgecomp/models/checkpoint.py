@@ -44,6 +44,11 @@ def read_checkpoint(path: str | os.PathLike) -> object:
         head = file.read(len(ZIP_MAGIC))
     if not head:
         raise CheckpointError(f"checkpoint {path} is empty")
+    if path.suffix.lower() == ".onnx" and not head.startswith(ZIP_MAGIC):
+        raise CheckpointError(
+            f"{path} is an ONNX file, a deployed artifact: give the PyTorch checkpoint it was exported from (a "
+            "record's `checkpoint`, e.g. results/runs/<run>/checkpoints/last.ckpt)"
+        )
     if not (head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_PROTO)):
         raise CheckpointError(
             f"{path} is not a PyTorch checkpoint: torch.save writes a zip archive (or, in its legacy format, a pickle), "

@@ -41,7 +41,13 @@ class Job:
 
     def measure(self, model: nn.Module) -> dict[str, Any]:
         """The model's measurement on the job's dataset, device and latency protocol (pipelines.measure)."""
-        return measure_model(model, self.datamodule, self.device, self.protocol, self.evaluator)
+        return measure_model(model, self.datamodule, self.device, self.protocol, self.evaluator, self.deploy_dir)
+
+    @property
+    def deploy_dir(self) -> Path:
+        """Where the device's runtime keeps the files it deploys (ONNX exports), named by the weights they hold, so
+        any run with the same weights reuses them."""
+        return Path(self.cfg.paths.results) / "deployed"
 
     @property
     def artifacts_dir(self) -> Path:
@@ -85,7 +91,9 @@ def start_job(cfg: DictConfig, measures_a_model: bool = True) -> Job:
         return Job(cfg, config, logger=build(cfg.logger))
     device = build(cfg.device)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    _check_model_fits_task(build(cfg.model), cfg)
+    model = build(cfg.model)
+    _check_model_fits_task(model, cfg)
+    _check_runtime_deploys_model(device, model, cfg)
     datamodule = build(cfg.dataset.datamodule)
     datamodule.setup("fit")
     protocol = LatencyProtocol(**config["latency"])
@@ -102,6 +110,17 @@ def _check_model_fits_task(model: nn.Module, cfg: DictConfig) -> None:
         raise ConfigError(
             f"model={cfg.model.name} is {kind}, but dataset={cfg.dataset.name} is a {cfg.task} dataset: pick "
             f"{needed} (or a {'classification' if is_detector else 'detection'} dataset for the {wanted})"
+        )
+
+
+def _check_runtime_deploys_model(device: TargetDevice, model: nn.Module, cfg: DictConfig) -> None:
+    """A runtime of files scores a detector from its exported network's outputs: a family whose detections need
+    more than `forward` (Faster R-CNN's second stage) cannot be deployed that way; say so before any work."""
+    if device.runtime.runs_files and isinstance(model, DetectorAdapter) and not model.decodes_forward_outputs:
+        raise ConfigError(
+            f"model={cfg.model.name} cannot be deployed by device={cfg.device.name}'s runtime ({device.runtime.name}):"
+            " its second stage (RoI pooling, box head, per-class NMS) runs on proposals outside the exported network,"
+            " so the file's outputs are not its detections; use device=cpu_torch (eager PyTorch)"
         )
 
 

@@ -19,7 +19,7 @@ from edgecomp.report.comparison import comparison_table, vs_baseline
 COMPARISON = "comparison.md"  # the baseline-vs-compressed table, next to the artifact
 
 # What the record keeps of the baseline's own evaluation, under "baseline".
-BASELINE_FIELDS = ("metrics", "params", "flops", "latency_ms", "size_bytes", "gzip_bytes", "runtime")
+BASELINE_FIELDS = ("metrics", "params", "flops", "latency_ms", "size_bytes", "gzip_bytes", "runtime", "export_time_s")
 
 
 def compress(job: Job) -> dict[str, Any]:
@@ -31,18 +31,21 @@ def compress(job: Job) -> dict[str, Any]:
 
     with measure_cost() as cost:
         compressed = compressor.compress(copy.deepcopy(baseline), job)
-    artifact = compressed.path if isinstance(compressed, ExportedModel) else checkpoint
+    # The weights the deployed artifact comes from: the compressed network's (saved here), a quantizer's own file,
+    # or the baseline's checkpoint for a compressor that deploys the baseline.
+    weights = compressed.path if isinstance(compressed, ExportedModel) else checkpoint
     if not compressor.deploys_baseline and not isinstance(compressed, ExportedModel):
-        artifact = compressor.save(compressed, job.artifacts_dir / WEIGHTS)
+        weights = compressor.save(compressed, job.artifacts_dir / WEIGHTS)
 
     # The baseline deployed the way the compressed model is (e.g. exported to FP32 ONNX for PTQ), so that sizes
     # and latencies compare like with like.
     deployed_baseline = compressor.deploy_baseline(baseline, job)
     base = job.measure(deployed_baseline)
     result = base if compressor.deploys_baseline else job.measure(compressed)
-    record = build_record(job.config, job.device, result, artifact)
+    record = build_record(job.config, job.device, result, weights)
     record["baseline"] = {
-        "artifact": str(deployed_baseline.path if isinstance(deployed_baseline, ExportedModel) else checkpoint),
+        "artifact": str(base["artifact"] or checkpoint),
+        "checkpoint": str(checkpoint),
         **{k: base[k] for k in BASELINE_FIELDS},
     }
     record["compression"] = {**cost.as_record(), **compressor.settings()}

@@ -23,22 +23,33 @@ def measure_model(
     device: TargetDevice,
     protocol: LatencyProtocol,
     evaluator: Evaluator,
+    deploy_dir: Path,
 ) -> dict[str, Any]:
     """The task's metrics on the evaluation split (`evaluator`: top-1, COCO metrics) and latency through the
     runtime and precision that deploy the model; params, FLOPs per image at the evaluated input size; the
-    deployable artifact's size and gzip size. An nn.Module is deployed by the device's runtime, its weights
-    (state_dict) being the artifact; an ExportedModel by its own runtime, its file being the artifact. For a
-    detector, FLOPs and latency are those of the deployable network (`forward`: backbone, neck and head; no box
-    decoding or NMS)."""
+    deployed artifact's size and gzip size, and the artifact itself (`artifact`: its file, or None for a module run
+    as it is). An nn.Module is deployed by the device's runtime (`Runtime.deploy`: eager PyTorch runs the module,
+    its weights being what is deployed; ONNX Runtime runs an FP32 ONNX file exported into `deploy_dir`); an
+    ExportedModel (a quantizer's file) by its own runtime. For a detector, FLOPs and latency are those of the
+    deployable network (`forward`: backbone, neck and head; no box decoding or NMS)."""
     size = datamodule.image_size
+    if not isinstance(model, ExportedModel):
+        model = device.runtime.deploy(model, size, deploy_dir)
     if isinstance(model, ExportedModel):
         network, artifact, runtime = model.source, model.file_bytes(), model.runtime
-        description = {**device.describe(), "runtime": runtime.name, "precision": model.precision}
-        loaded = model.path
+        description = {
+            **device.describe(),
+            "runtime": runtime.name,
+            "precision": model.precision,
+            **runtime.details(device),
+        }
+        loaded, deployed = model.path, {"artifact": str(model.path), "export_time_s": model.export_time_s}
     else:
         network, artifact, runtime = model, weights_bytes(model), device.runtime
-        description, loaded = device.describe(), model
+        description = {**device.describe(), **runtime.details(device)}
+        loaded, deployed = model, {"artifact": None, "export_time_s": None}
     result: dict[str, Any] = {
+        **deployed,
         "params": count_params(network),
         "flops": count_flops(network, (1, 3, size, size)),
         "input_size": [3, size, size],
@@ -48,7 +59,7 @@ def measure_model(
     }
     predictor = runtime.load(loaded, device)
     with device.pinned_threads():
-        result["metrics"] = evaluator(model, predictor, datamodule, device)
+        result["metrics"] = evaluator(network, predictor, datamodule, device)
         images = datamodule.fixed_images(protocol.images)
         result["latency_ms"] = measure_latency(predictor, images, device.batch_size, protocol)
     return result
@@ -68,11 +79,15 @@ def record_header(config: dict[str, Any], artifact: str | Path) -> dict[str, Any
 
 
 def build_record(
-    config: dict[str, Any], device: TargetDevice, measurement: dict[str, Any], artifact: str | Path
+    config: dict[str, Any], device: TargetDevice, measurement: dict[str, Any], checkpoint: str | Path
 ) -> dict[str, Any]:
-    """The record of a model measured on a device."""
+    """The record of a model measured on a device: `artifact` is the deployed file (the checkpoint itself for a
+    module run as it is), `checkpoint` the weights it came from."""
+    measurement = dict(measurement)
+    artifact = measurement.pop("artifact", None) or checkpoint
     return {
         **record_header(config, artifact),
+        "checkpoint": str(checkpoint),
         "model": config["model"]["name"],
         "compressor": config["compressor"]["name"],
         "device": config["device"]["name"],

@@ -46,7 +46,14 @@ def format_summary(record: dict[str, Any], records_path: str, line: int, title: 
         rows.append(("model", f"{_si(record['params'])} params, {_si(record['flops'], 'FLOPs')}/image at {h}x{w}"))
     if record.get("size_bytes") is not None:
         rows.append(("size", f"{_si(record['size_bytes'], 'B')} (gzip {_si(record['gzip_bytes'], 'B')})"))
-    rows += [("artifact", record["artifact"]), ("record", f"{records_path} line {line}")]
+    artifact = record["artifact"]
+    export = record.get("export_time_s")
+    if export is not None:
+        artifact += f" (exported in this run, {export:.1f} s)" if export > 0 else " (the export of an earlier run)"
+    rows.append(("artifact", artifact))
+    if record.get("checkpoint") and record["checkpoint"] != record["artifact"]:
+        rows.append(("weights", record["checkpoint"]))
+    rows.append(("record", f"{records_path} line {line}"))
     width = max(len(k) for k, _ in rows)
     bar = "=" * 78
     body = "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)

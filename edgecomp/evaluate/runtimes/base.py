@@ -8,9 +8,11 @@ runs the network, `synchronize()` waits for the device so a clock read after it 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
 
 from edgecomp.models.outputs import flat_tensors
 
@@ -39,7 +41,19 @@ class Predictor(ABC):
 
 class Runtime(ABC):
     name: str
+    # Whether the runtime runs a file made from the network (so a detector must be decodable from forward()'s
+    # outputs: DetectorAdapter.decodes_forward_outputs), rather than the nn.Module itself.
+    runs_files: bool = False
 
     @abstractmethod
     def load(self, artifact: Any, device) -> Predictor:
         """A Predictor running `artifact` on `device` (an edgecomp.evaluate.device.TargetDevice)."""
+
+    def deploy(self, model: nn.Module, input_size: int, folder: Path) -> Any:
+        """What this runtime runs of `model` (a network taking input_size^2 images): the module itself by default;
+        a runtime of files returns an edgecomp.evaluate.artifact.ExportedModel, its file kept in `folder`."""
+        return model
+
+    def details(self, device) -> dict[str, Any]:
+        """What the record's `runtime` says of this runtime on `device` beyond its name (e.g. its provider)."""
+        return {}

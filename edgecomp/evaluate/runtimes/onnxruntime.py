@@ -17,14 +17,20 @@ remove it; not done yet).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import torch
+import torch.nn as nn
 
 from edgecomp.errors import CheckpointError, DeviceError
+from edgecomp.evaluate.artifact import ExportedModel
+from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.base import Predictor, Runtime
+from edgecomp.models.fingerprint import weights_fingerprint
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -56,9 +62,25 @@ class OnnxRuntimePredictor(Predictor):
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
+    runs_files = True
 
     def __init__(self, layout_optimizations: bool = True) -> None:
         self.layout_optimizations = layout_optimizations
+
+    def deploy(self, model: nn.Module, input_size: int, folder: Path) -> ExportedModel:
+        """`model` as an FP32 ONNX file in `folder`, exported once for its weights and input size: the file is named
+        by the weights' fingerprint, so a later run (or the other side of a comparison) with the same weights reuses
+        it, and the record says whether it did (`export_time_s` 0.0) or how long the export took."""
+        path = Path(folder) / f"{type(model).__name__}-{weights_fingerprint(model)}-{input_size}px.onnx"
+        if path.is_file():
+            return ExportedModel(source=model, path=path, runtime=self, precision="fp32", export_time_s=0.0)
+        start = time.perf_counter()
+        export_onnx(model, path, input_size)
+        elapsed = time.perf_counter() - start
+        return ExportedModel(source=model, path=path, runtime=self, precision="fp32", export_time_s=elapsed)
+
+    def details(self, device) -> dict[str, Any]:
+        return {"provider": PROVIDERS[device.accelerator], "layout_optimizations": self.layout_optimizations}
 
     def load(self, artifact: str | os.PathLike, device) -> OnnxRuntimePredictor:
         """A predictor for the .onnx file `artifact` on `device` (a TargetDevice).
