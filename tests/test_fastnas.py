@@ -204,6 +204,9 @@ def test_the_pruned_classifier_fits_the_flops_budget_and_has_fewer_parameters(pr
     json.dumps(record)  # the searched config is plain data
     table = (Path(record["checkpoint"]).parent / "comparison.md").read_text()
     assert f"{100 * (ratios['flops_ratio'] - 1):+.1f}%" in table and "Top-1" in table
+    # both sides deployed by device=cpu's runtime: the pruned subnet and its baseline as FP32 ONNX files
+    (runtime_line,) = [line for line in table.splitlines() if line.startswith("| Runtime")]
+    assert [cell.strip() for cell in runtime_line.split("|")[2:4]] == ["onnxruntime fp32", "onnxruntime fp32"]
 
 
 def test_pruned_channel_counts_are_multiples_of_the_channel_divisor(pruned_classifier):

@@ -11,12 +11,15 @@ from edgecomp.errors import ConfigError
 from tests.conftest import compose_config, run_cli
 
 CASES = {
-    # wrong task: post-training quantization deploys classifiers
-    "ptq_int8-on-a-detector": (
-        ["experiment=smoke_det", "compressor=ptq_int8"],
-        "compressor=ptq_int8: post-training quantization deploys classifiers",
+    # a model the compressor cannot deploy: Faster R-CNN's detections need its second stage, outside the file
+    "ptq_int8-on-faster-rcnn": (
+        ["experiment=smoke_det", "compressor=ptq_int8", "model=faster_rcnn", "device=cpu_torch"],
+        "compressor=ptq_int8 cannot quantize model=faster_rcnn_resnet18",
     ),
-    "ptq_fp16-on-a-detector": (["experiment=smoke_det", "compressor=ptq_fp16"], "compressor=ptq_fp16: post-training"),
+    "ptq_fp16-on-faster-rcnn": (
+        ["experiment=smoke_det", "compressor=ptq_fp16", "model=faster_rcnn", "device=cpu_torch"],
+        "compressor=ptq_fp16 cannot quantize model=faster_rcnn_resnet18",
+    ),
     # a device this machine cannot run (no GPU here; on a GPU machine PTQ's own refusal of CUDA, tested below)
     "ptq_int8-on-cuda": (["experiment=smoke", "compressor=ptq_int8", "device=cuda"], "cuda"),
     # missing or wrong teacher

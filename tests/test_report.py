@@ -32,6 +32,9 @@ COMPRESSIONS = {
     ("prune_unstructured", 0.25): (-0.02, 1.0, 1.0, 0.6, (10.0, 12.0)),
     ("prune_unstructured", 0.5): (-0.06, 1.0, 1.0, 0.45, (11.0, 13.0)),
 }
+ORT_FP32 = {"accelerator": "cpu", "precision": "fp32", "batch_size": 1, "threads": 2, "runtime": "onnxruntime"}
+ORT_INT8 = {**ORT_FP32, "precision": "int8"}
+TORCH_FP32 = {**ORT_FP32, "runtime": "torch"}
 # compress.py measures the baseline again in its own run: its latency differs from train.py's by this much, so
 # that a delta taken against the train.py row instead of the record's own baseline would show.
 REMEASURED_LATENCY_MS = 1.0
@@ -52,12 +55,13 @@ def make_record(
         "device": "cpu",
         "hardware": "test CPU (2 logical CPUs)",
         "seed": seed,
-        "runtime": {"accelerator": "cpu", "precision": "fp32", "batch_size": 1, "threads": 2, "runtime": "torch"},
+        "runtime": ORT_FP32,
         "metrics": {metric: top1},
         "params": 1_500_000,
         "flops": 120_000_000,
         "input_size": [3, 64, 64],
-        "latency_ms": {"mean": latency, "std": 0.1, "median": latency, "p90": latency, "runs": 10, "warmup": 1},
+        # The median is the statistic of every comparison; a mean well away from it shows where one is used instead
+        "latency_ms": {"mean": 1.5 * latency, "std": 0.1, "median": latency, "p90": latency, "runs": 10, "warmup": 1},
         "size_bytes": size,
         "gzip_bytes": gzip,
         "artifact": f"results/runs/{model}-s{seed}/model.pt",
@@ -86,9 +90,10 @@ def compressed_record(model, seed, compressor, sparsity):
         "metrics": {"top1": top1},
         "params": 1_500_000,
         "flops": 120_000_000,
-        "latency_ms": {"mean": baseline_latency, "std": 0.1},
+        "latency_ms": {"mean": 1.5 * baseline_latency, "std": 0.1, "median": baseline_latency},
         "size_bytes": size,
         "gzip_bytes": gzip,
+        "runtime": ORT_FP32,  # the baseline deployed as the compressed model is: an FP32 ONNX file
     }
     return make_record(
         model,
@@ -101,6 +106,7 @@ def compressed_record(model, seed, compressor, sparsity):
         settings=settings,
         baseline=baseline,
         compression=compression,
+        runtime=ORT_INT8 if compressor == "ptq_int8" else ORT_FP32,
     )
 
 
@@ -158,14 +164,15 @@ def test_cells_are_mean_and_sample_std_over_the_seeds(sweep):
     )
     assert base.compression_time_s is None and base.is_baseline
     cells = markdown_row(report.markdown, SMALL, "none")
-    assert (cells["accuracy (%)"], cells["latency (ms)"], cells["size (MB)"], cells["gzip (MB)"]) == (
+    assert (cells["accuracy (%)"], cells["latency (ms, median)"], cells["size (MB)"], cells["gzip (MB)"]) == (
         "82.00 ± 2.83",
         "11.00 ± 1.41",
         "6.00 ± 0.00",
         "5.55 ± 0.07",
     )
     # a baseline row has no deltas and no compression time
-    assert cells["Δ acc (pts)"] == cells["× lat"] == cells["× size"] == cells["× gzip"] == cells["compress (s)"] == ""
+    assert cells["Δ acc (pts)"] == cells["speed-up (base/comp)"] == cells["× size"] == cells["× gzip"] == ""
+    assert cells["compress (s)"] == ""
 
 
 def test_deltas_compare_with_the_records_own_baselines(sweep):
@@ -174,7 +181,7 @@ def test_deltas_compare_with_the_records_own_baselines(sweep):
     assert ptq.accuracy_pct.mean == pytest.approx(72.0) and ptq.accuracy_pct.std == pytest.approx(math.sqrt(8))
     assert ptq.delta_accuracy_pts == pytest.approx(-10.0)
     # (5.5 + 6.5) / 2 over the re-measured baselines (11 + 13) / 2, not over train.py's (10 + 12) / 2
-    assert ptq.latency_ratio == pytest.approx(0.5)
+    assert ptq.speedup == pytest.approx(2.0)  # baseline / compressed: twice as fast
     assert ptq.size_ratio == pytest.approx(0.25) and ptq.gzip_ratio == pytest.approx(0.25)
     assert ptq.compression_time_s.mean == pytest.approx(3.0) and ptq.compression_time_s.std == pytest.approx(
         math.sqrt(2)
@@ -183,12 +190,14 @@ def test_deltas_compare_with_the_records_own_baselines(sweep):
     assert pruned.delta_accuracy_pts == pytest.approx(-6.0)
     assert pruned.size_ratio == pytest.approx(1.0) and pruned.gzip_ratio == pytest.approx(0.45)
     cells = markdown_row(report.markdown, SMALL, "ptq_int8")
-    assert list(cells.values())[3:] == [
-        # accuracy %, Δ points, latency ms, ×, size MB, ×, gzip MB, ×, compression s
+    assert list(cells.values())[2:] == [
+        # runtime, n, accuracy %, Δ points, latency ms, speed-up, size MB, ×, gzip MB, ×, compression s
+        "onnxruntime int8",
+        "2",
         "72.00 ± 2.83",
         "-10.00",
         "6.00 ± 0.71",
-        "0.50x",
+        "2.00x",
         "1.50 ± 0.00",
         "0.25x",
         "1.39 ± 0.02",
@@ -214,10 +223,10 @@ def test_csv_parses_back_to_the_same_numbers(sweep):
         assert float(line["latency_ms_mean"]) == row.latency_ms.mean
         assert float(line["gzip_bytes_mean"]) == row.gzip_bytes.mean
         if row.is_baseline:
-            assert line["delta_accuracy_pts"] == line["latency_ratio"] == line["compression_time_s_mean"] == ""
+            assert line["delta_accuracy_pts"] == line["speedup"] == line["compression_time_s_mean"] == ""
         else:
             assert float(line["delta_accuracy_pts"]) == row.delta_accuracy_pts
-            assert float(line["latency_ratio"]) == row.latency_ratio
+            assert float(line["speedup"]) == row.speedup
     pruned = next(line for line in parsed if line["settings"] == "sparsity=0.25" and line["model"] == SMALL)
     assert float(pruned["gzip_ratio"]) == pytest.approx(0.6)
 
@@ -275,9 +284,10 @@ def test_other_compressor_settings_that_differ_split_the_row(tmp_path):
     for record, method in zip(records, ("minmax", "entropy"), strict=True):
         record["config"]["compressor"].update(calibrate_method=method, op_types=["Conv", "Gemm"])
     labels = [row.key.label for row in build_rows(records)]
-    assert labels == ["ptq_int8 calibrate_method=entropy", "ptq_int8 calibrate_method=minmax"]
+    # their FP32 baseline first (no record of its own measured it), then one row per calibration method
+    assert labels == ["none", "ptq_int8 calibrate_method=entropy", "ptq_int8 calibrate_method=minmax"]
     records[1]["config"]["compressor"]["op_types"] = None  # a list-valued setting that differs is a key too
-    labels = [row.key.label for row in build_rows(records)]
+    labels = [row.key.label for row in build_rows(records) if not row.is_baseline]
     assert labels == [
         "ptq_int8 calibrate_method=entropy op_types=None",
         'ptq_int8 calibrate_method=minmax op_types=["Conv","Gemm"]',
@@ -294,7 +304,7 @@ def test_distillation_rows_are_labelled_with_temperature_alpha_and_teacher():
             record["compression"]["loss"] = {"first": 2.0 + seed, "last": 1.0}  # measured: not a label
             record["config"]["compressor"] = {"name": "kd", "T": 10.0, "alpha": 0.1, "epochs": 5}
             records.append(record)
-    rows = build_rows(records)
+    rows = [row for row in build_rows(records) if not row.is_baseline]
     assert [row.key.label for row in rows] == [
         "kd T=10 alpha=0.1 teacher=densenet201",
         "kd T=10 alpha=0.1 teacher=mobilenetv3_large_100",
@@ -360,3 +370,34 @@ def test_wandb_gets_the_table_and_the_plot(tmp_path):
     table = json.loads(table_file.read_text())
     assert table["columns"] == list(CSV_COLUMNS) and len(table["data"]) == 8
     assert list(run_folder.rglob("*.png")), "the Pareto plot is logged as an image"
+
+
+def test_the_report_and_a_runs_own_comparison_agree_on_the_same_record():
+    """One compressed record: the report's speed-up is the inverse of the record's own vs_baseline latency ratio
+    (both the median), and its size ratio the files' ratio."""
+    from edgecomp.report.comparison import vs_baseline
+
+    for compressor, sparsity in COMPRESSIONS:
+        record = compressed_record(SMALL, 0, compressor, sparsity)
+        (row,) = [row for row in build_rows([record]) if not row.is_baseline]
+        assert row.speedup == pytest.approx(1 / vs_baseline(record)["latency_ratio"])
+        assert row.size_ratio == pytest.approx(record["size_bytes"] / record["baseline"]["size_bytes"])
+
+
+def test_a_baseline_no_record_measured_is_a_row_and_rows_never_mix_runtimes():
+    """An eager sweep (device=cpu_torch: train.py's baselines in torch FP32) with an INT8 file compared against the
+    FP32 ONNX file: the FP32 ONNX baseline is a row of its own, beside the torch one, with the numbers the INT8
+    records measured it at; no row averages records of two runtimes."""
+    records = [make_record(SMALL, "none", seed, *TRAINED[(SMALL, seed)], runtime=TORCH_FP32) for seed in (0, 1)]
+    records += [compressed_record(SMALL, seed, "ptq_int8", None) for seed in (0, 1)]
+    rows = build_rows(records)
+    assert [(row.key.label, row.key.runtime) for row in rows] == [
+        ("none", "onnxruntime fp32"),
+        ("none", "torch fp32"),
+        ("ptq_int8", "onnxruntime int8"),
+    ]
+    onnx_baseline, torch_baseline, ptq = rows
+    assert torch_baseline.latency_ms.mean == pytest.approx(11.0)  # train.py's (10 + 12) / 2
+    assert onnx_baseline.latency_ms.mean == pytest.approx(12.0)  # the re-measured FP32 file's (11 + 13) / 2
+    assert onnx_baseline.is_baseline and onnx_baseline.size_bytes.mean == pytest.approx(6_000_000)
+    assert ptq.latency_ms.mean == pytest.approx(6.0) and ptq.speedup == pytest.approx(onnx_baseline.latency_ms.mean / 6.0)

@@ -24,6 +24,7 @@ from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
+from edgecomp.models.detection.base import DetectorAdapter
 
 BASELINE_FILE = "fp32.onnx"
 
@@ -61,12 +62,14 @@ class OnnxPostTrainingQuantization(Compressor):
         return path
 
     def check(self, cfg: DictConfig) -> None:
-        """The task and the device, before any work: a detector is refused, and so is a CUDA target."""
-        if cfg.task != "classification":
+        """The model and the device, before any work: a detector whose detections need more than its exported
+        network (Faster R-CNN's second stage) is refused, and so is a CUDA target."""
+        model = build(cfg.model)
+        if isinstance(model, DetectorAdapter) and not model.decodes_forward_outputs:
             raise ConfigError(
-                f"compressor={self.name}: post-training quantization deploys classifiers through ONNX Runtime; "
-                "a detector's decoding and NMS are not part of its exported network, so its COCO metrics could not "
-                "be measured on the quantized file. Quantize a classifier."
+                f"compressor={self.name} cannot quantize model={cfg.model.name}: its second stage (RoI pooling, box "
+                "head, NMS) runs on proposals outside the exported network, so the quantized file's outputs are not "
+                "its detections; quantize RetinaNet, FCOS or YOLOv8"
             )
         device = build(cfg.device)  # the device as it will run (a Jetson profile on a machine without a GPU: the CPU)
         if device.accelerator == "cuda":

@@ -19,12 +19,32 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 from edgecomp.compress.onnx_ptq import OnnxPostTrainingQuantization
 
 
+def drop_repeated_casts(model: onnx.ModelProto) -> None:
+    """Remove the Cast nodes that repeat an earlier one (same input, same output name), in place.
+
+    Where one value feeds two operators the converter keeps in FP32 (e.g. the scales shared by YOLOv8's two
+    Resize nodes), it inserts one Cast per consumer under the same output name: a graph that declares a value twice,
+    which ONNX refuses. The casts are identical, so the first one serves every consumer."""
+    seen: dict[str, tuple[str, ...]] = {}
+    kept = []
+    for node in model.graph.node:
+        if node.op_type == "Cast" and len(node.output) == 1:
+            output, inputs = node.output[0], tuple(node.input)
+            if seen.get(output) == inputs:
+                continue
+            seen.setdefault(output, inputs)
+        kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+
+
 class Fp16Quantization(OnnxPostTrainingQuantization):
     precision = "fp16"
     file_name = "fp16.onnx"
 
     def quantize(self, fp32: Path, output: Path, job: Any) -> None:
         converted = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+        drop_repeated_casts(converted)
         # The converter appends the input/output casts at the end of the node list; ONNX requires the nodes in
         # topological order (the checker refuses the graph otherwise), so sort them with onnx_ir.
         graph = ir.from_proto(converted)

@@ -4,9 +4,11 @@ Steps (all ONNX Runtime's own tools, nothing hand-written):
 1. `quant_pre_process`: shape inference and ONNX Runtime's graph optimisations (BatchNorm folded into the
    convolutions, constant folding), so the quantizer sees the graph that will actually run;
 2. `quantize_static`: weights quantized per output channel (`per_channel`), activations with ranges calibrated
-   on `calib_images` training images (drawn by the run seed, prepared as for evaluation), by `calibrate_method`.
-   The network's outputs (the logits) stay FP32: quantizing them buys no speed, and saturating logits tie at the
-   top of the range, which changes the argmax.
+   on `calib_images` training images (drawn by the run seed, prepared as for evaluation: a detector's letterboxed),
+   by `calibrate_method`. The network's outputs stay FP32: a classifier's logits (quantizing them buys no speed,
+   and saturating logits tie at the top of the range, which changes the argmax), and a detector's head outputs,
+   whose final convolutions run in FP32 on dequantized inputs (box regressions and class logits span ranges that
+   8 bits per tensor would cut, and they feed the decoder's exponentials and sigmoids).
 
 Calibration (`calibrate_method`): `mean_minmax` sets each tensor's range from its per-image min and max averaged
 over the images (NNCF's default), `minmax` from the absolute min and max. Neither suits every network: on
@@ -14,7 +16,9 @@ MobileNetV3-Large (synthetic_cls, 5 epochs) a few channels reach 20x the median 
 the 8 bits on them and top-1 falls from 0.71 to 0.16, while mean_minmax keeps 0.73; on EfficientNet-B1 mean_minmax
 clips what matters (0.495 -> 0.37) and minmax keeps 0.49. `auto` (the default) makes both files and keeps the one
 whose top-1 agrees most often with the FP32 network's on the calibration images (no labels: the choice is made on
-data the quantizer already has); the record's `compression` gives each candidate's agreement and the choice.
+data the quantizer already has; for a detector, whose outputs are per-level maps, the candidate whose outputs are
+closest to the FP32 network's, by their mean cosine similarity per image); the record's `compression` gives each
+candidate's agreement and the choice.
 
 Defaults: QDQ format, per-channel signed INT8 weights, unsigned INT8 activations, every operator ONNX Runtime can
 quantize. The alternatives (`op_types`, `exclude_depthwise`: leave depthwise convolutions in FP32, `format`,
@@ -92,17 +96,37 @@ def output_op_types(model: onnx.ModelProto) -> list[str]:
     return sorted({node.op_type for node in model.graph.node if outputs.intersection(node.output)})
 
 
-def top1_agreement(reference: Path, candidate: Path, images: np.ndarray) -> float:
-    """The share of `images` on which the two ONNX files' highest-scoring classes are the same."""
+def output_nodes(model: onnx.ModelProto) -> list[str]:
+    """The names of the nodes that produce the graph's outputs (a detector's final head convolutions)."""
+    outputs = {output.name for output in model.graph.output}
+    return [node.name for node in model.graph.node if outputs.intersection(node.output)]
+
+
+def _outputs(path: Path, images: np.ndarray) -> list[np.ndarray]:
+    """Every output of the ONNX file on `images`, batch by batch, concatenated along the batch."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
-    predictions = []
-    for path in (reference, candidate):
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        batches = (images[i : i + CALIBRATION_BATCH] for i in range(0, len(images), CALIBRATION_BATCH))
-        predictions.append(np.concatenate([session.run(None, {name: batch})[0].argmax(1) for batch in batches]))
-    return float((predictions[0] == predictions[1]).mean())
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    batches = [session.run(None, {name: images[i : i + CALIBRATION_BATCH]}) for i in range(0, len(images), CALIBRATION_BATCH)]
+    return [np.concatenate([batch[k] for batch in batches]) for k in range(len(batches[0]))]
+
+
+def top1_agreement(reference: Path, candidate: Path, images: np.ndarray) -> float:
+    """The share of `images` on which the two ONNX files' highest-scoring classes are the same."""
+    (expected,), (got,) = _outputs(reference, images), _outputs(candidate, images)
+    return float((expected.argmax(1) == got.argmax(1)).mean())
+
+
+def output_cosine(reference: Path, candidate: Path, images: np.ndarray) -> float:
+    """How close the candidate's outputs are to the reference's: the cosine similarity of each output map per image,
+    averaged over the outputs and images (1.0: the same up to scale)."""
+    similarities = []
+    for expected, got in zip(_outputs(reference, images), _outputs(candidate, images), strict=True):
+        a, b = expected.reshape(len(images), -1), got.reshape(len(images), -1)
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        similarities.append(np.where(norms > 0, (a * b).sum(1) / np.maximum(norms, 1e-12), 1.0))
+    return float(np.mean(similarities))
 
 
 class Int8Quantization(OnnxPostTrainingQuantization):
@@ -153,24 +177,39 @@ class Int8Quantization(OnnxPostTrainingQuantization):
         methods = AUTO_CANDIDATES if self.calibrate_method == AUTO else (self.calibrate_method,)
         with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
             prepared = Path(scratch) / "prepared.onnx"
-            quant_pre_process(str(fp32), str(prepared))
+            # ONNX Runtime's symbolic shape inference (there for transformers' dynamic dimensions) does not complete
+            # on a detector's graph (YOLOv8's); ONNX's own shape inference, which still runs, is what convolutional
+            # networks need.
+            single_output = len(onnx.load(str(fp32), load_external_data=False).graph.output) == 1
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=not single_output)
             candidates = {method: Path(scratch) / f"{method}.onnx" for method in methods}
             for method, path in candidates.items():
                 self._quantize_static(prepared, path, images, method)
             chosen = methods[0]
             if len(candidates) > 1:
-                agreement = {method: top1_agreement(fp32, path, images) for method, path in candidates.items()}
+                # A classifier (one output, the logits): how often the top-1 class agrees; a detector: how close
+                # its head outputs are.
+                measure, key = (
+                    (top1_agreement, "calibration_top1_agreement")
+                    if single_output
+                    else (output_cosine, "calibration_output_cosine")
+                )
+                agreement = {method: measure(fp32, path, images) for method, path in candidates.items()}
                 chosen = max(methods, key=agreement.get)  # the first listed on a tie
-                self.calibration_choice = {"calibrate_method_used": chosen, "calibration_top1_agreement": agreement}
+                self.calibration_choice = {"calibrate_method_used": chosen, key: agreement}
             onnx.checker.check_model(str(candidates[chosen]))
             os.replace(candidates[chosen], output)
 
     def _quantize_static(self, prepared: Path, output: Path, images: np.ndarray, method: str) -> None:
         model = onnx.load(str(prepared))
         input_name = model.graph.input[0].name
-        excluded = depthwise_convolutions(model) if self.exclude_depthwise else None
+        excluded = depthwise_convolutions(model) if self.exclude_depthwise else []
         mean_minmax = method == "mean_minmax"
-        options: dict[str, Any] = {"OpTypesToExcludeOutputQuantization": output_op_types(model)}
+        options: dict[str, Any] = {}
+        if len(model.graph.output) == 1:  # a classifier's logits: its last layer's output stays FP32
+            options["OpTypesToExcludeOutputQuantization"] = output_op_types(model)
+        else:  # a detector's head outputs: the convolutions that make them run in FP32
+            excluded = [*excluded, *output_nodes(model)]
         if mean_minmax:
             options.update(MEAN_MINMAX_OPTIONS)
         quantize_static(
@@ -184,7 +223,7 @@ class Int8Quantization(OnnxPostTrainingQuantization):
             activation_type=TYPES[self.activation_type],
             weight_type=TYPES[self.weight_type],
             calibrate_method=METHODS[method],
-            nodes_to_exclude=excluded,
+            nodes_to_exclude=excluded or None,
             extra_options=options,
         )
 

@@ -41,6 +41,12 @@ def vs_baseline(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _runtime(measured: dict[str, Any]) -> str:
+    """What ran the side's artifact, e.g. "onnxruntime int8": a latency means nothing without it."""
+    runtime = measured.get("runtime") or {}
+    return " ".join(str(runtime[key]) for key in ("runtime", "precision") if runtime.get(key)) or "-"
+
+
 def _count(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
@@ -83,6 +89,7 @@ def comparison_table(record: dict[str, Any]) -> str:
             _change(ratios["latency_ratio"]),
         )
     )
+    lines.append(("Runtime", _runtime(baseline), _runtime(record), ""))
     for key, label in TABLE_METRICS.get(record["task"], ()):
         before, after = (baseline.get("metrics") or {}).get(key), (record.get("metrics") or {}).get(key)
         lines.append((label, _score(before), _score(after), _points(after, before)))

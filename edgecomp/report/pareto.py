@@ -76,9 +76,12 @@ def plot_pareto(rows: Sequence[Row]) -> bytes:
                 capsize=2,
                 linestyle="none",
             )
-            if row.key.settings_label:
+            # The runtime and precision beside every point: a deployed baseline and a quantized file share the
+            # panel, and a point's runtime is part of what it means.
+            note = " ".join(part for part in (row.key.settings_label, row.key.runtime) if part)
+            if note:
                 axes.annotate(
-                    row.key.settings_label,
+                    note,
                     (row.latency_ms.mean, row.accuracy_pct.mean),
                     xytext=(4, 4),
                     textcoords="offset points",
@@ -97,7 +100,7 @@ def plot_pareto(rows: Sequence[Row]) -> bytes:
         latencies = [row.latency_ms.mean for row in panel_rows]
         if max(latencies) > LOG_SCALE_SPAN * min(latencies):
             axes.set_xscale("log")
-        axes.set_xlabel(f"latency on {device} (ms per image)")
+        axes.set_xlabel(f"latency on {device} (median ms per image)")
         axes.set_ylabel(ACCURACY_LABEL.get(panel_rows[0].metric, f"{panel_rows[0].metric} (%)"))
         axes.set_title(f"{dataset} ({task}) on {device}", fontsize=10)
         axes.grid(True, which="both", alpha=0.3)

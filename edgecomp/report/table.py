@@ -1,5 +1,11 @@
-"""The paper-style table: one row per (dataset, device, model, compressor and its settings), each measure as mean ±
-sample std over the seeds, and the deltas of a compressed row to its own baseline.
+"""The paper-style table: one row per (dataset, device, model, compressor and its settings, runtime and precision),
+each measure as mean ± sample std over the seeds, and the deltas of a compressed row to its own baseline.
+
+One latency statistic and one runtime per comparison: a record's latency is its median ms per image (the statistic
+compress.py's own comparison uses, edgecomp.report.comparison); records measured by different runtimes or
+precisions never share a row; and the baseline each compressed record was compared with (its `baseline`: the
+deployed FP32 network on the same runtime) is a row of its own, so the table shows both sides of every ratio. The
+speed-up is baseline / compressed (> 1: the compressed model is faster); size ratios are compressed / baseline.
 
 Pure functions on lists of record dicts (edgecomp.evaluate.record), apart from `load_records`, which reads them.
 """
@@ -19,6 +25,7 @@ from typing import Any
 
 from edgecomp.errors import DatasetError
 from edgecomp.evaluate.record import read_records
+from edgecomp.report.comparison import LATENCY_STAT
 
 RECORDS_FILE = "records.jsonl"
 # The metric a row's accuracy is, by the record's task.
@@ -113,6 +120,7 @@ class RowKey:
     model: str | None
     compressor: str | None
     settings: tuple[tuple[str, Any], ...] = ()
+    runtime: str | None = None  # what ran the measured artifact: "onnxruntime int8", "torch fp32"
 
     @property
     def settings_label(self) -> str:
@@ -139,7 +147,7 @@ class Row:
     compression_time_s: Stat | None
     is_baseline: bool  # no record of the row carries a "baseline" (train.py, evaluate.py): no deltas
     delta_accuracy_pts: float | None = None
-    latency_ratio: float | None = None
+    speedup: float | None = None  # baseline latency / compressed latency: > 1 is faster
     size_ratio: float | None = None
     gzip_ratio: float | None = None
 
@@ -211,7 +219,36 @@ def _ratio(pairs: list[tuple[float | None, float | None]]) -> float | None:
 
 
 def _latency(record_or_baseline: dict[str, Any]) -> float | None:
-    return (record_or_baseline.get("latency_ms") or {}).get("mean")
+    return (record_or_baseline.get("latency_ms") or {}).get(LATENCY_STAT)
+
+
+def runtime_label(record_or_baseline: dict[str, Any]) -> str | None:
+    """What ran the measured artifact, e.g. "onnxruntime int8" (None for a record without a runtime: a scored
+    predictions file)."""
+    runtime = record_or_baseline.get("runtime") or {}
+    parts = [runtime.get("runtime"), runtime.get("precision")]
+    return " ".join(str(part) for part in parts if part) or None
+
+
+def baseline_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The baseline each compressed record was measured against, as a record of its own (compressor none, the
+    baseline's runtime, metrics, latency and sizes, the compressed record's seed and time): the deployed FP32
+    network of a PTQ record, the from-scratch student of a distillation, the trained model of a pruning."""
+    made = []
+    for record in records:
+        baseline = record.get("baseline")
+        if not isinstance(baseline, dict) or record.get("compressor") == "none":
+            continue
+        made.append(
+            {
+                **{key: record.get(key) for key in ("task", "dataset", "device", "model", "seed", "created", "hardware")},
+                **{key: baseline.get(key) for key in ("metrics", "latency_ms", "size_bytes", "gzip_bytes", "runtime")},
+                "compressor": "none",
+                "artifact": baseline.get("artifact"),
+                "config": {"compressor": {"name": "none"}},
+            }
+        )
+    return made
 
 
 def aggregate(key: RowKey, records: list[dict[str, Any]]) -> Row:
@@ -227,7 +264,7 @@ def aggregate(key: RowKey, records: list[dict[str, Any]]) -> Row:
         )
         deltas = {
             "delta_accuracy_pts": None if accuracy is None else accuracy[0] - accuracy[1],
-            "latency_ratio": _ratio([(_latency(r), _latency(r["baseline"])) for r in compressed]),
+            "speedup": _ratio([(_latency(r["baseline"]), _latency(r)) for r in compressed]),
             "size_ratio": _ratio([(r.get("size_bytes"), r["baseline"].get("size_bytes")) for r in compressed]),
             "gzip_ratio": _ratio([(r.get("gzip_bytes"), r["baseline"].get("gzip_bytes")) for r in compressed]),
         }
@@ -259,9 +296,22 @@ def _row_order(row: Row) -> tuple:
         key.dataset,
         str(key.device or ""),
         str(key.model or ""),
-        key.compressor != "none",  # the baseline first in each model's block
+        key.compressor != "none",  # the baselines first in each model's block
         str(key.compressor or ""),
+        str(key.runtime or ""),
         tuple((name, _sort_value(value)) for name, value in key.settings),
+    )
+
+
+def _row_key(record: dict[str, Any]) -> RowKey:
+    return RowKey(
+        task=record["task"],
+        dataset=record["dataset"],
+        device=record["device"],
+        model=record["model"],
+        compressor=record["compressor"],
+        settings=_label_settings(record),
+        runtime=runtime_label(record),
     )
 
 
@@ -269,15 +319,13 @@ def build_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
     """Group the records into rows (seeds of one configuration together) and aggregate each, in table order."""
     groups: dict[RowKey, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        key = RowKey(
-            task=record["task"],
-            dataset=record["dataset"],
-            device=record["device"],
-            model=record["model"],
-            compressor=record["compressor"],
-            settings=_label_settings(record),
-        )
-        groups[key].append(record)
+        groups[_row_key(record)].append(record)
+    # A compressed record's baseline becomes a row where no record measured it (e.g. the FP32 ONNX file a quantizer
+    # compared with, on a sweep whose own baselines ran in eager PyTorch): both sides of every ratio are rows.
+    measured = set(groups)
+    for record in baseline_records(records):
+        if (key := _row_key(record)) not in measured:
+            groups[key].append(record)
     rows = [
         aggregate(row_key, row_records)
         for key, group in groups.items()
@@ -295,6 +343,7 @@ CSV_COLUMNS = (
     "model",
     "compressor",
     "settings",
+    "runtime",
     "metric",
     "n",
     "seeds",
@@ -309,7 +358,7 @@ CSV_COLUMNS = (
     "compression_time_s_mean",
     "compression_time_s_std",
     "delta_accuracy_pts",
-    "latency_ratio",
+    "speedup",
     "size_ratio",
     "gzip_ratio",
 )
@@ -319,12 +368,13 @@ MARKDOWN_COLUMNS = (
     ("device", False),
     ("model", False),
     ("compressor", False),
+    ("runtime", False),
     ("n", True),
     ("metric", False),
     ("accuracy (%)", True),
     ("Δ acc (pts)", True),
-    ("latency (ms)", True),
-    ("× lat", True),
+    ("latency (ms, median)", True),
+    ("speed-up (base/comp)", True),
     ("size (MB)", True),
     ("× size", True),
     ("gzip (MB)", True),
@@ -333,7 +383,7 @@ MARKDOWN_COLUMNS = (
 )
 # Columns that give a row's context rather than its result: left out of the Markdown table (and said once above it)
 # when every row has the same value.
-CONTEXT_COLUMNS = ("dataset", "device", "metric")
+CONTEXT_COLUMNS = ("dataset", "device", "runtime", "metric")
 
 
 def csv_values(row: Row) -> list[Any]:
@@ -350,6 +400,7 @@ def csv_values(row: Row) -> list[Any]:
         key.model,
         key.compressor,
         key.settings_label,
+        key.runtime,
         row.metric,
         len(row.seeds),
         ";".join(str(seed) for seed in row.seeds),
@@ -359,7 +410,7 @@ def csv_values(row: Row) -> list[Any]:
         *stat(row.gzip_bytes),
         *stat(row.compression_time_s),
         row.delta_accuracy_pts,
-        row.latency_ratio,
+        row.speedup,
         row.size_ratio,
         row.gzip_ratio,
     ]
@@ -398,12 +449,13 @@ def markdown_cells(row: Row) -> list[str]:
         key.device or "-",
         key.model or "-",
         key.label,
+        key.runtime or "-",
         str(len(row.seeds)),
         row.metric,
         _mean_std(row.accuracy_pct),
         _signed(row.delta_accuracy_pts),
         _mean_std(row.latency_ms),
-        _times(row.latency_ratio),
+        _times(row.speedup),
         _mean_std(row.size_bytes, MB),
         _times(row.size_ratio),
         _mean_std(row.gzip_bytes, MB),
