@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import cpu_runtimes, int8_runtimes, ptq_int8
+from benchmarks import cpu_runtimes, deploy_runtimes, int8_runtimes, ptq_int8
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime, OnnxRuntimePredictor
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor
 
@@ -26,7 +26,7 @@ def timed(monkeypatch):
 
         monkeypatch.setattr(module, "measure_latency", measure_latency)
 
-    for module in (cpu_runtimes, int8_runtimes):
+    for module in (cpu_runtimes, int8_runtimes, deploy_runtimes):
         spy(module)
     return calls
 
@@ -119,3 +119,30 @@ def test_int8_runtimes_benchmark_times_fp32_and_int8_with_and_without_layout_opt
             f"{row['int8_ms']:.2f}",
             f"{row['speedup']:.2f}x",
         ]
+
+
+def test_deploy_runtimes_benchmark_times_every_deployment_of_the_same_network(capsys, timed, loaded):
+    (row,) = deploy_runtimes.main(["--cases", "yolov8n:64", "--images", "2", "--runs", "2", "--threads", "1"])
+    # eager, then edgecomp's FP32 and INT8 files, then Ultralytics' own export: each on the same 2 images
+    assert [(type(predictor), images) for predictor, images, _ in timed] == [
+        (TorchEagerPredictor, 2),
+        (OnnxRuntimePredictor, 2),
+        (OnnxRuntimePredictor, 2),
+        (OnnxRuntimePredictor, 2),
+    ]
+    assert [name for name, _ in loaded] == ["fp32.onnx", "int8.onnx", "yolov8n.onnx"]
+    assert row["ultralytics_note"] is None and row["weights"] == "random init"
+    assert math.isclose(row["vs_ultralytics"], row["ultralytics_ms"] / row["ort_fp32_ms"])
+    assert math.isclose(row["int8_speedup_over_fp32"], row["ort_fp32_ms"] / row["ort_int8_ms"])
+    output = capsys.readouterr().out
+    assert "random-init weights" in output
+    cells = [cell.strip() for cell in next(line for line in output.splitlines() if "yolov8n:64" in line).split("|")]
+    assert cells[2:9] == [
+        f"{row['torch_ms']:.2f}",
+        f"{row['ort_fp32_ms']:.2f}",
+        f"{row['ort_int8_ms']:.2f}",
+        f"{row['ultralytics_ms']:.2f}",
+        f"{row['ort_speedup_over_torch']:.2f}x",
+        f"{row['int8_speedup_over_fp32']:.2f}x",
+        f"{row['vs_ultralytics']:.2f}x",
+    ]

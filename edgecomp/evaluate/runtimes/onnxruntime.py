@@ -64,8 +64,12 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     runs_files = True
 
-    def __init__(self, layout_optimizations: bool = True) -> None:
+    def __init__(self, layout_optimizations: bool = True, allow_spinning: bool = True) -> None:
         self.layout_optimizations = layout_optimizations
+        # ONNX Runtime's intra-op threads spin between runs by default (lower latency for back-to-back calls); in a
+        # process that holds several sessions, an idle session's spinning threads take the cores from the one being
+        # timed. False makes them sleep: for benchmarks that keep sessions of several files alive.
+        self.allow_spinning = allow_spinning
 
     def deploy(self, model: nn.Module, input_size: int, folder: Path) -> ExportedModel:
         """`model` as an FP32 ONNX file in `folder`, exported once for its weights and input size: the file is named
@@ -80,7 +84,11 @@ class OnnxRuntime(Runtime):
         return ExportedModel(source=model, path=path, runtime=self, precision="fp32", export_time_s=elapsed)
 
     def details(self, device) -> dict[str, Any]:
-        return {"provider": PROVIDERS[device.accelerator], "layout_optimizations": self.layout_optimizations}
+        return {
+            "provider": PROVIDERS[device.accelerator],
+            "layout_optimizations": self.layout_optimizations,
+            "allow_spinning": self.allow_spinning,
+        }
 
     def load(self, artifact: str | os.PathLike, device) -> OnnxRuntimePredictor:
         """A predictor for the .onnx file `artifact` on `device` (a TargetDevice).
@@ -112,6 +120,8 @@ class OnnxRuntime(Runtime):
         options = ort.SessionOptions()
         options.intra_op_num_threads = device.threads or 0  # 0 = ORT's default
         options.inter_op_num_threads = 1
+        if not self.allow_spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = (
             ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             if self.layout_optimizations

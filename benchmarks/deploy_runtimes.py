@@ -1,0 +1,161 @@
+"""What each deployment of one network costs on this CPU, measured in one run: eager PyTorch, edgecomp's FP32 ONNX
+file and its INT8 file in ONNX Runtime, and, for YOLOv8, Ultralytics' own ONNX export of the same weights in the same
+ONNX Runtime session settings.
+
+    python -m benchmarks.deploy_runtimes                   # yolov8n at 320 and 640 px, mobilenetv3_large_100 at 224
+    python -m benchmarks.deploy_runtimes --cases yolov8n:320 --images 20 --threads 4
+
+Random-init weights (said in the output): latency does not depend on the values, and the INT8 file is calibrated on
+random images, so its accuracy means nothing here (experiment=ptq_yolo measures that on trained weights). Every file
+of a case is timed by its own session, one session at a time (an idle session's threads would compete with the
+timed one; ONNX Runtime's threads also sleep between runs instead of spinning, `allow_spinning=False`, so a session
+that is not being timed takes no core), with the latency protocol's fixed images, so the ratios are measured, not
+compared across runs.
+
+What the files hold: edgecomp's is the deployable network (`forward`: normalisation, backbone, neck, head; for a
+detector the raw per-level outputs, decoded on the host); Ultralytics' export holds its Detect head's decoding too
+(DFL expectation, grid and strides, sigmoid), but not its NMS. The column "vs Ultralytics" is Ultralytics' time over
+edgecomp's (>= 1: edgecomp's file is at least as fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from edgecomp.compress.ptq_int8 import Int8Quantization
+from edgecomp.evaluate.device import TargetDevice
+from edgecomp.evaluate.hardware import cpu_description
+from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
+from edgecomp.evaluate.onnx_export import export_onnx
+from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
+from edgecomp.evaluate.runtimes.torch_eager import TorchEagerRuntime
+from edgecomp.models.detection.yolov8 import YOLOv8Adapter
+from edgecomp.models.timm_classifier import create_classifier
+
+DEFAULT_CASES = ("yolov8n:320", "yolov8n:640", "mobilenetv3_large_100:224")
+CALIBRATION_IMAGES = 16
+
+
+def build(name: str, image_size: int) -> torch.nn.Module:
+    """The edgecomp model (random init): a YOLOv8 adapter (COCO's 80 classes) or a timm classifier."""
+    torch.manual_seed(0)
+    if name.startswith("yolov8"):
+        return YOLOv8Adapter(num_classes=80, input_size=image_size, scale=name.removeprefix("yolov8")).eval()
+    return create_classifier(name, num_classes=1000).eval()
+
+
+def ultralytics_export(adapter: YOLOv8Adapter, image_size: int, folder: Path) -> Path:
+    """Ultralytics' own ONNX exporter on the adapter's weights (its `DetectionModel`), offline, without its optional
+    simplifier (not a dependency of edgecomp)."""
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")  # never pip-install anything from a benchmark
+    from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
+
+    yolo = YOLO(f"yolov8{adapter.scale}.yaml", verbose=False)
+    yolo.model.load_state_dict(adapter.network.state_dict())
+    level, cwd = LOGGER.level, Path.cwd()
+    LOGGER.setLevel(logging.WARNING)
+    os.chdir(folder)  # the exporter writes next to the model's yaml name, i.e. into the working directory
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exported = yolo.export(format="onnx", imgsz=image_size, simplify=False, dynamic=False, batch=1, device="cpu")
+    finally:
+        os.chdir(cwd)
+        LOGGER.setLevel(level)
+    return Path(folder) / Path(exported).name
+
+
+def median_ms(runtime, artifact, images: torch.Tensor, protocol: LatencyProtocol, threads: int, desc: str) -> float:
+    device = TargetDevice("cpu", "cpu", runtime, "fp32", batch_size=1, threads=threads)
+    with device.pinned_threads():
+        predictor = runtime.load(artifact, device)
+        median = measure_latency(predictor, images, 1, protocol, desc=desc)["median"]
+    del predictor  # its session's threads stop before the next one is timed
+    return median
+
+
+def measure(case: str, protocol: LatencyProtocol, threads: int) -> dict:
+    """Median ms per image of each deployment of one `name:size` case."""
+    name, size = case.rsplit(":", 1)
+    image_size = int(size)
+    model = build(name, image_size)
+    images = torch.rand(protocol.images, 3, image_size, image_size, generator=torch.Generator().manual_seed(1))
+    calibration = torch.rand(CALIBRATION_IMAGES, 3, image_size, image_size, generator=torch.Generator().manual_seed(2))
+    row = {"case": case, "weights": "random init"}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        fp32 = export_onnx(model, folder / "fp32.onnx", image_size)
+        int8 = folder / "int8.onnx"
+        Int8Quantization("ptq_int8", calib_images=CALIBRATION_IMAGES, calibrate_method="minmax").quantize_file(
+            fp32, int8, calibration
+        )
+        row["torch_ms"] = median_ms(TorchEagerRuntime(), model, images, protocol, threads, f"{case} torch")
+        row["ort_fp32_ms"] = median_ms(OnnxRuntime(allow_spinning=False), fp32, images, protocol, threads, f"{case} ORT FP32")
+        row["ort_int8_ms"] = median_ms(OnnxRuntime(allow_spinning=False), int8, images, protocol, threads, f"{case} ORT INT8")
+        row["ultralytics_ms"], row["ultralytics_note"] = None, "not a YOLO model"
+        if isinstance(model, YOLOv8Adapter):
+            try:
+                exported = ultralytics_export(model, image_size, folder)
+            except Exception as err:  # an exporter failing offline is a finding to print, not a benchmark crash
+                row["ultralytics_note"] = f"Ultralytics' export failed: {type(err).__name__}: {err}"
+            else:
+                row["ultralytics_ms"] = median_ms(
+                    OnnxRuntime(allow_spinning=False), exported, images, protocol, threads, f"{case} Ultralytics' ONNX"
+                )
+                row["ultralytics_note"] = None
+    row["ort_speedup_over_torch"] = row["torch_ms"] / row["ort_fp32_ms"]
+    row["int8_speedup_over_fp32"] = row["ort_fp32_ms"] / row["ort_int8_ms"]
+    row["vs_ultralytics"] = None if row["ultralytics_ms"] is None else row["ultralytics_ms"] / row["ort_fp32_ms"]
+    return row
+
+
+def _cell(value: float | None, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.2f}{suffix}"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="model:image_size")
+    parser.add_argument("--images", type=int, default=20, help="N: the fixed images timed in each pass")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    protocol = LatencyProtocol(images=args.images, runs=args.runs, warmup=args.warmup)
+    print(
+        f"{cpu_description()}, {args.threads} threads, batch 1, median ms/image over {args.runs} runs of "
+        f"{args.images} images (+{args.warmup} warm-up); random-init weights"
+    )
+    header = ("case", "torch eager", "ORT FP32", "ORT INT8", "Ultralytics ONNX", "ORT/torch", "INT8/FP32", "vs Ultralytics")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+    rows = []
+    for case in args.cases:
+        row = measure(case, protocol, args.threads)
+        cells = [
+            row["case"],
+            _cell(row["torch_ms"]),
+            _cell(row["ort_fp32_ms"]),
+            _cell(row["ort_int8_ms"]),
+            _cell(row["ultralytics_ms"]),
+            _cell(row["ort_speedup_over_torch"], "x"),
+            _cell(row["int8_speedup_over_fp32"], "x"),
+            _cell(row["vs_ultralytics"], "x"),
+        ]
+        print("| " + " | ".join(cells) + " |", flush=True)
+        if row["ultralytics_note"] and row["ultralytics_note"] != "not a YOLO model":
+            print(f"  ({row['case']}: {row['ultralytics_note']})")
+        rows.append(row)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
