@@ -401,3 +401,12 @@ def test_a_baseline_no_record_measured_is_a_row_and_rows_never_mix_runtimes():
     assert onnx_baseline.latency_ms.mean == pytest.approx(12.0)  # the re-measured FP32 file's (11 + 13) / 2
     assert onnx_baseline.is_baseline and onnx_baseline.size_bytes.mean == pytest.approx(6_000_000)
     assert ptq.latency_ms.mean == pytest.approx(6.0) and ptq.speedup == pytest.approx(onnx_baseline.latency_ms.mean / 6.0)
+
+
+def test_compress_none_is_a_baseline_row_without_deltas():
+    """compress.py's compressor=none record carries itself as its baseline: a baseline row, not a 1.00x row."""
+    record = make_record(SMALL, "none", 0, *TRAINED[(SMALL, 0)])
+    record["baseline"] = {key: record[key] for key in ("metrics", "latency_ms", "size_bytes", "gzip_bytes", "runtime")}
+    record["compression"] = {"time_s": 0.0}
+    (row,) = build_rows([record])
+    assert row.is_baseline and row.speedup is None and row.delta_accuracy_pts is None and row.size_ratio is None

@@ -145,7 +145,7 @@ class Row:
     size_bytes: Stat | None
     gzip_bytes: Stat | None
     compression_time_s: Stat | None
-    is_baseline: bool  # no record of the row carries a "baseline" (train.py, evaluate.py): no deltas
+    is_baseline: bool  # no record of the row compares with a baseline (train.py, evaluate.py, compressor=none): no deltas
     delta_accuracy_pts: float | None = None
     speedup: float | None = None  # baseline latency / compressed latency: > 1 is faster
     size_ratio: float | None = None
@@ -256,7 +256,8 @@ def aggregate(key: RowKey, records: list[dict[str, Any]]) -> Row:
     compressed records carry (averaged over the same seeds: compressed mean / baseline mean for the ratios)."""
     records = _one_record_per_seed(records)
     metric = ACCURACY_METRIC[key.task]
-    compressed = [r for r in records if isinstance(r.get("baseline"), dict)]
+    # compressor=none deploys the baseline itself: its compress.py record (baseline = itself) is a baseline row
+    compressed = [r for r in records if isinstance(r.get("baseline"), dict) and r.get("compressor") != "none"]
     deltas: dict[str, float | None] = {}
     if compressed:
         accuracy = _mean_pair(
