@@ -16,9 +16,9 @@ from pathlib import Path
 import timm
 import torch
 
-from edgecomp.evaluate.device import TargetDevice
+from benchmarks.timing import add_latency_arguments, latency_protocol, median_ms
 from edgecomp.evaluate.hardware import cpu_description
-from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
+from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerRuntime
@@ -31,12 +31,10 @@ def compare(model_name: str, image_size: int, protocol: LatencyProtocol, threads
     model = timm.create_model(model_name, pretrained=False, num_classes=num_classes).eval()
     with tempfile.TemporaryDirectory() as folder:
         onnx_file = export_onnx(model, Path(folder) / "model.onnx", image_size)
-        medians = {}
-        for runtime, artifact in ((TorchEagerRuntime(), model), (OnnxRuntime(), onnx_file)):
-            device = TargetDevice("cpu", "cpu", runtime, "fp32", batch_size=1, threads=threads)
-            with device.pinned_threads():
-                latency = measure_latency(runtime.load(artifact, device), images, 1, protocol, desc=runtime.name)
-            medians[runtime.name] = latency["median"]
+        medians = {
+            runtime.name: median_ms(runtime, artifact, images, protocol, threads, runtime.name)
+            for runtime, artifact in ((TorchEagerRuntime(), model), (OnnxRuntime(), onnx_file))
+        }
     return {
         "model": model_name,
         "torch_ms": medians["torch"],
@@ -49,13 +47,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mobilenetv3_small_100", "mobilenetv3_large_100"])
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--images", type=int, default=100, help="N: the fixed images timed in each pass")
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
+    add_latency_arguments(parser, images=100, runs=10)
     parser.add_argument("--num-classes", type=int, default=102)
     args = parser.parse_args(argv)
-    protocol = LatencyProtocol(images=args.images, runs=args.runs, warmup=args.warmup)
+    protocol = latency_protocol(args)
     print(
         f"{cpu_description()}, {args.threads} threads, batch 1, {args.image_size}px, median ms/image over "
         f"{args.runs} runs of {args.images} images (+{args.warmup} warm-up)"

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.timing import add_latency_arguments, latency_protocol, median_ms
 from edgecomp.compress.ptq_int8 import Int8Quantization
-from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.hardware import cpu_description
-from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
+from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerRuntime
@@ -71,15 +71,6 @@ def ultralytics_export(adapter: YOLOv8Adapter, image_size: int, folder: Path) ->
         os.chdir(cwd)
         LOGGER.setLevel(level)
     return Path(folder) / Path(exported).name
-
-
-def median_ms(runtime, artifact, images: torch.Tensor, protocol: LatencyProtocol, threads: int, desc: str) -> float:
-    device = TargetDevice("cpu", "cpu", runtime, "fp32", batch_size=1, threads=threads)
-    with device.pinned_threads():
-        predictor = runtime.load(artifact, device)
-        median = measure_latency(predictor, images, 1, protocol, desc=desc)["median"]
-    del predictor  # its session's threads stop before the next one is timed
-    return median
 
 
 def measure(case: str, protocol: LatencyProtocol, threads: int) -> dict:
@@ -124,12 +115,9 @@ def _cell(value: float | None, suffix: str = "") -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="model:image_size")
-    parser.add_argument("--images", type=int, default=20, help="N: the fixed images timed in each pass")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
+    add_latency_arguments(parser, images=20, runs=5)
     args = parser.parse_args(argv)
-    protocol = LatencyProtocol(images=args.images, runs=args.runs, warmup=args.warmup)
+    protocol = latency_protocol(args)
     print(
         f"{cpu_description()}, {args.threads} threads, batch 1, median ms/image over {args.runs} runs of "
         f"{args.images} images (+{args.warmup} warm-up); random-init weights"

@@ -27,22 +27,16 @@ from pathlib import Path
 import timm
 import torch
 
+from benchmarks.timing import add_latency_arguments, latency_protocol, median_ms
 from edgecomp.compress.ptq_int8 import Int8Quantization
-from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.hardware import cpu_description
-from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
+from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor, TorchEagerRuntime
 
 RUNTIMES = ("ort", "ort_no_layout", "inductor")
 CALIBRATION_IMAGES = 32
-
-
-def _median_ms(runtime, artifact, images: torch.Tensor, protocol: LatencyProtocol, threads: int, desc: str) -> float:
-    device = TargetDevice("cpu", "cpu", runtime, "fp32", batch_size=1, threads=threads)
-    with device.pinned_threads():
-        return measure_latency(runtime.load(artifact, device), images, 1, protocol, desc=desc)["median"]
 
 
 def _onnx_pair(model: torch.nn.Module, folder: Path, image_size: int) -> tuple[Path, Path]:
@@ -93,7 +87,7 @@ def compare(name: str, runtimes: list[str], image_size: int, protocol: LatencyPr
             else:
                 artifacts, runtime = (fp32, int8), OnnxRuntime(layout_optimizations=runtime_name == "ort")
             fp32_ms, int8_ms = (
-                _median_ms(runtime, artifact, images, protocol, threads, f"{name} {runtime_name} {precision}")
+                median_ms(runtime, artifact, images, protocol, threads, f"{name} {runtime_name} {precision}")
                 for artifact, precision in zip(artifacts, ("fp32", "int8"), strict=True)
             )
             rows.append(
@@ -113,16 +107,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--models", nargs="+", default=["mobilenetv3_large_100", "efficientnet_b1", "resnet50"])
     parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--images", type=int, default=50, help="N: the fixed images timed in each pass")
-    parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
+    add_latency_arguments(parser, images=50, runs=10)
     args = parser.parse_args(argv)
     runtimes = list(args.runtimes)
     if "inductor" in runtimes and importlib.util.find_spec("torchao") is None:
         print("inductor: skipped, torchao is not installed (pip install torchao -c constraints.txt)")
         runtimes.remove("inductor")
-    protocol = LatencyProtocol(images=args.images, runs=args.runs, warmup=args.warmup)
+    protocol = latency_protocol(args)
     rows = [row for name in args.models for row in compare(name, runtimes, args.image_size, protocol, args.threads)]
     print(
         f"\n{cpu_description()}, {args.threads} threads, batch 1, {args.image_size}px, median ms/image over "

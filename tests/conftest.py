@@ -49,6 +49,20 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def train_then_compress(
+    results: Path, data_dir: Path, preset: str, compressors: tuple[str, ...]
+) -> tuple[list[str], dict, dict[str, dict]]:
+    """`experiment=<preset>` trained once by train.py, then compressed by each compressor from its checkpoint, as a
+    user would run them: (the overrides they shared, the trained record, {compressor: its record})."""
+    common = [f"experiment={preset}", f"paths.results={results}", f"paths.data={data_dir}", "logger=none"]
+    run_cli("train.py", *common)
+    (trained,) = read_jsonl(results / "records.jsonl")
+    for compressor in compressors:
+        run_cli("compress.py", *common, f"compressor={compressor}", f"checkpoint={trained['checkpoint']}")
+    _, *compressed = read_jsonl(results / "records.jsonl")
+    return common, trained, dict(zip(compressors, compressed, strict=True))
+
+
 def compose_config(config_name: str = "train", overrides: list[str] | None = None):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="test"):
         return compose(config_name=config_name, overrides=overrides or [])

@@ -17,7 +17,7 @@ from edgecomp.errors import ConfigError
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.models.timm_classifier import create_classifier
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import train_then_compress
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -25,14 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def compressed(tmp_path_factory, data_dir):
     """The smoke baseline trained once, then compressed by ptq_fp16 and by ptq_int8 from its checkpoint."""
-    results = tmp_path_factory.mktemp("ptq")
-    common = ["experiment=smoke", f"paths.results={results}", f"paths.data={data_dir}", "logger=none"]
-    run_cli("train.py", *common)
-    (trained,) = read_jsonl(results / "records.jsonl")
-    for compressor in ("ptq_fp16", "ptq_int8"):
-        run_cli("compress.py", *common, f"compressor={compressor}", f"checkpoint={trained['checkpoint']}")
-    _, fp16, int8 = read_jsonl(results / "records.jsonl")
-    return {"fp16": fp16, "int8": int8}
+    _, _, records = train_then_compress(tmp_path_factory.mktemp("ptq"), data_dir, "smoke", ("ptq_fp16", "ptq_int8"))
+    return {"fp16": records["ptq_fp16"], "int8": records["ptq_int8"]}
 
 
 def test_the_files_shrink_against_the_baseline_exported_to_the_same_format(compressed):

@@ -16,7 +16,7 @@ from edgecomp.evaluate.coco import METRIC_KEYS
 from edgecomp.evaluate.detection import deployed_detections
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.models.checkpoint import load_weights
-from tests.conftest import compose_config, read_jsonl, run_cli
+from tests.conftest import compose_config, train_then_compress
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -24,14 +24,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def compressed(tmp_path_factory, data_dir):
     """smoke_det's YOLOv8n trained once, then compressed by ptq_fp16 and by ptq_int8 from its checkpoint."""
-    results = tmp_path_factory.mktemp("ptq_det")
-    common = ["experiment=smoke_det", f"paths.results={results}", f"paths.data={data_dir}", "logger=none"]
-    run_cli("train.py", *common)
-    (trained,) = read_jsonl(results / "records.jsonl")
-    for compressor in ("ptq_fp16", "ptq_int8"):
-        run_cli("compress.py", *common, f"compressor={compressor}", f"checkpoint={trained['checkpoint']}")
-    _, fp16, int8 = read_jsonl(results / "records.jsonl")
-    return common, trained, {"fp16": fp16, "int8": int8}
+    common, trained, records = train_then_compress(
+        tmp_path_factory.mktemp("ptq_det"), data_dir, "smoke_det", ("ptq_fp16", "ptq_int8")
+    )
+    return common, trained, {"fp16": records["ptq_fp16"], "int8": records["ptq_int8"]}
 
 
 def test_the_files_shrink_and_are_scored_with_coco_metrics_from_their_outputs(compressed):

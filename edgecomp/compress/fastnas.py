@@ -289,27 +289,32 @@ class FastNASPruning(Compressor):
         """The search space of the configured model (random weights: the space depends on the architecture alone)
         holds a subnet within the FLOPs budget, and ModelOpt finds something to search in it: ModelOpt's own
         conversion and two FLOPs counts, seconds, instead of a refusal after the baseline is trained."""
+        size = int(cfg.dataset.image_size)
+        dummy_input = torch.zeros(1, 3, size, size)
+        view = ModelOptView(build(cfg.model)).eval()  # converted in eval mode, as compress() converts it
+        self._convert(view, cfg.model.name)
+        # The smallest subnet's share by edgecomp's FLOPs count; ModelOpt's own (torchprofile, BatchNorm left out)
+        # differs in the third digit, so a budget that close to the floor is left to the search, which says so too.
+        smallest_share = self._smallest_share(view, dummy_input)
+        if smallest_share > self.flops_share + BUDGET_TOLERANCE:
+            raise ConfigError(self._unreachable_budget(cfg.model.name, smallest_share))
+
+    def _convert(self, view: ModelOptView, model_name: str) -> None:
+        """`view` converted in place into this compressor's FastNAS search space, or a ConfigError when ModelOpt
+        finds nothing to search in the model."""
         import modelopt.torch.nas as mtn
         from modelopt.torch.opt.conversion import ApplyModeError
         from modelopt.torch.prune.pruning import PruneModeRegistry
 
-        size = int(cfg.dataset.image_size)
-        dummy_input = torch.zeros(1, 3, size, size)
-        view = ModelOptView(build(cfg.model)).eval()  # converted in eval mode, as compress() converts it
         mode = [("fastnas", search_space_rules(self.channel_divisor, self.channel_ratios, self.search_layers))]
         try:
             with modelopt_conversion(view):
                 mtn.convert(view, mode, registry=PruneModeRegistry)
         except ApplyModeError as err:
             raise ConfigError(
-                f"compressor=fastnas cannot prune model={cfg.model.name}: ModelOpt finds nothing to search in it "
+                f"compressor=fastnas cannot prune model={model_name}: ModelOpt finds nothing to search in it "
                 f"({str(err).splitlines()[0]})"
             ) from err
-        # The smallest subnet's share by edgecomp's FLOPs count; ModelOpt's own (torchprofile, BatchNorm left out)
-        # differs in the third digit, so a budget that close to the floor is left to the search, which says so too.
-        smallest_share = self._smallest_share(view, dummy_input)
-        if smallest_share > self.flops_share + BUDGET_TOLERANCE:
-            raise ConfigError(self._unreachable_budget(cfg.model.name, smallest_share))
 
     def _unreachable_budget(self, model_name: str, smallest_share: float) -> str:
         return (
@@ -414,9 +419,7 @@ class FastNASPruning(Compressor):
         import modelopt.torch.nas as mtn
         from modelopt.torch.nas.autonas import MODELOPT_QUEUE_MAXLEN
         from modelopt.torch.nas.utils import get_subnet_config, select
-        from modelopt.torch.opt.conversion import ApplyModeError
         from modelopt.torch.prune.fastnas import FastNASModeDescriptor
-        from modelopt.torch.prune.pruning import PruneModeRegistry
 
         config = {
             "data_loader": CalibrationBatches(job.datamodule, MODELOPT_QUEUE_MAXLEN, self.calibration_batch_size),
@@ -427,17 +430,9 @@ class FastNASPruning(Compressor):
             "verbose": False,
         }
         model_name = job.cfg.model.name
-        mode = [("fastnas", search_space_rules(self.channel_divisor, self.channel_ratios, self.search_layers))]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            try:
-                with modelopt_conversion(view):
-                    mtn.convert(view, mode, registry=PruneModeRegistry)
-            except ApplyModeError as err:
-                raise ConfigError(
-                    f"compressor=fastnas cannot prune model={model_name}: ModelOpt finds nothing to search in it "
-                    f"({str(err).splitlines()[0]})"
-                ) from err
+            self._convert(view, model_name)
             searcher = FastNASModeDescriptor().search_algorithm()
             try:
                 searcher.search(view, {"flops": self.flops_target}, dummy_input, config)

@@ -90,16 +90,10 @@ def depthwise_convolutions(model: onnx.ModelProto) -> list[str]:
     return names
 
 
-def output_op_types(model: onnx.ModelProto) -> list[str]:
-    """The operator types of the nodes that produce the graph's outputs (a classifier's Gemm)."""
+def output_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The nodes that produce the graph's outputs (a classifier's Gemm, a detector's final head convolutions)."""
     outputs = {output.name for output in model.graph.output}
-    return sorted({node.op_type for node in model.graph.node if outputs.intersection(node.output)})
-
-
-def output_nodes(model: onnx.ModelProto) -> list[str]:
-    """The names of the nodes that produce the graph's outputs (a detector's final head convolutions)."""
-    outputs = {output.name for output in model.graph.output}
-    return [node.name for node in model.graph.node if outputs.intersection(node.output)]
+    return [node for node in model.graph.node if outputs.intersection(node.output)]
 
 
 def _outputs(path: Path, images: np.ndarray) -> list[np.ndarray]:
@@ -112,18 +106,19 @@ def _outputs(path: Path, images: np.ndarray) -> list[np.ndarray]:
     return [np.concatenate([batch[k] for batch in batches]) for k in range(len(batches[0]))]
 
 
-def top1_agreement(reference: Path, candidate: Path, images: np.ndarray) -> float:
-    """The share of `images` on which the two ONNX files' highest-scoring classes are the same."""
-    (expected,), (got,) = _outputs(reference, images), _outputs(candidate, images)
+def top1_agreement(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
+    """The share of images on which two classifiers' outputs (each a one-element list of logits) give the same
+    highest-scoring class."""
+    (expected,), (got,) = reference, candidate
     return float((expected.argmax(1) == got.argmax(1)).mean())
 
 
-def output_cosine(reference: Path, candidate: Path, images: np.ndarray) -> float:
+def output_cosine(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
     """How close the candidate's outputs are to the reference's: the cosine similarity of each output map per image,
     averaged over the outputs and images (1.0: the same up to scale)."""
     similarities = []
-    for expected, got in zip(_outputs(reference, images), _outputs(candidate, images), strict=True):
-        a, b = expected.reshape(len(images), -1), got.reshape(len(images), -1)
+    for expected, got in zip(reference, candidate, strict=True):
+        a, b = expected.reshape(len(expected), -1), got.reshape(len(got), -1)
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
         similarities.append(np.where(norms > 0, (a * b).sum(1) / np.maximum(norms, 1e-12), 1.0))
     return float(np.mean(similarities))
@@ -194,7 +189,8 @@ class Int8Quantization(OnnxPostTrainingQuantization):
                     if single_output
                     else (output_cosine, "calibration_output_cosine")
                 )
-                agreement = {method: measure(fp32, path, images) for method, path in candidates.items()}
+                reference = _outputs(fp32, images)  # the FP32 file's outputs, computed once for every candidate
+                agreement = {method: measure(reference, _outputs(path, images)) for method, path in candidates.items()}
                 chosen = max(methods, key=agreement.get)  # the first listed on a tie
                 self.calibration_choice = {"calibrate_method_used": chosen, key: agreement}
             onnx.checker.check_model(str(candidates[chosen]))
@@ -207,9 +203,9 @@ class Int8Quantization(OnnxPostTrainingQuantization):
         mean_minmax = method == "mean_minmax"
         options: dict[str, Any] = {}
         if len(model.graph.output) == 1:  # a classifier's logits: its last layer's output stays FP32
-            options["OpTypesToExcludeOutputQuantization"] = output_op_types(model)
+            options["OpTypesToExcludeOutputQuantization"] = sorted({node.op_type for node in output_nodes(model)})
         else:  # a detector's head outputs: the convolutions that make them run in FP32
-            excluded = [*excluded, *output_nodes(model)]
+            excluded = [*excluded, *(node.name for node in output_nodes(model))]
         if mean_minmax:
             options.update(MEAN_MINMAX_OPTIONS)
         quantize_static(

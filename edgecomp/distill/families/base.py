@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from edgecomp.models.detection.base import DetectorAdapter, HeadOutputs
+from edgecomp.models.detection.torchvision_dense import flatten_head_level
 
 Activation = Literal["sigmoid", "softmax"]
 
@@ -109,9 +110,7 @@ class FamilyView(ABC):
 def flatten_level(output: torch.Tensor, values: int) -> torch.Tensor:
     """(N, A * values, H, W) -> (N * H * W * A, values), in torchvision's order (image, row, column, anchor): what its
     heads do before concatenating the levels (channel a * values + v is anchor a's value v)."""
-    n, channels, h, w = output.shape
-    anchors = channels // values
-    return output.view(n, anchors, values, h, w).permute(0, 3, 4, 1, 2).reshape(-1, values)
+    return flatten_head_level(output, values).reshape(-1, values)
 
 
 def split_levels(per_image: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:

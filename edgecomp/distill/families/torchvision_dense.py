@@ -20,11 +20,10 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
-from torchvision.models.detection.image_list import ImageList
 
 from edgecomp.distill.families.base import DetectionStep, FamilyView, Stage, StageTargets, flatten_level, split_levels
 from edgecomp.models.detection.base import HeadOutputs
-from edgecomp.models.detection.torchvision_dense import FCOSAdapter, FCOSHeadOutputs, TorchvisionDenseAdapter
+from edgecomp.models.detection.torchvision_dense import FCOSAdapter, TorchvisionDenseAdapter
 
 
 @contextmanager
@@ -46,11 +45,6 @@ def recorded_matches(head: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]
         yield record
     finally:
         del head.compute_loss
-
-
-def blank_images(like: torch.Tensor, count: int, size: int) -> ImageList:
-    """What torchvision's anchor generator reads of the images: their batch's (H, W) and the count (no memory)."""
-    return ImageList(like.new_zeros(()).expand(count, 3, size, size), [(size, size)] * count)
 
 
 class TorchvisionView(FamilyView):
@@ -75,15 +69,6 @@ class TorchvisionDenseView(TorchvisionView):
             activation="sigmoid",
         )
 
-    def torchvision_head_outputs(self, head: HeadOutputs) -> dict[str, torch.Tensor]:
-        """The per-level outputs as torchvision's head returns them: (N, sum_l H_l W_l A, values)."""
-        n = head.classification[0].shape[0]
-        return {
-            "cls_logits": torch.cat([flatten_level(c, self.adapter.num_classes).view(n, -1, self.adapter.num_classes)
-                                     for c in head.classification], dim=1),
-            "bbox_regression": torch.cat([flatten_level(r, 4).view(n, -1, 4) for r in head.regression], dim=1),
-        }  # fmt: skip
-
     def compute_loss(
         self, targets: list[dict[str, torch.Tensor]], outputs: dict[str, torch.Tensor], anchors: list[torch.Tensor],
         level_sizes: list[int],
@@ -107,8 +92,8 @@ class TorchvisionDenseView(TorchvisionView):
         self, pyramid: list[torch.Tensor], head: HeadOutputs, targets: list[dict[str, torch.Tensor]]
     ) -> DetectionStep:
         detector = self.adapter.detector
-        count, size = len(targets), self.adapter.input_size
-        anchors = detector.anchor_generator(blank_images(head.classification[0], count, size), head.classification)
+        size = self.adapter.input_size
+        anchors = self.adapter.anchors(head)
         level_sizes = [
             c.shape[-2] * c.shape[-1] * (c.shape[1] // self.adapter.num_classes) for c in head.classification
         ]
@@ -116,7 +101,9 @@ class TorchvisionDenseView(TorchvisionView):
             {"boxes": t["boxes"], "labels": self.adapter.to_detector_labels(t["labels"])} for t in targets
         ]
         with recorded_matches(detector.head) as record:
-            losses = self.compute_loss(detector_targets, self.torchvision_head_outputs(head), anchors, level_sizes)
+            losses = self.compute_loss(
+                detector_targets, self.adapter.torchvision_head_outputs(head), anchors, level_sizes
+            )
         matched = torch.stack(record["matched_idxs"])  # (N, P)
         stacked_anchors = torch.stack(anchors)  # (N, P, 4)
         gt_boxes = torch.stack(
@@ -144,15 +131,6 @@ class FCOSView(TorchvisionDenseView):
     classification and the box regression)."""
 
     adapter: FCOSAdapter
-
-    def torchvision_head_outputs(self, head: HeadOutputs) -> dict[str, torch.Tensor]:
-        if not isinstance(head, FCOSHeadOutputs):
-            raise TypeError(f"FCOS head outputs carry centre-ness; got {type(head).__name__}")
-        n = head.classification[0].shape[0]
-        return {
-            **super().torchvision_head_outputs(head),
-            "bbox_ctrness": torch.cat([flatten_level(c, 1).view(n, -1, 1) for c in head.centerness], dim=1),
-        }
 
     def compute_loss(self, targets, outputs, anchors, level_sizes):
         return self.adapter.detector.compute_loss(targets, outputs, anchors, level_sizes)

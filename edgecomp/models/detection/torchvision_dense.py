@@ -18,7 +18,6 @@ Labels: both heads classify with one sigmoid per class (focal loss) and index th
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +31,19 @@ from torchvision.models.detection.image_list import ImageList
 from edgecomp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from edgecomp.models.detection.backbones import PYRAMID_STRIDES, ExtraLevels, build_fpn_backbone
 from edgecomp.models.detection.base import DetectorAdapter, DetectorFeatures, HeadOutputs
+
+
+def flatten_head_level(level: torch.Tensor, values: int) -> torch.Tensor:
+    """(N, A * values, H, W) -> (N, H * W * A, values), in torchvision's order (row, column, anchor): what its dense
+    heads do before concatenating the levels (channel a * values + v is anchor a's value v)."""
+    n, channels, h, w = level.shape
+    anchors = channels // values
+    return level.view(n, anchors, values, h, w).permute(0, 3, 4, 1, 2).reshape(n, -1, values)
+
+
+def blank_images(like: torch.Tensor, count: int, size: int) -> ImageList:
+    """What torchvision's anchor generator reads of the images: their batch's (H, W) and the count (no memory)."""
+    return ImageList(like.new_zeros(()).expand(count, 3, size, size), [(size, size)] * count)
 
 
 class TorchvisionDetectorAdapter(DetectorAdapter):
@@ -192,8 +204,18 @@ class TorchvisionDenseAdapter(TorchvisionDetectorAdapter):
         self._check_images(images)
         return self.decode(self(images))
 
-    # torchvision's name for each HeadOutputs field, as its post-processing reads the flattened head outputs.
-    TORCHVISION_OUTPUT_NAMES = {"classification": "cls_logits", "regression": "bbox_regression"}
+    def torchvision_head_outputs(self, head: HeadOutputs) -> dict[str, torch.Tensor]:
+        """The per-level outputs as torchvision's head returns them (its loss and post-processing read them so):
+        (N, sum_l H_l W_l A, values)."""
+        return {
+            "cls_logits": torch.cat([flatten_head_level(c, self.num_classes) for c in head.classification], dim=1),
+            "bbox_regression": torch.cat([flatten_head_level(r, 4) for r in head.regression], dim=1),
+        }
+
+    def anchors(self, head: HeadOutputs) -> list[torch.Tensor]:
+        """The detector's own anchors for the levels' grids on the S x S input, one (sum_l H_l W_l A, 4) per image."""
+        first = head.classification[0]
+        return self.detector.anchor_generator(blank_images(first, first.shape[0], self.input_size), head.classification)
 
     @torch.no_grad()
     def decode(self, outputs: HeadOutputs) -> list[dict[str, torch.Tensor]]:
@@ -202,35 +224,16 @@ class TorchvisionDenseAdapter(TorchvisionDetectorAdapter):
         flattened as torchvision's head flattens them, and the anchors come from the detector's own anchor
         generator for the levels' grids on the S x S input (torchvision's transform is the identity there, so its
         final rescaling is too)."""
-        first = outputs.classification[0]
-        batch, size = first.shape[0], self.input_size
-        flattened = {
-            self.TORCHVISION_OUTPUT_NAMES[field.name]: torch.cat(
-                [_flatten_level(level, self.num_anchors) for level in getattr(outputs, field.name)], dim=1
-            )
-            for field in dataclasses.fields(outputs)
-        }
         per_level = [level.shape[-2] * level.shape[-1] * self.num_anchors for level in outputs.classification]
-        image_sizes = [(size, size)] * batch
-        # The anchor generator reads only the shapes, device and dtype of the images and feature maps it is given.
-        images = ImageList(first.new_zeros(()).expand(batch, 3, size, size), image_sizes)
-        anchors = self.detector.anchor_generator(images, list(outputs.classification))
         detections = self.detector.postprocess_detections(
-            {name: list(value.split(per_level, dim=1)) for name, value in flattened.items()},
-            [list(image_anchors.split(per_level)) for image_anchors in anchors],
-            image_sizes,
+            {name: list(value.split(per_level, dim=1)) for name, value in self.torchvision_head_outputs(outputs).items()},
+            [list(image_anchors.split(per_level)) for image_anchors in self.anchors(outputs)],
+            [(self.input_size, self.input_size)] * len(outputs.classification[0]),
         )
         return [
             {"boxes": d["boxes"], "scores": d["scores"], "labels": self.from_detector_labels(d["labels"])}
             for d in detections
         ]
-
-
-def _flatten_level(level: torch.Tensor, anchors: int) -> torch.Tensor:
-    """(N, A*K, H, W) -> (N, H*W*A, K), location-major then anchor: the order of torchvision's dense heads."""
-    batch, channels, height, width = level.shape
-    per_anchor = channels // anchors
-    return level.view(batch, anchors, per_anchor, height, width).permute(0, 3, 4, 1, 2).reshape(batch, -1, per_anchor)
 
 
 class RetinaNetAdapter(TorchvisionDenseAdapter):
@@ -276,7 +279,6 @@ class FCOSAdapter(TorchvisionDenseAdapter):
 
     torchvision_class = FCOS
     head_outputs_class = FCOSHeadOutputs
-    TORCHVISION_OUTPUT_NAMES = {**TorchvisionDenseAdapter.TORCHVISION_OUTPUT_NAMES, "centerness": "bbox_ctrness"}
 
     def head(self, pyramid: list[torch.Tensor]) -> FCOSHeadOutputs:
         classification_head = self.detector.head.classification_head
@@ -288,3 +290,11 @@ class FCOSAdapter(TorchvisionDenseAdapter):
             regression.append(nn.functional.relu(regression_head.bbox_reg(box_features)))
             centerness.append(regression_head.bbox_ctrness(box_features))
         return FCOSHeadOutputs(classification=classification, regression=regression, centerness=centerness)
+
+    def torchvision_head_outputs(self, head: HeadOutputs) -> dict[str, torch.Tensor]:
+        if not isinstance(head, FCOSHeadOutputs):
+            raise TypeError(f"FCOS head outputs carry centre-ness; got {type(head).__name__}")
+        return {
+            **super().torchvision_head_outputs(head),
+            "bbox_ctrness": torch.cat([flatten_head_level(c, 1) for c in head.centerness], dim=1),
+        }
