@@ -1,7 +1,8 @@
-"""Apply one compressor to a trained model, evaluate baseline and compressed model, append a record.
+"""Apply one compressor, or a recipe of them, to a trained model; evaluate on the device; append the records.
 
 python compress.py                                # compressor=none: the baseline, trained if need be
-python compress.py checkpoint=results/runs/<run>/checkpoints/last.ckpt
+python compress.py checkpoint=results/runs/<run>/checkpoints/last.ckpt compressor=ptq_int8
+python compress.py recipe=prune_kd_int8           # stages in order, one record per stage and the waterfall
 """
 
 import hydra

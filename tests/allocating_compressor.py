@@ -20,7 +20,7 @@ class AllocatingCompressor(NoCompression):
         self.megabytes = megabytes
         self.hold_s = hold_s
 
-    def compress(self, model: nn.Module, job: Any) -> nn.Module:
+    def compress(self, model: nn.Module, context: Any) -> nn.Module:
         block = np.ones(self.megabytes * 10**6, dtype=np.uint8)  # written, so every page is resident
         time.sleep(self.hold_s)
         del block

@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from edgecomp.config import build
 from edgecomp.models.timm_classifier import create_classifier
 from edgecomp.pipelines.common import start_job
+from edgecomp.pipelines.compress import compression_context
 from tests.conftest import CONF, compose_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -62,14 +63,15 @@ def test_kd_into_the_small_student_is_taught_by_the_trained_base_model(tmp_path,
     job = start_job(cfg)
     compressor = build(cfg.compressor)
     compressor.check(cfg)
-    compressor.prepare(job)
+    context = compression_context(job)
+    compressor.prepare(context)
     teacher = job.new_model()
-    student = compressor.compress(teacher, job)
+    student = compressor.compress(teacher, context)
     assert compressor.teacher is teacher  # the baseline passed in, not a separately trained teacher
     reference = create_classifier("mobilenetv3_small_100", cfg.dataset.num_classes)
     assert sum(p.numel() for p in student.parameters()) == sum(p.numel() for p in reference.parameters())
     assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters()) / 2
-    settings = compressor.settings()
+    settings = {**compressor.settings(), **compressor.results()}
     assert (settings["teacher"], settings["student"]) == ("mobilenetv3_large_100", "mobilenetv3_small_100")
     assert torch.isfinite(torch.tensor(settings["loss"]["last"]))
     assert not (tmp_path / "runs").exists()  # no teacher was trained: the baseline is the teacher

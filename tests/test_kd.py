@@ -18,7 +18,7 @@ from edgecomp.errors import ConfigError
 from edgecomp.lit.distillation import HintonDistillationModule, hinton_loss
 from edgecomp.models.checkpoint import load_state_dict
 from edgecomp.pipelines.common import Job, start_job
-from edgecomp.pipelines.train import initial_model, run_dir, with_model
+from edgecomp.pipelines.compress import compression_context
 from tests.conftest import compose_config, read_jsonl, run_cli
 
 SMOKE_KD = ["experiment=smoke", "compressor=kd", "logger=none", "trainer.enable_progress_bar=false"]
@@ -186,12 +186,10 @@ def test_settings_out_of_range_are_refused_when_the_compressor_is_built(override
 
 def test_the_teacher_trains_into_the_run_folder_of_train_py_with_model_set_to_the_teacher():
     cfg = compose_config("compress", ["experiment=smoke", "compressor=kd", "teacher=mobilenetv3_large_100"])
-    teacher_job = with_model(Job(cfg, resolved_config(cfg), logger=None), "teacher")
+    teacher = Job(cfg, resolved_config(cfg), logger=None).training.for_model("teacher")
     as_trained_by_train_py = compose_config("train", ["experiment=smoke", "model=mobilenetv3_large_100"])
-    assert run_dir(teacher_job) == Path(cfg.paths.runs) / run_id(resolved_config(as_trained_by_train_py))
-    assert teacher_job.new_model().__class__.__name__ == "MobileNetV3" and teacher_job.cfg.model.name.endswith(
-        "large_100"
-    )
+    assert teacher.run_dir == Path(cfg.paths.runs) / run_id(resolved_config(as_trained_by_train_py))
+    assert teacher.new_model().__class__.__name__ == "MobileNetV3" and teacher.model_name.endswith("large_100")
     assert cfg.model.name == "mobilenetv3_small_100"  # the job it came from is unchanged
 
 
@@ -217,17 +215,20 @@ def test_distillation_on_the_smoke_data_lowers_the_loss_from_the_baselines_initi
         ],
     )
     job = start_job(cfg)
+    context = compression_context(job)
     compressor = build(cfg.compressor)
     compressor.check(cfg)
-    compressor.prepare(job)
+    configured = compressor.settings()
+    compressor.prepare(context)
 
     # The student starts from the weights the from-scratch baseline starts from, whatever ran before.
-    start = initial_model(job).state_dict()
+    start = context.training.initial_model().state_dict()
     torch.randn(1000)
-    assert all(torch.equal(v, initial_model(job).state_dict()[k]) for k, v in start.items())
+    assert all(torch.equal(v, context.training.initial_model().state_dict()[k]) for k, v in start.items())
 
-    student = compressor.compress(job.new_model(), job)
-    settings = compressor.settings()
+    student = compressor.compress(job.new_model(), context)
+    assert compressor.settings() == configured  # fixed when the compressor was built, whatever it did since
+    settings = {**compressor.settings(), **compressor.results()}
     assert settings["loss"]["first"] > settings["loss"]["last"]
     assert settings["teacher_checkpoint"] == str(teacher_file) and settings["teacher"] == "mobilenetv3_small_100"
     assert (settings["T"], settings["alpha"], settings["epochs"], settings["lr"]) == (10.0, 0.1, 2, cfg.compressor.lr)

@@ -8,8 +8,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from edgecomp.compress import prune_unstructured
-from edgecomp.compress.finetune import fine_tune
 from edgecomp.compress.prune_unstructured import (
     UnstructuredPruning,
     apply_masks,
@@ -20,8 +18,10 @@ from edgecomp.compress.prune_unstructured import (
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.size import gzip_size, weights_bytes
+from edgecomp.lit.training import Training
 from edgecomp.models.checkpoint import load_state_dict
 from edgecomp.pipelines.common import start_job
+from edgecomp.pipelines.compress import compression_context
 from tests.conftest import compose_config, read_jsonl, run_cli
 
 SPARSITIES = (0.25, 0.5, 0.75)
@@ -45,7 +45,7 @@ def small_net() -> nn.Sequential:
 def prune_only(model: nn.Module, sparsity: float, scope: str = "global") -> UnstructuredPruning:
     """Prune `model` in place without a fine-tune (epochs=0 needs no job); the compressor, for its settings."""
     compressor = UnstructuredPruning("prune_unstructured", sparsity=sparsity, epochs=0, scope=scope)
-    assert compressor.compress(model, job=None) is model
+    assert compressor.compress(model, context=None) is model
     return compressor
 
 
@@ -58,7 +58,8 @@ def layer_sparsity(layer: nn.Module) -> float:
 def test_pruning_reaches_the_target_and_leaves_plain_weights(sparsity, scope):
     model = small_net()
     baseline = {key: tensor.clone() for key, tensor in model.state_dict().items()}
-    settings = prune_only(model, sparsity, scope).settings()
+    compressor = prune_only(model, sparsity, scope)
+    settings = {**compressor.settings(), **compressor.results()}
     assert settings == {
         "sparsity": sparsity,
         "sparsity_reached": pytest.approx(sparsity, abs=0.01),
@@ -140,7 +141,7 @@ def test_frozen_weights_are_left_whole():
     assert torch.equal(model[0].weight, frozen)
     assert layer_sparsity(model[3]) == pytest.approx(0.75, abs=0.01)
     # The reached sparsity counts only what was pruned (counting the frozen layer would dilute it to ~0.72).
-    assert compressor.settings()["sparsity_reached"] == pytest.approx(0.75, abs=0.001)
+    assert compressor.results()["sparsity_reached"] == pytest.approx(0.75, abs=0.001)
 
 
 @pytest.mark.parametrize(
@@ -197,13 +198,14 @@ def test_the_masks_are_held_through_the_fine_tune(tmp_path, data_dir, one_torch_
     # What the fine-tune trains with: the run's optimizer (SGD, momentum 0.9) at the compressor's lr, no schedule.
     fine_tunes = []
 
-    def recording_fine_tune(module, job, epochs, *callbacks):
+    def recording_fine_tune(self, module, epochs, *callbacks):
         fine_tunes.append((epochs, module.configure_optimizers()))
-        return fine_tune(module, job, epochs, *callbacks)
+        return fine_tune(self, module, epochs, *callbacks)
 
-    monkeypatch.setattr(prune_unstructured, "fine_tune", recording_fine_tune)
+    fine_tune = Training.fine_tune
+    monkeypatch.setattr(Training, "fine_tune", recording_fine_tune)
     compressor = build(cfg.compressor)
-    pruned = compressor.compress(model, job)
+    pruned = compressor.compress(model, compression_context(job))
     ((epochs, optimizer),) = fine_tunes
     assert epochs == 1 and isinstance(optimizer, torch.optim.SGD)  # a bare optimizer: no scheduler
     assert (optimizer.defaults["lr"], optimizer.defaults["momentum"]) == (0.002, 0.9)
@@ -216,7 +218,7 @@ def test_the_masks_are_held_through_the_fine_tune(tmp_path, data_dir, one_torch_
         kept_total += int(kept.sum())
     assert pruned_still_zero, "a weight pruned before the fine-tune is no longer zero after it"
     assert kept_changed > 0.9 * kept_total, f"the fine-tune changed only {kept_changed} of {kept_total} kept weights"
-    assert compressor.settings()["sparsity_reached"] == pytest.approx(0.5, abs=0.001)
+    assert compressor.results()["sparsity_reached"] == pytest.approx(0.5, abs=0.001)
     assert not [key for key in pruned.state_dict() if key.endswith(("_orig", "_mask"))]
 
 

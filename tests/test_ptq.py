@@ -162,7 +162,7 @@ def test_auto_calibration_keeps_the_candidate_that_agrees_most_with_fp32(exporte
         quantizer = Int8Quantization("ptq_int8", calib_images=16, calibrate_method=method)
         quantizer.quantize_file(fp32, made[method], calibration)
         if method == "auto":
-            settings = quantizer.settings()
+            settings = quantizer.results()
     agreement = settings["calibration_top1_agreement"]
     assert set(agreement) == {"mean_minmax", "minmax"}
     # Each candidate's agreement is what its own file measures: the share of the 16 calibration images on which its

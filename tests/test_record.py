@@ -4,12 +4,20 @@ import multiprocessing as mp
 import pytest
 
 from edgecomp.errors import EdgecompError
-from edgecomp.evaluate.record import REQUIRED_FIELDS, append_record, flatten, read_records
+from edgecomp.evaluate.record import REQUIRED_FIELDS, Record, RecordError, append_record, flatten, read_records
 
 
 def make_record(**extra):
     record = {field: None for field in REQUIRED_FIELDS}
-    record.update(metrics={"top1": 0.5}, latency_ms={"mean": 1.0}, config={"seed": 0}, seed=0)
+    record.update(
+        task="classification",
+        dataset="synthetic_cls",
+        artifact="model.pt",
+        metrics={"top1": 0.5},
+        latency_ms={"mean": 1.0},
+        config={"seed": 0},
+        seed=0,
+    )
     record.update(extra)
     return record
 
@@ -26,14 +34,50 @@ def test_unserialisable_record_leaves_the_file_untouched(tmp_path):
     append_record(path, make_record())
     before = path.read_bytes()
     with pytest.raises(TypeError):
-        append_record(path, make_record(artifact=object()))
+        append_record(path, make_record(distill={"teacher": object()}))  # a method's field JSON cannot hold
     assert path.read_bytes() == before
     assert not list(tmp_path.glob(".records.jsonl.tmp*"))
 
 
 def test_incomplete_record_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="flops"):
-        append_record(tmp_path / "r.jsonl", {k: 0 for k in REQUIRED_FIELDS if k != "flops"})
+    with pytest.raises(RecordError, match="flops"):
+        append_record(tmp_path / "r.jsonl", {k: v for k, v in make_record().items() if k != "flops"})
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("seed", "0", "a whole number"),
+        ("params", -1, "a whole number >= 0"),
+        ("metrics", {"top1": "high"}, "metric names to numbers"),
+        ("latency_ms", {"runs": 10}, "median"),
+        ("task", None, "a string"),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_refused_on_write_naming_the_field(tmp_path, field, value, expected):
+    with pytest.raises(RecordError, match=rf"record field '{field}': expected .*{expected}"):
+        append_record(tmp_path / "r.jsonl", make_record(**{field: value}))
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_bad_line_is_refused_on_read_naming_the_file_line_and_field(tmp_path):
+    path = tmp_path / "records.jsonl"
+    append_record(path, make_record())
+    bad = {**make_record(), "size_bytes": 1.5}
+    path.write_text(path.read_text() + json.dumps(bad) + "\n")
+    with pytest.raises(RecordError, match=r"records.jsonl:2: record field 'size_bytes'"):
+        read_records(path)
+
+
+def test_a_methods_own_fields_round_trip_but_may_not_replace_a_typed_one(tmp_path):
+    path = tmp_path / "records.jsonl"
+    append_record(path, make_record(distill={"method": "scalekd"}))
+    assert read_records(path)[0]["distill"] == {"method": "scalekd"}
+    record = Record.from_json(make_record())
+    record.extra = {"metrics": {}}
+    with pytest.raises(RecordError, match="replace"):
+        record.validate()
 
 
 def test_non_finite_numbers_become_null_and_finite_ones_stay(tmp_path):
@@ -63,7 +107,7 @@ def test_parallel_writers_lose_no_line(tmp_path):
 
 def test_malformed_line_is_reported_with_its_number(tmp_path):
     path = tmp_path / "records.jsonl"
-    path.write_text('{"a": 1}\n{"a": \n')
+    path.write_text(json.dumps(make_record()) + '\n{"a": \n')
     with pytest.raises(EdgecompError, match=r"records.jsonl:2"):
         read_records(path)
 

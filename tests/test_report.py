@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from edgecomp.errors import ConfigError, DatasetError, EdgecompError
-from edgecomp.evaluate.record import REQUIRED_FIELDS, append_record
+from edgecomp.evaluate.record import REQUIRED_FIELDS, RecordError, append_record
 from edgecomp.pipelines import evaluate
 from edgecomp.pipelines.report import PARETO_PNG, TABLE_CSV, TABLE_MD, write_report
 from edgecomp.report.pareto import pareto_front
@@ -338,7 +338,7 @@ def test_record_the_report_cannot_use_names_file_and_line(tmp_path):
     with open(path, "a") as handle:
         handle.write("\n" + json.dumps({"task": "classification", "dataset": "synthetic_cls"}) + "\n")
         handle.write(json.dumps([1, 2]) + "\n")
-    with pytest.raises(DatasetError, match=r"records.jsonl:3: record lacks \['model', 'compressor'"):
+    with pytest.raises(RecordError, match=r"records.jsonl:3: record lacks \['model', 'compressor'"):
         write_report(tmp_path)
 
 

@@ -4,6 +4,7 @@ on, the assistant's update before the student's, and the smoke_scalekd run end t
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 from pathlib import Path
@@ -28,7 +29,7 @@ from edgecomp.models.detection.torchvision_dense import FCOSAdapter, RetinaNetAd
 from edgecomp.models.detection.torchvision_two_stage import FasterRCNNAdapter
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
 from edgecomp.pipelines.common import Job, start_job
-from edgecomp.pipelines.train import run_dir, with_model
+from edgecomp.pipelines.compress import compression_context
 from tests.conftest import compose_config, read_jsonl, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -231,16 +232,13 @@ def test_the_high_resolution_teacher_trains_on_upsampled_images_and_its_weights_
         assert type(teacher) is YOLOv8Adapter
         assert all(torch.equal(v, wrapper.detector.state_dict()[k]) for k, v in teacher.state_dict().items())
 
-    job = Job(cfg, resolved_config(cfg), logger=None)
+    context = compression_context(Job(cfg, resolved_config(cfg), logger=None))
     compressor = build(cfg.compressor)
-    teacher_job = with_model(compressor.teacher_training_job(job), "teacher")
-    assert (
-        teacher_job.config["model"]["name"] == "yolov8n_x2"
-        and teacher_job.config["model"]["detector"]["input_size"] == 256
-    )
-    assert run_dir(teacher_job) != run_dir(with_model(job, "teacher"))  # not the plain teacher's training run
+    teacher = compressor.teacher_training(context)
+    assert teacher.config["model"]["name"] == "yolov8n_x2" and teacher.config["model"]["detector"]["input_size"] == 256
+    assert teacher.run_dir != context.teacher_training().run_dir  # not the plain teacher's training run
     plain = build(compose_config("compress", [*SCALEKD, "compressor.teacher_scale=1"]).compressor)
-    assert plain.teacher_training_job(job) is job
+    assert plain.teacher_training(context).run_dir == context.teacher_training().run_dir
 
 
 # ---------------------------------------------------------------------------------------------------- the distiller
@@ -292,6 +290,37 @@ def test_the_students_distillation_terms_train_the_student_and_the_sdf_but_not_t
     assert all(p.grad is None for p in teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in family_view(student).backbone.parameters())
     assert distiller.sdf.adapter.weight.grad is not None
+
+
+@pytest.mark.parametrize("family", [YOLOv8Adapter, RetinaNetAdapter])
+def test_a_fastnas_pruned_student_with_odd_channel_counts_is_distilled_from_the_unpruned_model(family):
+    """A recipe's recovery stage: the student is the FastNAS subnet (its inner channels cut to 30 %, counts that are
+    no multiple of anything), the teacher the unpruned network at the same resolution."""
+    import modelopt.torch.nas as mtn
+    from modelopt.torch.nas.utils import sample
+
+    from edgecomp.compress.fastnas import FastNASPruning
+    from edgecomp.models.modelopt_artifact import ModelOptView
+
+    teacher = build_detector(family).requires_grad_(False)
+    view = ModelOptView(copy.deepcopy(teacher).requires_grad_(True).train()).eval()
+    pruner = FastNASPruning("fastnas", flops="50%", channel_divisor=1, channel_ratios=[0.3, 1.0], epochs=0)
+    pruner._convert(view, family.__name__)
+    sample(view, min)
+    mtn.export(view)
+    student = view.model.train()
+    widths = {m.out_channels for m in student.modules() if isinstance(m, torch.nn.Conv2d)}
+    assert widths - {m.out_channels for m in teacher.modules() if isinstance(m, torch.nn.Conv2d)}  # new widths
+    assert any(width % 2 for width in widths)
+    distiller = ScaleKD(family_view(student), family_view(teacher), 1.0, SDFSettings(embed_channels=16),
+                        CSASettings(dim=32), OutputDistillationSettings())  # fmt: skip
+    batch = distillation_batch(student, teacher, distiller)
+    terms = distiller.losses(batch)
+    assert set(terms) == {"loss_feat", "loss_cls", "loss_bbox"} and all(torch.isfinite(v) for v in terms.values())
+    (torch.stack(list(terms.values())).sum() + sum(batch.student_step.losses.values())).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in family_view(student).backbone.parameters())
+    assistant = distiller.assistant_step(distillation_batch(student, teacher, distiller))
+    assert all(torch.isfinite(v) for v in assistant.losses.values())
 
 
 def test_the_students_head_on_the_assistants_features_leaves_its_batchnorm_statistics_alone(yolo_pair):
@@ -388,9 +417,10 @@ def test_smoke_scalekd_logs_every_term_every_step_and_deploys_the_baselines_arch
     compressor = build(cfg.compressor)
     compressor.check(cfg)
     job = start_job(cfg)
-    compressor.prepare(job)
+    context = compression_context(job)
+    compressor.prepare(context)
     baseline = job.new_model()
-    student = compressor.compress(baseline, job)
+    student = compressor.compress(baseline, context)
 
     fields = compressor.record_fields()["distill"]
     assert fields["deployed_params_equal_baseline"] and fields["deployed_architecture_equal_baseline"]
@@ -422,7 +452,7 @@ def test_smoke_scalekd_logs_every_term_every_step_and_deploys_the_baselines_arch
         w * float(later[f"train/{t}"]) for w, t in ((0.01, "loss_feat"), (0.2, "loss_cls"), (0.05, "loss_bbox"))
     )
     assert float(later["train/loss"]) == pytest.approx(float(later["train/loss_det"]) + weighted, rel=1e-4)
-    assert compressor.settings()["teacher_checkpoint"] == str(teacher_file)
+    assert compressor.results()["teacher_checkpoint"] == str(teacher_file)
 
 
 @pytest.mark.slow

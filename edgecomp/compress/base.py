@@ -1,4 +1,9 @@
-"""The interface every compressor implements, and how compress.py hands it the baseline."""
+"""The interface every compressor implements, and how compress.py hands it the baseline.
+
+A compressor is built from its config and its settings are fixed from then on (`settings()`); what the run finds
+or measures (the teacher it trained, the sparsity reached, the loss curve) is `results()`. Everything it needs
+besides the model comes in a CompressionContext (edgecomp.compress.context): it never imports the pipelines.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 import torch.nn as nn
 from omegaconf import DictConfig
 
+from edgecomp.compress.context import CompressionContext
 from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.size import save_weights
 
@@ -18,11 +24,17 @@ class Compressor(ABC):
 
     `compress` may modify and return `model` (it receives a copy of the baseline) or return a new one; the
     pipeline measures its wall time and peak memory and evaluates baseline and result on the same device.
-    `job` (edgecomp.pipelines.common.Job) gives access to the data, the device and the config.
+    `context` gives it the data, the device, the training service and its folder.
     """
 
     # True for a compressor whose result is the baseline unchanged: one evaluation then serves both sides.
     deploys_baseline: bool = False
+    # True for a compressor whose result is a deployed file (an ExportedModel: PTQ), which no later stage of a recipe
+    # can train or prune: it must come last.
+    deploys_file: bool = False
+    # True for a compressor whose result has another architecture than its input (FastNAS): what save() writes is
+    # then what every later stage's weights need to be loaded into.
+    changes_architecture: bool = False
 
     def __init__(self, name: str) -> None:
         self.name = name  # the config option's name, which the record reports
@@ -32,18 +44,18 @@ class Compressor(ABC):
         teacher). compress.py calls it before any work: before the data is generated or the baseline trained."""
         return None  # by default every config that composes is fine
 
-    def prepare(self, job: Any) -> None:
+    def prepare(self, context: CompressionContext) -> None:
         """Get what the compressor needs besides the baseline (e.g. a distillation teacher, trained once and reused
         like the baseline). compress.py calls it before the compression's cost is measured: a cached prerequisite
         is no part of that cost, so the record does not depend on whether an earlier run had trained it."""
         return None  # by default the baseline is all a compressor needs
 
     @abstractmethod
-    def compress(self, model: nn.Module, job: Any) -> nn.Module | ExportedModel:
+    def compress(self, model: nn.Module, context: CompressionContext) -> nn.Module | ExportedModel:
         """The deployed model: an nn.Module (its weights are the artifact, run by the device's runtime) or an
         ExportedModel (a file and the runtime that runs it)."""
 
-    def deploy_baseline(self, model: nn.Module, job: Any) -> nn.Module | ExportedModel:
+    def deploy_baseline(self, model: nn.Module, context: CompressionContext) -> nn.Module | ExportedModel:
         """The baseline as this compressor's output is deployed, for a like-for-like comparison (PTQ: the FP32
         model exported to the same format and run by the same runtime). By default the module itself."""
         return model
@@ -57,7 +69,26 @@ class Compressor(ABC):
         return path
 
     def settings(self) -> dict[str, Any]:
-        """The compressor's settings, recorded under the record's `compression`."""
+        """The compressor's settings, recorded under the record's `compression`: what it was built with, the same
+        before and after compress()."""
+        return {}
+
+    @property
+    def replaces_network(self) -> bool:
+        """Whether compress() returns another network than the one it is given (KD into a smaller student), which
+        no recipe stage may do: the next stage's weights must load into the model's own architecture."""
+        return False
+
+    def compression_fields(self) -> dict[str, Any]:
+        """The record's `compression` besides the cost: the settings, then what the run found (results)."""
+        settings, results = self.settings(), self.results()
+        if clashes := sorted(set(settings) & set(results)):
+            raise RuntimeError(f"compressor={self.name}: results() would replace the settings {clashes}")
+        return {**settings, **results}
+
+    def results(self) -> dict[str, Any]:
+        """What prepare() and compress() found or measured (e.g. the sparsity reached, the teacher used), recorded
+        under `compression` beside the settings; empty before compress()."""
         return {}
 
     def record_fields(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 training, and what the record says.
 
 The deployed model is a fresh student -- the run's `model`, from the very initial weights its from-scratch baseline
-started from (edgecomp.pipelines.train.initial_model) -- trained for `epochs` (null: the baseline's
+started from (edgecomp.lit.training.Training.initial_model) -- trained for `epochs` (by default the baseline's
 trainer.max_epochs, the same budget) on L = alpha L_feat + beta L_cls + gamma L_bbox + L_det against a frozen
 `teacher` of the same detector family (trained once on the run's dataset like a baseline, or
 `teacher_checkpoint`). Everything the distiller adds (adapters, ScaleKD's SDF and assistant) is training-only: the
@@ -12,8 +12,6 @@ test time"), which the record's `distill` field checks and says.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 import warnings
 from abc import abstractmethod
@@ -23,19 +21,18 @@ from typing import Any
 
 import torch.nn as nn
 from hydra.utils import get_class
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from edgecomp.compress.base import Compressor
-from edgecomp.compress.finetune import fine_tune
-from edgecomp.config import build, resolved_config
+from edgecomp.compress.context import CompressionContext
 from edgecomp.distill.base import Distiller
 from edgecomp.distill.families import FamilyView, family_view, view_class
 from edgecomp.distill.high_resolution import high_resolution_config, load_teacher
 from edgecomp.errors import CheckpointError, ConfigError
 from edgecomp.lit.detection_distillation import DetectionDistillationModule, DistillationSchedule, LossWeights
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
+from edgecomp.lit.training import Training
 from edgecomp.models.detection.base import DetectorAdapter
-from edgecomp.pipelines.train import initial_model, trained_checkpoint
 
 # The teacher's input (teacher_scale x the student's) must keep every family's pyramid grids exact.
 LARGEST_STRIDE = 32
@@ -99,6 +96,8 @@ class DetectionDistillation(Compressor):
         self.schedule = parse_schedule(schedule, name)
         self.teacher: nn.Module | None = None  # set by prepare()
         self.teacher_name: str | None = None
+        self.teacher_used: Path | None = None  # the teacher's weights prepare() loaded
+        self.student_start: str | None = None  # set by compress(): "initial" weights, or the "input" model
         self.distiller_params: int | None = None  # set by compress()
         self.deployment: dict[str, Any] = {}
         self.term_summary: dict[str, Any] = {}
@@ -145,24 +144,24 @@ class DetectionDistillation(Compressor):
         if self.teacher_checkpoint is not None and not self.teacher_checkpoint.is_file():
             raise CheckpointError(f"compressor.teacher_checkpoint={self.teacher_checkpoint} does not exist")
 
-    def prepare(self, job: Any) -> None:
+    def prepare(self, context: CompressionContext) -> None:
         """Load the teacher: from `teacher_checkpoint`, or trained once with this run's dataset, trainer, optimizer
         and seed, on the images upsampled by `teacher_scale` (what it sees when distilling), then reused."""
-        if self.teacher_checkpoint is None:
-            self.teacher_checkpoint = trained_checkpoint(self.teacher_training_job(job), model_key="teacher")
-        self.teacher = load_teacher(job.cfg.teacher, self.teacher_checkpoint)
-        self.teacher_name = job.cfg.teacher.name
+        self.teacher_used = (
+            self.teacher_checkpoint
+            or context.teacher_checkpoint
+            or self.teacher_training(context).trained_checkpoint(role="teacher")
+        )
+        self.teacher = load_teacher(context.teacher_config, self.teacher_used)
+        self.teacher_name = context.teacher_config.name
 
-    def teacher_training_job(self, job: Any) -> Any:
-        """`job` with its teacher trained at `teacher_scale` x the data's resolution (edgecomp.distill.high_resolution):
+    def teacher_training(self, context: CompressionContext) -> Training:
+        """The teacher's training at `teacher_scale` x the data's resolution (edgecomp.distill.high_resolution):
         its run folder is `<dataset>-<teacher>_x<scale>-...`; at scale 1 the plain teacher, in the folder that
         `train.py model=<teacher>` trains into."""
         if self.teacher_scale == 1:
-            return job
-        cfg = copy.deepcopy(job.cfg)
-        with open_dict(cfg):
-            cfg.teacher = high_resolution_config(job.cfg.teacher, self.teacher_scale)
-        return dataclasses.replace(job, cfg=cfg, config={**job.config, "teacher": resolved_config(cfg.teacher)})
+            return context.teacher_training()
+        return context.teacher_training(high_resolution_config(context.teacher_config, self.teacher_scale))
 
     # ---------------------------------------------------------------------------------------------- training
 
@@ -200,41 +199,38 @@ class DetectionDistillation(Compressor):
             **self.module_arguments(),
         )
 
-    def compress(self, model: nn.Module, job: Any) -> nn.Module:
+    def compress(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         if self.teacher is None:
             raise RuntimeError(f"{type(self).__name__}.compress called before prepare()")
-        cfg = job.cfg
-        self.epochs = epochs = self.epochs or int(cfg.trainer.max_epochs)  # resolved: the record holds the value used
-        if self.lr is None:  # the baseline's; resolved here so that the record holds the value used
-            self.lr = float(cfg.optimizer.optimizer.lr)
-        scheduler = None
-        if cfg.optimizer.get("scheduler"):
-            # The schedule spans the distillation's epochs, not the baseline's trainer.max_epochs.
-            horizon = {"T_max": epochs} if "T_max" in cfg.optimizer.scheduler else {}
-            scheduler = build(cfg.optimizer.scheduler, **horizon)
+        training = context.training
+        epochs = self.epochs or training.max_epochs  # null: the baseline's budget
+        lr = self.lr if self.lr is not None else training.default_lr  # null: the baseline's
         # Trained like its baseline (DetectionModule's warm-up and clipping), from the very weights the baseline
-        # started from: `model`, the trained baseline, fixes nothing but the architecture.
+        # started from: `model`, the trained baseline, fixes nothing but the architecture. In a recipe
+        # (context.warm_start) the student is `model` itself: recovery of the previous stage's (pruned) network.
+        student = model if context.warm_start else training.initial_model()
+        self.student_start = "input" if context.warm_start else "initial"
         module = self.training_module(
-            initial_model(job),
+            student,
             self.teacher,
-            optimizer=build(cfg.optimizer.optimizer, lr=self.lr),
-            scheduler=scheduler,
-            warmup_steps=cfg.dataset.module.get("warmup_steps", 100),
-            max_grad_norm=cfg.dataset.module.get("max_grad_norm", 10.0),
+            optimizer=training.optimizer(lr),
+            scheduler=training.scheduler(epochs),  # spanning the distillation's epochs
+            warmup_steps=training.module_setting("warmup_steps", 100),
+            max_grad_norm=training.module_setting("max_grad_norm", 10.0),
         )
         with warnings.catch_warnings():
             # Lightning warns about modules left in eval mode when training starts: the frozen teacher, on purpose.
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-            fine_tune(module, job, epochs)
+            training.fine_tune(module, epochs)
         self.term_summary = module.term_summary()
         final = module.epoch_means.get("loss", [])
         if not final or not all(math.isfinite(value) for value in final):
             raise ConfigError(
                 f"compressor={self.name}: the student's loss diverged (epoch means {final}): lower compressor.lr="
-                f"{self.lr} or the loss weights ({', '.join(f'compressor.{k}' for k in self.weight_keys)})"
+                f"{lr} or the loss weights ({', '.join(f'compressor.{k}' for k in self.weight_keys)})"
             )
         deployed = module.student.cpu()
-        self.deployment = deployment_check(deployed, model)
+        self.deployment = deployment_check(deployed, model)  # shapes and counts: training does not change them
         return deployed
 
     # ---------------------------------------------------------------------------------------------- the record
@@ -242,16 +238,21 @@ class DetectionDistillation(Compressor):
     def settings(self) -> dict[str, Any]:
         return {
             **{key: getattr(self.weights, key) for key in self.weight_keys},
-            "teacher": self.teacher_name,
-            "teacher_checkpoint": str(self.teacher_checkpoint) if self.teacher_checkpoint else None,
             "teacher_scale": self.teacher_scale,
-            "epochs": self.epochs,
-            "lr": self.lr,
+            "epochs": self.epochs,  # null: trainer.max_epochs
+            "lr": self.lr,  # null: the run optimizer's
             "schedule": {
                 "student_warmup": self.schedule.student_warmup,
                 "freeze_backbone": self.schedule.freeze_backbone,
             },
             **self.method_settings(),
+        }
+
+    def results(self) -> dict[str, Any]:
+        return {
+            "teacher": self.teacher_name,
+            "teacher_checkpoint": str(self.teacher_used) if self.teacher_used else None,
+            "student_start": self.student_start,
         }
 
     def method_settings(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ called step by step, see FastNASPruning.search):
    therefore costs 50 forward passes on top of the evaluation.
 3. Search. FastNAS's binary searcher first measures each group's sensitivity: the drop of the score when that group
    alone keeps fewer channels, for each of its choices (the score: `score_metric` on the evaluation split, by the
-   job's own evaluator: COCO mAP50-95 for a detector, top-1 for a classifier, unless set). It then binary-searches
+   run's own evaluator: COCO mAP50-95 for a detector, top-1 for a classifier, unless set). It then binary-searches
    one threshold on that drop so that the subnet keeping, in every group, the fewest channels whose drop stays
    under the threshold fits `flops` (a share of the baseline's FLOPs as ModelOpt counts them: torchprofile,
    BatchNorm excluded; the record also gives edgecomp's own count before and after). The sensitivities are written
@@ -69,9 +69,10 @@ from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from edgecomp.compress.base import Compressor
-from edgecomp.compress.finetune import fine_tune
+from edgecomp.compress.context import CompressionContext
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
+from edgecomp.evaluate.evaluator import ACCURACY_METRIC
 from edgecomp.evaluate.flops import count_flops, count_params
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor
 from edgecomp.models.fingerprint import weights_fingerprint
@@ -82,7 +83,6 @@ from edgecomp.models.modelopt_artifact import (
     report_modelopt_warnings,
     save_artifact,
 )
-from edgecomp.report.table import ACCURACY_METRIC
 
 log = logging.getLogger("edgecomp")
 
@@ -126,11 +126,11 @@ class CalibrationBatches:
 
 
 class ValidationScore:
-    """ModelOpt's `score_func`: `metric` of the job's evaluator on the evaluation split, for the subnet that is
+    """ModelOpt's `score_func`: `metric` of the run's evaluator on the evaluation split, for the subnet that is
     active in `view` at the time of the call (ModelOpt maximises it)."""
 
-    def __init__(self, job: Any, metric: str) -> None:
-        self.job = job
+    def __init__(self, context: CompressionContext, metric: str) -> None:
+        self.context = context
         self.metric = metric
         self.evaluations = 0
 
@@ -138,13 +138,13 @@ class ValidationScore:
         # ModelOpt's patched eval(): re-estimates every BatchNorm's statistics for the active subnet from the queued
         # training batches before anything is evaluated.
         view.eval()
-        job = self.job
-        device = job.device
+        context = self.context
+        device = context.device
         predictor = TorchEagerPredictor(view.model, device.torch_device, torch.float32)
-        metrics = job.evaluator(view.model, predictor, job.datamodule, device)
+        metrics = context.evaluator(view.model, predictor, context.datamodule, device)
         if self.metric not in metrics:
             raise ConfigError(
-                f"compressor.score_metric={self.metric}: the {job.cfg.task} evaluator reports {sorted(metrics)}"
+                f"compressor.score_metric={self.metric}: the {context.task} evaluator reports {sorted(metrics)}"
             )
         self.evaluations += 1
         value = float(metrics[self.metric])
@@ -210,6 +210,8 @@ class FastNASPruning(Compressor):
     evaluator's metric the search keeps (null: top1 / map); `calibration_batch_size`: images per BatchNorm
     recalibration batch (null: the training batch size; ModelOpt uses 50 such batches per candidate).
     """
+
+    changes_architecture = True
 
     def __init__(
         self,
@@ -337,36 +339,31 @@ class FastNASPruning(Compressor):
                 f"{', '.join(examples)}, ...); null searches every layer"
             )
 
-    def compress(self, model: nn.Module, job: Any) -> nn.Module:
-        cfg = job.cfg
-        size = job.datamodule.image_size
+    def compress(self, model: nn.Module, context: CompressionContext) -> nn.Module:
+        size = context.image_size
         input_shape = (1, 3, size, size)
-        metric = self.score_metric or ACCURACY_METRIC[cfg.task]
+        metric = self.score_metric or ACCURACY_METRIC[context.task]
         before = {"params": count_params(model), "flops": count_flops(model, input_shape)}
-        checkpoint = job.artifacts_dir / SEARCH_CHECKPOINT.format(fingerprint=weights_fingerprint(model))
+        checkpoint = context.work_dir / SEARCH_CHECKPOINT.format(fingerprint=weights_fingerprint(model))
         resumed = checkpoint.exists()
         if resumed:
             log.info("fastnas: resuming the search from %s", checkpoint)
-        if self.calibration_batch_size is None:
-            self.calibration_batch_size = int(job.datamodule.batch_size)
+        batch_size = self.calibration_batch_size or int(context.datamodule.batch_size)
 
-        device = job.device.torch_device
+        device = context.device.torch_device
         # Converted in eval mode: in training mode ModelOpt's trace of YOLOv8 finds fewer searchable channels (its
         # smallest subnet then keeps ~80% of YOLOv8n's FLOPs instead of ~50% at channel_divisor=16).
         view = ModelOptView(model).to(device).eval()
-        score = ValidationScore(job, metric)
+        score = ValidationScore(context, metric)
         start = time.perf_counter()
-        state = self.search(view, job, score, checkpoint, torch.zeros(input_shape, device=device))
+        state = self.search(view, context, score, checkpoint, torch.zeros(input_shape, device=device), batch_size)
         search_time = time.perf_counter() - start
         view.cpu()
 
         start = time.perf_counter()
         if self.epochs > 0:
             view.model.train()  # Lightning keeps the modes it finds; the search left the network in eval mode
-            module = build(cfg.dataset.module)(
-                view.model, optimizer=build(cfg.optimizer.optimizer, lr=self.lr), scheduler=None
-            )
-            fine_tune(module, job, self.epochs)
+            context.training.fine_tune(context.training.task_module(view.model, self.lr), self.epochs)
             view.cpu()
         fine_tune_time = time.perf_counter() - start
 
@@ -392,6 +389,7 @@ class FastNASPruning(Compressor):
             },
             "search": {
                 "score_metric": metric,
+                "calibration_batch_size": batch_size,
                 "baseline_score": state.get("original_score"),
                 "score_evaluations": score.evaluations,
                 "resumed": resumed,
@@ -403,7 +401,13 @@ class FastNASPruning(Compressor):
         return view.model
 
     def search(
-        self, view: ModelOptView, job: Any, score: ValidationScore, checkpoint: Path, dummy_input: torch.Tensor
+        self,
+        view: ModelOptView,
+        context: CompressionContext,
+        score: ValidationScore,
+        checkpoint: Path,
+        dummy_input: torch.Tensor,
+        calibration_batch_size: int,
     ) -> dict[str, Any]:
         """FastNAS on `view`, in place (it ends as the exported subnet); returns the searcher's state (best subnet,
         sensitivities, the baseline's score).
@@ -422,14 +426,14 @@ class FastNASPruning(Compressor):
         from modelopt.torch.prune.fastnas import FastNASModeDescriptor
 
         config = {
-            "data_loader": CalibrationBatches(job.datamodule, MODELOPT_QUEUE_MAXLEN, self.calibration_batch_size),
+            "data_loader": CalibrationBatches(context.datamodule, MODELOPT_QUEUE_MAXLEN, calibration_batch_size),
             "collect_func": lambda images: images,  # a batch is the forward's one argument
             "max_iter_data_loader": MODELOPT_QUEUE_MAXLEN,
             "score_func": score,
             "checkpoint": str(checkpoint),
             "verbose": False,
         }
-        model_name = job.cfg.model.name
+        model_name = context.model_config.name
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self._convert(view, model_name)
@@ -481,8 +485,17 @@ class FastNASPruning(Compressor):
             "search_layers": None if self.search_layers is None else list(self.search_layers),
             "epochs": self.epochs,
             "lr": self.lr,
-            "score_metric": self.result.get("search", {}).get("score_metric", self.score_metric),
-            "calibration_batch_size": self.calibration_batch_size,
+            "score_metric": self.score_metric,  # null: the task's accuracy metric
+            "calibration_batch_size": self.calibration_batch_size,  # null: the data's batch size
+        }
+
+    def results(self) -> dict[str, Any]:
+        """The score metric and calibration batch size the search used (what null settings resolved to)."""
+        if not self.result:
+            return {}
+        return {
+            "score_metric_used": self.result["search"]["score_metric"],
+            "calibration_batch_size_used": self.result["search"]["calibration_batch_size"],
         }
 
     def record_fields(self) -> dict[str, Any]:

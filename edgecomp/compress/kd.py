@@ -18,12 +18,11 @@ import torch.nn as nn
 from omegaconf import DictConfig
 
 from edgecomp.compress.base import Compressor
-from edgecomp.compress.finetune import fine_tune
+from edgecomp.compress.context import CompressionContext
 from edgecomp.config import build
 from edgecomp.errors import CheckpointError, ConfigError
 from edgecomp.lit.distillation import HintonDistillationModule
 from edgecomp.models.checkpoint import load_weights
-from edgecomp.pipelines.train import initial_model, trained_checkpoint
 
 
 class KnowledgeDistillation(Compressor):
@@ -58,6 +57,8 @@ class KnowledgeDistillation(Compressor):
         # config, built from scratch under the run seed). None: the student is `model` and the teacher `teacher`.
         self.student_config = student
         self.teacher: nn.Module | None = None  # set by prepare()
+        self.teacher_used: Path | None = None  # the teacher's weights prepare() loaded
+        self.student_start: str | None = None  # set by compress(): "initial" weights, or the "input" model
         self.teacher_name: str | None = None
         self.epoch_losses: list[float] = []  # set by compress()
 
@@ -87,56 +88,60 @@ class KnowledgeDistillation(Compressor):
         if self.teacher_checkpoint is not None and not self.teacher_checkpoint.is_file():
             raise CheckpointError(f"compressor.teacher_checkpoint={self.teacher_checkpoint} does not exist")
 
-    def prepare(self, job: Any) -> None:
+    @property
+    def replaces_network(self) -> bool:
+        return self.student_config is not None  # the trained model teaches a student of another architecture
+
+    def prepare(self, context: CompressionContext) -> None:
         """Load the teacher: from `teacher_checkpoint`, or trained with this run's settings (once, then reused).
         With a `student` config the teacher is the trained baseline, which compress() receives."""
         if self.student_config is not None:
             return
-        if self.teacher_checkpoint is None:
-            self.teacher_checkpoint = trained_checkpoint(job, model_key="teacher")
-        self.teacher = load_weights(build(job.cfg.teacher), self.teacher_checkpoint)
-        self.teacher_name = job.cfg.teacher.name
+        training = context.teacher_training()
+        self.teacher_used = (
+            self.teacher_checkpoint or context.teacher_checkpoint or training.trained_checkpoint(role="teacher")
+        )
+        self.teacher = load_weights(training.new_model(), self.teacher_used)
+        self.teacher_name = training.model_name
 
-    def compress(self, model: nn.Module, job: Any) -> nn.Module:
+    def compress(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         # Hinton KD trains the student from scratch, like its baseline: `model` (the trained baseline) only fixes
-        # the architecture, and the student starts from the very weights the baseline started from.
+        # the architecture, and the student starts from the very weights the baseline started from. In a recipe
+        # (context.warm_start) it recovers `model` itself.
+        training = context.training
         if self.student_config is not None:
-            self.teacher, self.teacher_name = model, job.cfg.model.name
+            self.teacher, self.teacher_name = model, training.model_name
         if self.teacher is None:
             raise RuntimeError("KnowledgeDistillation.compress called before prepare()")
-        cfg = job.cfg
-        if self.lr is None:  # the baseline's learning rate; resolved here so that the record holds the value used
-            self.lr = float(cfg.optimizer.optimizer.lr)
-        scheduler = None
-        if cfg.optimizer.get("scheduler"):
-            # The schedule spans the distillation's epochs, not the baseline's trainer.max_epochs.
-            horizon = {"T_max": self.epochs} if "T_max" in cfg.optimizer.scheduler else {}
-            scheduler = build(cfg.optimizer.scheduler, **horizon)
+        lr = self.lr if self.lr is not None else training.default_lr
         if self.student_config is None:
-            student = initial_model(job)
+            # A recipe's recovery stage starts from the previous stage's model; a run of its own from the very
+            # weights its from-scratch baseline started from.
+            student = model if context.warm_start else training.initial_model()
+            self.student_start = "input" if context.warm_start else "initial"
         else:
-            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            pl.seed_everything(training.seed, workers=True, verbose=False)
             student = build(self.student_config)
         module = HintonDistillationModule(
             student,
             self.teacher,
-            optimizer=build(cfg.optimizer.optimizer, lr=self.lr),
-            scheduler=scheduler,
+            optimizer=training.optimizer(lr),
+            scheduler=training.scheduler(self.epochs),  # spanning the distillation, not the baseline's max_epochs
             temperature=self.temperature,
             alpha=self.alpha,
-            num_classes=cfg.dataset.num_classes,
+            num_classes=int(context.model_config.num_classes),
         )
         with warnings.catch_warnings():
             # Lightning warns about modules left in eval mode when training starts: the frozen teacher, on purpose.
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-            fine_tune(module, job, self.epochs)
+            training.fine_tune(module, self.epochs)
         self.epoch_losses = module.epoch_losses
         if not all(math.isfinite(loss) for loss in self.epoch_losses):
             # The T^2-scaled soft-target gradients are up to T times the cross-entropy's while the student is far
             # from the teacher: a learning rate that trains the baseline can make the student diverge.
             raise ConfigError(
                 f"compressor=kd: the distillation loss diverged (epoch means {self.epoch_losses}): lower the "
-                f"student's learning rate, compressor.lr={self.lr}"
+                f"student's learning rate, compressor.lr={lr}"
             )
         return module.student.cpu()
 
@@ -145,10 +150,15 @@ class KnowledgeDistillation(Compressor):
             "T": self.temperature,
             "alpha": self.alpha,
             "epochs": self.epochs,
-            "lr": self.lr,
-            "teacher": self.teacher_name,
+            "lr": self.lr,  # null: the run optimizer's
             "student": self.student_config.name if self.student_config is not None else None,
-            "teacher_checkpoint": str(self.teacher_checkpoint) if self.teacher_checkpoint else None,
+        }
+
+    def results(self) -> dict[str, Any]:
+        return {
+            "teacher": self.teacher_name,
+            "teacher_checkpoint": str(self.teacher_used) if self.teacher_used else None,
+            "student_start": self.student_start,
             # The mean training loss (the whole objective) over the first and the last epoch: it should fall.
             "loss": {"first": self.epoch_losses[0], "last": self.epoch_losses[-1]} if self.epoch_losses else None,
         }

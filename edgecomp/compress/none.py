@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch.nn as nn
 
 from edgecomp.compress.base import Compressor
+from edgecomp.compress.context import CompressionContext
 
 
 class NoCompression(Compressor):
     deploys_baseline = True
 
-    def compress(self, model: nn.Module, job: Any) -> nn.Module:
+    def compress(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         return model

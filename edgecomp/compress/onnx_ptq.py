@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib.util
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
 
 import torch.nn as nn
 from omegaconf import DictConfig
 
 from edgecomp.compress.base import Compressor
+from edgecomp.compress.context import CompressionContext
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
@@ -33,31 +33,34 @@ class OnnxPostTrainingQuantization(Compressor):
     """Exports the model to FP32 ONNX, then `quantize` writes the quantized file beside it."""
 
     precision: str  # of the quantized file: fp16 | int8
+    deploys_file = True
     file_name: str
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._exported: Path | None = None  # the FP32 file of this job, once exported
+        self._exported: Path | None = None  # the FP32 file of this compression, once exported
 
-    def compress(self, model: nn.Module, job: Any) -> ExportedModel:
-        fp32 = self._fp32_file(model, job)
-        path = job.artifacts_dir / self.file_name
-        self.quantize(fp32, path, job)
+    def compress(self, model: nn.Module, context: CompressionContext) -> ExportedModel:
+        fp32 = self._fp32_file(model, context)
+        path = context.work_dir / self.file_name
+        self.quantize(fp32, path, context)
         return ExportedModel(source=model, path=path, runtime=OnnxRuntime(), precision=self.precision)
 
-    def deploy_baseline(self, model: nn.Module, job: Any) -> ExportedModel:
-        return ExportedModel(source=model, path=self._fp32_file(model, job), runtime=OnnxRuntime(), precision="fp32")
+    def deploy_baseline(self, model: nn.Module, context: CompressionContext) -> ExportedModel:
+        return ExportedModel(
+            source=model, path=self._fp32_file(model, context), runtime=OnnxRuntime(), precision="fp32"
+        )
 
     @abstractmethod
-    def quantize(self, fp32: Path, output: Path, job: Any) -> None:
+    def quantize(self, fp32: Path, output: Path, context: CompressionContext) -> None:
         """Write the quantized model to `output` from the FP32 file `fp32` (atomically: complete or absent)."""
 
-    def _fp32_file(self, model: nn.Module, job: Any) -> Path:
-        # Exported once per job (the dynamo exporter takes seconds to tens of seconds) and reused by
+    def _fp32_file(self, model: nn.Module, context: CompressionContext) -> Path:
+        # Exported once per compression (the dynamo exporter takes seconds to tens of seconds) and reused by
         # deploy_baseline: the baseline and the quantized file come from the same graph.
-        path = job.artifacts_dir / BASELINE_FILE
+        path = context.work_dir / BASELINE_FILE
         if self._exported != path:
-            export_onnx(model, path, job.datamodule.image_size)
+            export_onnx(model, path, context.image_size)
             self._exported = path
         return path
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from torch.nn.utils import prune
 
 from edgecomp.compress.base import Compressor
-from edgecomp.compress.finetune import fine_tune
+from edgecomp.compress.context import CompressionContext
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 
@@ -109,29 +109,21 @@ class UnstructuredPruning(Compressor):
                 f"compressor={self.name}: model={cfg.model.name} has no trainable Conv2d or Linear weights to prune"
             )
 
-    def compress(self, model: nn.Module, job: Any) -> nn.Module:
+    def compress(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         weights = prunable_weights(model)
         apply_masks(weights, self.sparsity, self.scope)
         if self.epochs > 0:
-            self.fine_tune(model, job)
+            # The masked model trained at the constant learning rate `lr`, the masks held (pruning's hooks).
+            context.training.fine_tune(context.training.task_module(model, self.lr), self.epochs)
         make_permanent(weights)
         self.sparsity_reached = zero_fraction(weights)
         return model
 
-    def fine_tune(self, model: nn.Module, job: Any) -> None:
-        """Train the masked model on the job's data for `self.epochs` at the constant learning rate `self.lr`."""
-        cfg = job.cfg
-        module = build(cfg.dataset.module)(model, optimizer=build(cfg.optimizer.optimizer, lr=self.lr), scheduler=None)
-        fine_tune(module, job, self.epochs)
-
     def settings(self) -> dict[str, Any]:
-        return {
-            "sparsity": self.sparsity,
-            "sparsity_reached": self.sparsity_reached,
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "scope": self.scope,
-        }
+        return {"sparsity": self.sparsity, "epochs": self.epochs, "lr": self.lr, "scope": self.scope}
+
+    def results(self) -> dict[str, Any]:
+        return {"sparsity_reached": self.sparsity_reached}
 
 
 def _is_number(value: Any) -> bool:

@@ -16,6 +16,7 @@ import onnx
 import onnx_ir as ir
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
+from edgecomp.compress.context import CompressionContext
 from edgecomp.compress.onnx_ptq import OnnxPostTrainingQuantization
 
 
@@ -42,7 +43,7 @@ class Fp16Quantization(OnnxPostTrainingQuantization):
     precision = "fp16"
     file_name = "fp16.onnx"
 
-    def quantize(self, fp32: Path, output: Path, job: Any) -> None:
+    def quantize(self, fp32: Path, output: Path, context: CompressionContext) -> None:
         converted = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
         drop_repeated_casts(converted)
         # The converter appends the input/output casts at the end of the node list; ONNX requires the nodes in

@@ -45,6 +45,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from edgecomp.compress.context import CompressionContext
 from edgecomp.compress.onnx_ptq import OnnxPostTrainingQuantization
 from edgecomp.errors import ConfigError
 
@@ -102,7 +103,9 @@ def _outputs(path: Path, images: np.ndarray) -> list[np.ndarray]:
     options.intra_op_num_threads = torch.get_num_threads()
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    batches = [session.run(None, {name: images[i : i + CALIBRATION_BATCH]}) for i in range(0, len(images), CALIBRATION_BATCH)]
+    batches = [
+        session.run(None, {name: images[i : i + CALIBRATION_BATCH]}) for i in range(0, len(images), CALIBRATION_BATCH)
+    ]
     return [np.concatenate([batch[k] for batch in batches]) for k in range(len(batches[0]))]
 
 
@@ -163,8 +166,8 @@ class Int8Quantization(OnnxPostTrainingQuantization):
         self.exclude_depthwise = exclude_depthwise
         self.calibration_choice: dict[str, Any] = {}  # what `auto` measured and kept, once a file is made
 
-    def quantize(self, fp32: Path, output: Path, job: Any) -> None:
-        self.quantize_file(fp32, output, job.datamodule.calibration_images(self.calib_images))
+    def quantize(self, fp32: Path, output: Path, context: CompressionContext) -> None:
+        self.quantize_file(fp32, output, context.datamodule.calibration_images(self.calib_images))
 
     def quantize_file(self, fp32: Path, output: Path, calibration: torch.Tensor) -> None:
         """Quantize the FP32 ONNX file `fp32` into `output`, calibrating on the image batch `calibration`."""
@@ -234,8 +237,10 @@ class Int8Quantization(OnnxPostTrainingQuantization):
             "activation_type": self.activation_type,
             "weight_type": self.weight_type,
             "calibrate_method": self.calibrate_method,
-            **self.calibration_choice,
             "op_types": self.op_types,
             "reduce_range": self.reduce_range,
             "exclude_depthwise": self.exclude_depthwise,
         }
+
+    def results(self) -> dict[str, Any]:
+        return dict(self.calibration_choice)

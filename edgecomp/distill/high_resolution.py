@@ -6,7 +6,7 @@ objects is that it sees them `teacher_scale` times larger. A teacher trained at 
 upsampled images would see objects at sizes it never learnt, so the distillers train their teacher on what it will
 see: `UpsampledInputDetector` wraps the teacher's detector (built for `teacher_scale` x the data's image size) and
 upsamples each batch (and scales its boxes) before the detector's own loss, detections and network, so that the
-ordinary training pipeline (edgecomp.pipelines.train) trains it on the data the student trains on. The distillers
+ordinary training (edgecomp.lit.training) trains it on the data the student trains on. The distillers
 then use the wrapped detector itself, fed the same upsampling (edgecomp.distill.alignment.teacher_input).
 """
 

@@ -14,6 +14,9 @@ import torch.nn as nn
 
 from edgecomp.evaluate.runtimes.base import Predictor
 
+# Each task's headline accuracy metric: what a report's accuracy column and a search's default score are.
+ACCURACY_METRIC = {"classification": "top1", "detection": "map"}
+
 
 class Evaluator(ABC):
     # The keys of the metrics it reports, known before anything runs (a setting that names a metric is checked

@@ -1,5 +1,11 @@
 """The record: one JSON object per evaluated artifact, appended to `<paths.results>/records.jsonl`.
 
+Every entry point makes a `Record` (one typed dataclass, whatever was evaluated) and every line is checked against
+it when written and when read: a field of the wrong type or a missing one is an error naming the field (and, when
+read, the file and line), not a KeyError three modules later. On disk a record is a flat JSON object: the typed
+fields, then the method's own top-level fields (`extra`: a distiller's `distill`, FastNAS's `fastnas`, a recipe's
+`recipe`).
+
 Appending is atomic: the new file (old lines + the new one) is written beside the old one, flushed to disk and
 renamed over it, under an exclusive lock so that parallel sweep jobs never lose each other's lines. A run
 killed at any moment leaves either the old file or the new one, never a half line.
@@ -10,9 +16,11 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,141 @@ REQUIRED_FIELDS = (
     "config",
 )
 LATENCY_FIELDS = ("mean", "std", "median", "p90", "runs", "warmup", "images")
+# Written only where they hold something (compress.py's records; a recipe stage's).
+COMPARISON_FIELDS = ("baseline", "compression", "vs_baseline", "previous", "recipe")
+
+
+class RecordError(EdgecompError, ValueError):
+    """A record that does not have the record's fields and types."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
+# What each typed field may hold (None is allowed where a record can lack the thing: a scored predictions file has
+# no model, latency or size), as (check, what is expected).
+_STR = (lambda v: isinstance(v, str), "a string")
+_OPT_STR = (lambda v: v is None or isinstance(v, str), "a string or null")
+_OPT_COUNT = (lambda v: v is None or _is_count(v), "a whole number >= 0 or null")
+_OPT_NUMBER = (lambda v: v is None or _is_number(v), "a number or null")
+_OPT_DICT = (lambda v: v is None or isinstance(v, dict), "an object or null")
+_METRICS = (
+    lambda v: isinstance(v, dict) and all(isinstance(k, str) and (x is None or _is_number(x)) for k, x in v.items()),
+    "an object of metric names to numbers (or null)",
+)
+_LATENCY = (
+    lambda v: v is None or (isinstance(v, dict) and _is_number(v.get("median", v.get("mean")))),
+    "null or an object with the median (or mean) ms per image",
+)
+
+
+@dataclass
+class Record:
+    """One evaluated artifact. `extra` holds a method's own top-level fields; they may not reuse a typed name."""
+
+    # what ran, on what
+    task: str
+    dataset: str
+    seed: int
+    config: dict[str, Any]
+    artifact: str  # the deployed file (or the checkpoint, for a module run as it is; a predictions file)
+    model: str | None
+    compressor: str | None
+    device: str | None
+    hardware: str | None
+    # what it measured
+    metrics: dict[str, float | None]
+    params: int | None
+    flops: int | None
+    latency_ms: dict[str, Any] | None
+    size_bytes: int | None
+    gzip_bytes: int | None
+    created: str | None = None
+    edgecomp_version: str | None = None
+    checkpoint: str | None = None  # the weights the artifact came from
+    input_size: list[int] | None = None
+    runtime: dict[str, Any] | None = None  # what ran the artifact: name, precision, provider, threads
+    export_time_s: float | None = None
+    # compress.py: the baseline it measured in the same run, the compression's cost and settings, the ratios
+    baseline: dict[str, Any] | None = None
+    compression: dict[str, Any] | None = None
+    vs_baseline: dict[str, Any] | None = None
+    # a recipe's stage: {name, stage, index, stages, key}, and the stage before it measured as `baseline` is
+    previous: dict[str, Any] | None = None
+    recipe: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    CHECKS = {
+        "task": _STR,
+        "dataset": _STR,
+        "seed": (lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool), "a whole number"),
+        "config": (lambda v: isinstance(v, dict), "an object"),
+        "artifact": _STR,
+        "model": _OPT_STR,
+        "compressor": _OPT_STR,
+        "device": _OPT_STR,
+        "hardware": _OPT_STR,
+        "metrics": _METRICS,
+        "params": _OPT_COUNT,
+        "flops": _OPT_NUMBER,
+        "latency_ms": _LATENCY,
+        "size_bytes": _OPT_COUNT,
+        "gzip_bytes": _OPT_COUNT,
+        "created": _OPT_STR,
+        "edgecomp_version": _OPT_STR,
+        "checkpoint": _OPT_STR,
+        "input_size": (lambda v: v is None or (isinstance(v, list) and all(_is_count(x) for x in v)), "a list of sizes"),
+        "runtime": _OPT_DICT,
+        "export_time_s": _OPT_NUMBER,
+        "baseline": _OPT_DICT,
+        "compression": _OPT_DICT,
+        "vs_baseline": _OPT_DICT,
+        "previous": _OPT_DICT,
+        "recipe": (
+            lambda v: v is None or (isinstance(v, dict) and {"name", "stage", "index", "stages"} <= set(v)),
+            "null or an object with the recipe's name, stage, index and stages",
+        ),
+    }
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """A RecordError naming the first field whose value is not what the record holds there."""
+        for name, (check, expected) in self.CHECKS.items():
+            value = getattr(self, name)
+            if not check(value):
+                raise RecordError(f"record field {name!r}: expected {expected}, got {value!r:.80}")
+        if clashes := sorted(set(self.extra) & set(self.CHECKS)):
+            raise RecordError(f"record extra fields {clashes} would replace the record's own")
+
+    def to_json(self) -> dict[str, Any]:
+        """The flat JSON object written to records.jsonl. The comparison fields only a compress.py record has are left
+        out where null (a train.py record has no `baseline`, a single compressor's no `recipe`)."""
+        typed = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "extra" and not (f.name in COMPARISON_FIELDS and getattr(self, f.name) is None)
+        }
+        return {**typed, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        """The record a JSON object holds; a RecordError for a missing required field or a wrong type."""
+        if not isinstance(data, dict):
+            raise RecordError(f"a record is a JSON object, got {type(data).__name__}")
+        if missing := [name for name in REQUIRED_FIELDS if name not in data]:
+            raise RecordError(f"record lacks {missing}")
+        typed = {f.name for f in fields(cls)} - {"extra"}
+        return cls(
+            **{key: value for key, value in data.items() if key in typed},
+            extra={key: value for key, value in data.items() if key not in typed},
+        )
 
 
 def _finite(value: Any) -> Any:
@@ -59,13 +202,11 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def append_record(path: str | os.PathLike, record: dict[str, Any]) -> int:
-    """Append `record` as one line; returns its 1-based line number."""
-    missing = [field for field in REQUIRED_FIELDS if field not in record]
-    if missing:
-        raise ValueError(f"record lacks {missing}")
+def append_record(path: str | os.PathLike, record: Record | dict[str, Any]) -> int:
+    """Append `record` (checked against Record) as one line; returns its 1-based line number."""
+    data = (record if isinstance(record, Record) else Record.from_json(record)).to_json()
     # Serialise before touching the file: a record that cannot be written leaves the file as it was.
-    line = (json.dumps(_finite(record), allow_nan=False) + "\n").encode()
+    line = (json.dumps(_finite(data), allow_nan=False) + "\n").encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):
@@ -82,6 +223,7 @@ def append_record(path: str | os.PathLike, record: dict[str, Any]) -> int:
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every record of a records.jsonl file, each checked against Record, as the JSON objects they are."""
     path = Path(path)
     if not path.exists():
         raise EdgecompError(f"no records at {path}")
@@ -90,9 +232,11 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append(Record.from_json(json.loads(line)).to_json())
         except json.JSONDecodeError as err:
             raise EdgecompError(f"{path}:{number}: not a JSON record ({err.msg} at column {err.colno})") from err
+        except RecordError as err:
+            raise RecordError(f"{path}:{number}: {err}") from err
     return records
 
 

@@ -136,3 +136,18 @@ def restore_artifact(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     with modelopt_conversion(view):
         mto.restore(view, path)
     return view.model
+
+
+def save_with_architecture(
+    model: nn.Module, fresh: nn.Module, architecture: str | os.PathLike, path: str | os.PathLike
+) -> Path:
+    """`model`'s weights saved as a ModelOpt artifact of the pruned architecture in `architecture` (an artifact of
+    the same pruning): what a network pruned earlier and trained since (distilled, fine-tuned) is saved as, so that
+    the file alone restores it. `fresh`: a new instance of the unpruned architecture."""
+    import modelopt.torch.opt as mto
+
+    view = ModelOptView(fresh)
+    with modelopt_conversion(view):
+        mto.restore(view, architecture)
+    view.model.load_state_dict(model.state_dict())
+    return save_artifact(view, path)

@@ -17,7 +17,8 @@ from edgecomp.errors import ConfigError
 from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.latency import LatencyProtocol
-from edgecomp.evaluate.record import append_record
+from edgecomp.evaluate.record import Record, append_record
+from edgecomp.lit.training import Training
 from edgecomp.models.detection.base import DetectorAdapter
 from edgecomp.pipelines.measure import measure_model
 from edgecomp.pipelines.summary import format_summary
@@ -38,6 +39,11 @@ class Job:
     def new_model(self) -> nn.Module:
         """A fresh instance of the configured model (random init, or its pretrained_file)."""
         return build(self.cfg.model)
+
+    @property
+    def training(self) -> Training:
+        """How this job's config trains a model (edgecomp.lit.training)."""
+        return Training(self.cfg, self.config, self.datamodule, self.logger)
 
     def measure(self, model: nn.Module) -> dict[str, Any]:
         """The model's measurement on the job's dataset, device and latency protocol (pipelines.measure)."""
@@ -64,11 +70,14 @@ class Job:
     def records_path(self) -> Path:
         return Path(self.cfg.paths.results) / "records.jsonl"
 
-    def publish(self, record: dict[str, Any], title: str) -> dict[str, Any]:
+    def publish(self, record: Record, title: str) -> dict[str, Any]:
+        """Append the record to the results' records.jsonl, send it to the logger, print its summary; returns it as
+        written."""
         line = append_record(self.records_path, record)
-        log_record(self.logger, record)
-        print(format_summary(record, str(self.records_path), line, title), flush=True)
-        return record
+        data = record.to_json()
+        log_record(self.logger, data)
+        print(format_summary(data, str(self.records_path), line, title), flush=True)
+        return data
 
 
 def _log_lightning_through_hydra() -> None:

@@ -7,13 +7,17 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from edgecomp.compress.context import CompressionContext
 from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build
+from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
+from edgecomp.evaluate.record import RecordError
+from edgecomp.lit.training import WEIGHTS
 from edgecomp.models.checkpoint import load_model
 from edgecomp.pipelines.common import Job, run_job
 from edgecomp.pipelines.measure import build_record
-from edgecomp.pipelines.train import WEIGHTS, trained_checkpoint
+from edgecomp.pipelines.recipe import check_recipe, run_recipe
 from edgecomp.report.comparison import comparison_table, vs_baseline
 
 COMPARISON = "comparison.md"  # the baseline-vs-compressed table, next to the artifact
@@ -22,15 +26,30 @@ COMPARISON = "comparison.md"  # the baseline-vs-compressed table, next to the ar
 BASELINE_FIELDS = ("metrics", "params", "flops", "latency_ms", "size_bytes", "gzip_bytes", "runtime", "export_time_s")
 
 
+def compression_context(job: Job) -> CompressionContext:
+    """What the job's compressor is given (edgecomp.compress.context)."""
+    return CompressionContext(
+        task=job.cfg.task,
+        model_config=job.cfg.model,
+        teacher_config=job.cfg.get("teacher"),
+        datamodule=job.datamodule,
+        device=job.device,
+        evaluator=job.evaluator,
+        training=job.training,
+        work_dir=job.artifacts_dir,
+    )
+
+
 def compress(job: Job) -> dict[str, Any]:
     cfg = job.cfg
     compressor = build(cfg.compressor)
-    checkpoint = cfg.checkpoint or trained_checkpoint(job)
+    context = compression_context(job)
+    checkpoint = cfg.checkpoint or context.training.trained_checkpoint()
     baseline = load_model(job.new_model(), checkpoint)
-    compressor.prepare(job)  # e.g. a distillation teacher: trained once and reused, so not part of the cost
+    compressor.prepare(context)  # e.g. a distillation teacher: trained once and reused, so not part of the cost
 
     with measure_cost() as cost:
-        compressed = compressor.compress(copy.deepcopy(baseline), job)
+        compressed = compressor.compress(copy.deepcopy(baseline), context)
     # The weights the deployed artifact comes from: the compressed network's (saved here), a quantizer's own file,
     # or the baseline's checkpoint for a compressor that deploys the baseline.
     weights = compressed.path if isinstance(compressed, ExportedModel) else checkpoint
@@ -39,30 +58,40 @@ def compress(job: Job) -> dict[str, Any]:
 
     # The baseline deployed the way the compressed model is (e.g. exported to FP32 ONNX for PTQ), so that sizes
     # and latencies compare like with like.
-    deployed_baseline = compressor.deploy_baseline(baseline, job)
+    deployed_baseline = compressor.deploy_baseline(baseline, context)
     base = job.measure(deployed_baseline)
     result = base if compressor.deploys_baseline else job.measure(compressed)
     record = build_record(job.config, job.device, result, weights)
-    record["baseline"] = {
+    record.baseline = {
         "artifact": str(base["artifact"] or checkpoint),
         "checkpoint": str(checkpoint),
         **{k: base[k] for k in BASELINE_FIELDS},
     }
-    record["compression"] = {**cost.as_record(), **compressor.settings()}
-    record["vs_baseline"] = vs_baseline(record)  # params, FLOPs and latency ratios side by side
-    extra = compressor.record_fields()
-    if clashes := sorted(set(extra) & set(record)):
-        raise RuntimeError(f"compressor={compressor.name}: record_fields() would replace the record's {clashes}")
-    record.update(extra)
+    record.compression = {**cost.as_record(), **compressor.compression_fields()}
+    record.vs_baseline = vs_baseline(record.to_json())  # params, FLOPs and latency ratios side by side
+    record.extra = compressor.record_fields()
+    try:
+        record.validate()
+    except RecordError as err:
+        raise RuntimeError(f"compressor={compressor.name}: its record_fields() or settings do not fit: {err}") from err
     published = job.publish(record, f"compress ({compressor.name})")
-    table = comparison_table(record)
+    table = comparison_table(published)
     job.artifacts_dir.mkdir(parents=True, exist_ok=True)
     (job.artifacts_dir / COMPARISON).write_text(table)
     print(f"\n{table}\n(written to {job.artifacts_dir / COMPARISON})", flush=True)
     return published
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    # What the compressor cannot work with (compressor=kd without a teacher) stops the run before any work.
+def run(cfg: DictConfig) -> dict[str, Any] | list[dict[str, Any]]:
+    # What the compressor cannot work with (compressor=kd without a teacher), or a recipe's impossible chain, stops
+    # the run before any work.
+    if cfg.get("recipe") is not None:
+        if cfg.compressor.name != "none":
+            raise ConfigError(
+                f"recipe={cfg.recipe.name} and compressor={cfg.compressor.name}: a recipe's stages are its compressors;"
+                f" drop compressor= (or add it as a stage: +recipe.stages.NAME=...)"
+            )
+        stages = check_recipe(cfg)
+        return run_job(cfg, lambda job: run_recipe(job, stages))
     build(cfg.compressor).check(cfg)
     return run_job(cfg, compress)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.coco import coco_metrics, load_predictions
+from edgecomp.evaluate.record import Record
 from edgecomp.models.checkpoint import load_model
 from edgecomp.pipelines.common import Job, run_job
 from edgecomp.pipelines.measure import build_record, record_header
@@ -32,21 +33,21 @@ def score_predictions(job: Job) -> dict[str, Any]:
         )
     index = build(dataset.reader)(split=dataset.splits[dataset.split])
     detections = load_predictions(cfg.predictions, index)
-    record = {
-        **record_header(job.config, cfg.predictions),
-        "model": None,
-        "compressor": None,
-        "device": None,
-        "hardware": None,
-        "metrics": coco_metrics(index, detections),
-        "params": None,
-        "flops": None,
-        "latency_ms": None,
-        "size_bytes": None,
-        "gzip_bytes": None,
-        "images": len(index.images),
-        "detections": len(detections),
-    }
+    record = Record(
+        **record_header(job.config),
+        artifact=str(cfg.predictions),
+        model=None,
+        compressor=None,
+        device=None,
+        hardware=None,
+        metrics=coco_metrics(index, detections),
+        params=None,
+        flops=None,
+        latency_ms=None,
+        size_bytes=None,
+        gzip_bytes=None,
+        extra={"images": len(index.images), "detections": len(detections)},
+    )
     return job.publish(record, "evaluate (predictions)")
 
 

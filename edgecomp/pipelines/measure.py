@@ -14,6 +14,7 @@ from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.flops import count_flops, count_params
 from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
+from edgecomp.evaluate.record import Record
 from edgecomp.evaluate.size import gzip_size, weights_bytes
 
 
@@ -65,13 +66,12 @@ def measure_model(
     return result
 
 
-def record_header(config: dict[str, Any], artifact: str | Path) -> dict[str, Any]:
+def record_header(config: dict[str, Any]) -> dict[str, Any]:
     """The fields every record has, whatever was evaluated."""
     return {
         "task": config["task"],
         "dataset": config["dataset"]["name"],
         "seed": config["seed"],
-        "artifact": str(artifact),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "edgecomp_version": edgecomp.__version__,
         "config": config,
@@ -80,17 +80,18 @@ def record_header(config: dict[str, Any], artifact: str | Path) -> dict[str, Any
 
 def build_record(
     config: dict[str, Any], device: TargetDevice, measurement: dict[str, Any], checkpoint: str | Path
-) -> dict[str, Any]:
-    """The record of a model measured on a device: `artifact` is the deployed file (the checkpoint itself for a
-    module run as it is), `checkpoint` the weights it came from."""
+) -> Record:
+    """The record of a model measured on a device (`measurement`: measure_model's): `artifact` is the deployed file
+    (the checkpoint itself for a module run as it is), `checkpoint` the weights it came from."""
     measurement = dict(measurement)
     artifact = measurement.pop("artifact", None) or checkpoint
-    return {
-        **record_header(config, artifact),
-        "checkpoint": str(checkpoint),
-        "model": config["model"]["name"],
-        "compressor": config["compressor"]["name"],
-        "device": config["device"]["name"],
-        "hardware": device.hardware,
+    return Record(
+        **record_header(config),
+        artifact=str(artifact),
+        checkpoint=str(checkpoint),
+        model=config["model"]["name"],
+        compressor=config["compressor"]["name"],
+        device=config["device"]["name"],
+        hardware=device.hardware,
         **measurement,  # includes "runtime": what ran the measured artifact
-    }
+    )

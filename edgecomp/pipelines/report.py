@@ -1,7 +1,7 @@
 """evaluate.py report=DIR: turn a results folder's records into the paper-style table and the Pareto plot.
 
 Reads DIR/records.jsonl and every records.jsonl under DIR (a sweep's jobs), writes `table.md`, `table.csv` and
-`pareto.png` into DIR/report/ (each atomically: written beside and renamed over, so a killed run leaves the old file
+`pareto.png` (and `recipes.md`, each recipe's waterfall over its seeds, where records of recipes are) into DIR/report/ (each atomically: written beside and renamed over, so a killed run leaves the old file
 or the new one), prints the table, and with logger=wandb logs it as a W&B Table with the plot as an Image.
 """
 
@@ -17,9 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from edgecomp.config import build
 from edgecomp.report.pareto import plot_pareto
 from edgecomp.report.table import CSV_COLUMNS, Row, build_rows, csv_values, load_records, to_csv, to_markdown
+from edgecomp.report.waterfall import recipe_waterfalls
 
 REPORT_FOLDER = "report"
-TABLE_MD, TABLE_CSV, PARETO_PNG = "table.md", "table.csv", "pareto.png"
+TABLE_MD, TABLE_CSV, PARETO_PNG, RECIPES_MD = "table.md", "table.csv", "pareto.png", "recipes.md"
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Report:
     folder: Path  # where the files were written
     rows: list[Row]
     markdown: str
+    waterfalls: list[str]
 
     def path(self, name: str) -> Path:
         return self.folder / name
@@ -51,14 +53,18 @@ def write_report(source: str | os.PathLike) -> Report:
     """Read the records at or under `source`, write the table (Markdown, CSV) and the Pareto plot into
     `<source>/report/` (next to the file if `source` is one records file)."""
     source = Path(source)
-    rows = build_rows(load_records(source))
+    records = load_records(source)
+    rows = build_rows(records)
     folder = (source.parent if source.is_file() else source) / REPORT_FOLDER
     markdown = to_markdown(rows)
+    waterfalls = recipe_waterfalls(records)
     # Everything is rendered before the first file is written: bad input leaves no partial report behind.
     outputs = {TABLE_MD: markdown.encode(), TABLE_CSV: to_csv(rows).encode(), PARETO_PNG: plot_pareto(rows)}
+    if waterfalls:
+        outputs[RECIPES_MD] = "\n".join(waterfalls).encode()
     for name, data in outputs.items():
         write_atomically(folder / name, data)
-    return Report(source, folder, rows, markdown)
+    return Report(source, folder, rows, markdown, waterfalls)
 
 
 def _is_wandb(logger_cfg: Any) -> bool:
@@ -96,6 +102,9 @@ def run(cfg: DictConfig) -> Report:
     report = write_report(cfg.report)
     print(f"\nedgecomp report: {len(report.rows)} rows from {report.source}\n", flush=True)
     print(report.markdown, flush=True)
-    print(f"wrote {', '.join(str(report.path(n)) for n in (TABLE_MD, TABLE_CSV, PARETO_PNG))}", flush=True)
+    for waterfall in report.waterfalls:
+        print(waterfall, flush=True)
+    written = (TABLE_MD, TABLE_CSV, PARETO_PNG, *((RECIPES_MD,) if report.waterfalls else ()))
+    print(f"wrote {', '.join(str(report.path(n)) for n in written)}", flush=True)
     log_report(cfg.logger, report)
     return report

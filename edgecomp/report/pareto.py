@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from edgecomp.report.table import Row
 
@@ -20,6 +21,9 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 # Latency on a log axis once the fastest and the slowest point are this far apart.
 LOG_SCALE_SPAN = 10.0
 ACCURACY_LABEL = {"top1": "top-1 accuracy (%)", "map": "mAP50-95 (%)"}
+# A panel with more points than this labels only its Pareto front (the table has every row's settings): beyond a
+# dozen, labels beside every point overlap until none can be read.
+LABEL_EVERY_POINT_UP_TO = 12
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -64,6 +68,9 @@ def plot_pareto(rows: Sequence[Row]) -> bytes:
         axes.set_axis_off()
     for index, ((task, dataset, device), panel_rows) in enumerate(sorted(panels.items())):
         axes = figure.add_subplot(lines, columns, index + 1)
+        front = pareto_front([(row.latency_ms.mean, row.accuracy_pct.mean) for row in panel_rows])
+        on_front = set(front)
+        label_all = len(panel_rows) <= LABEL_EVERY_POINT_UP_TO
         for row in panel_rows:
             axes.errorbar(
                 row.latency_ms.mean,
@@ -78,7 +85,13 @@ def plot_pareto(rows: Sequence[Row]) -> bytes:
             )
             # The runtime and precision beside every point: a deployed baseline and a quantized file share the
             # panel, and a point's runtime is part of what it means.
-            note = " ".join(part for part in (row.key.settings_label, row.key.runtime) if part)
+            point = (row.latency_ms.mean, row.accuracy_pct.mean)
+            if label_all:
+                note = " ".join(part for part in (row.key.settings_label, row.key.runtime) if part)
+            elif point in on_front:
+                note = " ".join(part for part in (row.key.model, row.key.settings_label) if part)
+            else:
+                note = ""
             if note:
                 axes.annotate(
                     note,
@@ -87,7 +100,6 @@ def plot_pareto(rows: Sequence[Row]) -> bytes:
                     textcoords="offset points",
                     fontsize=7,
                 )
-        front = pareto_front([(row.latency_ms.mean, row.accuracy_pct.mean) for row in panel_rows])
         axes.step(
             [latency for latency, _ in front],
             [accuracy for _, accuracy in front],
@@ -100,12 +112,32 @@ def plot_pareto(rows: Sequence[Row]) -> bytes:
         latencies = [row.latency_ms.mean for row in panel_rows]
         if max(latencies) > LOG_SCALE_SPAN * min(latencies):
             axes.set_xscale("log")
+            # Ticks at 1, 2 and 5 of each decade, as plain numbers (0.2, 1, 5) rather than powers of ten, and no
+            # labels on the minor ticks, which overlap.
+            axes.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            axes.xaxis.set_minor_formatter(NullFormatter())
         axes.set_xlabel(f"latency on {device} (median ms per image)")
         axes.set_ylabel(ACCURACY_LABEL.get(panel_rows[0].metric, f"{panel_rows[0].metric} (%)"))
         axes.set_title(f"{dataset} ({task}) on {device}", fontsize=10)
         axes.grid(True, which="both", alpha=0.3)
 
-    handles = [Line2D([], [], color="0.3", marker=marker[name], linestyle="none", label=name) for name in compressors]
+    # Each compressor's runtime(s) in its legend entry, so that a panel whose points are not all labelled still says
+    # what ran each point.
+    runtimes: dict[str, set[str]] = {}
+    for row in rows:
+        runtimes.setdefault(row.key.compressor or "-", set()).add(row.key.runtime or "")
+    handles = [
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            marker=marker[name],
+            linestyle="none",
+            label=name + "".join(f" ({runtime})" for runtime in sorted(runtimes[name] - {""})),
+        )
+        for name in compressors
+    ]
     handles += [Line2D([], [], color=colour[name], linewidth=4, label=name) for name in models]
     handles.append(Line2D([], [], color="0.4", linestyle="--", label="Pareto front"))
     if panels:

@@ -24,18 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from edgecomp.errors import DatasetError
+from edgecomp.evaluate.evaluator import ACCURACY_METRIC  # the metric a row's accuracy is, by the record's task
 from edgecomp.evaluate.record import read_records
 from edgecomp.report.comparison import LATENCY_STAT
 
 RECORDS_FILE = "records.jsonl"
-# The metric a row's accuracy is, by the record's task.
-ACCURACY_METRIC = {"classification": "top1", "detection": "map"}
 # The keys of a record's `compression` that are settings and so tell rows apart (pruning at 0.25 and at 0.5 are two
 # rows; distillation from two teachers too). The rest of `compression` is measured (time_s, rss_added_peak_bytes,
 # sparsity_reached, kd's loss) and stays out of the label.
 LABEL_SETTINGS = ("sparsity", "T", "alpha", "teacher")
 # What the report reads from every record; a record without one of these is refused, naming its file and line.
-REPORT_FIELDS = ("task", "dataset", "model", "compressor", "device", "seed", "metrics")
 # Config keys of the compressor that are its identity, not a setting.
 _COMPRESSOR_IDENTITY = ("_target_", "name")
 MB = 1e6  # sizes are shown in MB of 10^6 bytes, as edgecomp's run summary does
@@ -58,22 +56,17 @@ def find_record_files(folder: Path) -> list[Path]:
     return files
 
 
-def _check_record(record: Any, where: str) -> None:
-    if not isinstance(record, dict):
-        raise DatasetError(f"{where}: not a record (a JSON object), but {type(record).__name__}")
-    missing = [field for field in REPORT_FIELDS if field not in record]
-    if missing:
-        raise DatasetError(f"{where}: record lacks {missing}")
+def _check_record(record: dict[str, Any], where: str) -> None:
+    """What the report needs beyond a valid record (read_records checked the fields and their types)."""
     if record["task"] not in ACCURACY_METRIC:
         raise DatasetError(f"{where}: task {record['task']!r} is not one of {sorted(ACCURACY_METRIC)}")
-    if not isinstance(record["metrics"], dict):
-        raise DatasetError(f"{where}: metrics is not an object")
 
 
 def load_records(folder: Path) -> list[dict[str, Any]]:
     """Every record of every records.jsonl at or under `folder`, each checked to have what the report needs.
 
-    A malformed line is an error naming its file and line (read_records); so is a record the report cannot use.
+    A malformed line or record is an error naming its file and line (read_records); so is a record the report
+    cannot use.
     """
     records: list[dict[str, Any]] = []
     for path in find_record_files(folder):
@@ -168,10 +161,31 @@ def _label_settings(record: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple((key, _key_value(compression[key])) for key in LABEL_SETTINGS if key in compression)
 
 
+def _compressor_config(record: dict[str, Any]) -> dict[str, Any]:
+    """The config of the compressor that made the record: a recipe stage's own, or the run's `compressor`."""
+    config = record.get("config") or {}
+    if recipe := record.get("recipe"):
+        return ((config.get("recipe") or {}).get("stages") or {}).get(recipe["stage"]) or {}
+    return config.get("compressor") or {}
+
+
+def _compressor_label(record: dict[str, Any]) -> str | None:
+    """The row's compressor: its name, or for a recipe's stage the recipe and the stage's place in it (the third of
+    three stages of prune_distill_int8 is `prune_distill_int8 3/3 ptq_int8`), since what it measures is the chain
+    up to there."""
+    recipe = record.get("recipe")
+    if not recipe:
+        return record["compressor"]
+    return f"{recipe['name']} {recipe['index'] + 1}/{len(recipe['stages'])} {record['compressor']}"
+
+
 def _other_settings(record: dict[str, Any]) -> dict[str, Any]:
     """The compressor's configured settings outside LABEL_SETTINGS: if two records of one row differ in one of these
     (a sweep over ptq_int8's calibrate_method), they measured different things and must not be averaged together."""
-    compressor = (record.get("config") or {}).get("compressor") or {}
+    compressor = dict(_compressor_config(record))
+    if recipe := record.get("recipe"):
+        # a recipe whose other stages were set otherwise measured another chain
+        compressor["recipe_variant"] = recipe.get("variant")
     return {
         key: value for key, value in compressor.items() if key not in _COMPRESSOR_IDENTITY and key not in LABEL_SETTINGS
     }
@@ -310,7 +324,7 @@ def _row_key(record: dict[str, Any]) -> RowKey:
         dataset=record["dataset"],
         device=record["device"],
         model=record["model"],
-        compressor=record["compressor"],
+        compressor=_compressor_label(record),
         settings=_label_settings(record),
         runtime=runtime_label(record),
     )

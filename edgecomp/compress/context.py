@@ -1,0 +1,46 @@
+"""What a compressor is given besides the model it compresses: a small, explicit context.
+
+Everything a compressor may use is a field here (the data, the device and how it scores a model, how to train,
+where to write); it never sees the run's whole config or the pipeline that called it, so a compressor can be run
+by compress.py, by a recipe's stage, or by a test that builds the context itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+from omegaconf import DictConfig
+
+from edgecomp.evaluate.device import TargetDevice
+from edgecomp.evaluate.evaluator import Evaluator
+from edgecomp.lit.training import Training
+
+
+@dataclass(frozen=True)
+class CompressionContext:
+    task: str  # "classification" or "detection"
+    model_config: DictConfig  # the compressed model's config (its name; a detector's family)
+    teacher_config: DictConfig | None  # the config's `teacher` group, if it has one
+    datamodule: pl.LightningDataModule  # training split (fine-tunes, calibration), evaluation split (scores)
+    device: TargetDevice  # where the result runs
+    evaluator: Evaluator  # the task's metrics (FastNAS scores its candidates with it)
+    training: Training  # how to train: fine-tunes, fresh initial weights, a teacher trained on demand
+    work_dir: Path  # where this compression writes its files (artifacts, search checkpoints)
+    # In a recipe: the model given to compress() is where a distillation student starts (the previous stage's
+    # weights and architecture), not a fresh initialisation as in a distillation run of its own.
+    warm_start: bool = False
+    # The teacher's weights when no compressor setting names them: in a recipe without a `teacher`, the unpruned
+    # baseline's checkpoint (teacher_config is then the model's own config). None: train the teacher.
+    teacher_checkpoint: Path | None = None
+
+    @property
+    def image_size(self) -> int:
+        return int(self.datamodule.image_size)
+
+    def teacher_training(self, node: DictConfig | None = None) -> Training:
+        """The training of the teacher (`node`: a variant of its config, e.g. at another resolution)."""
+        if self.teacher_config is None:
+            raise RuntimeError("the run config has no `teacher`; the compressor's check() should have refused it")
+        return self.training.for_model("teacher", node if node is not None else self.teacher_config)
