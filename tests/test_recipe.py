@@ -21,7 +21,7 @@ from edgecomp.pipelines import compress
 from edgecomp.pipelines.recipe import STAGE_DONE
 from edgecomp.pipelines.report import write_report
 from edgecomp.report.waterfall import waterfall_table
-from tests.conftest import REPO, compose_config, read_jsonl
+from tests.conftest import REPO, compose_config, read_jsonl, run_cli
 
 # The benchmark paper's methods chained on the smoke classifier: prune 50 % (1 fine-tune epoch), KD recovery from
 # the unpruned baseline (1 epoch), INT8.
@@ -129,6 +129,21 @@ def test_a_recipe_sharing_the_stages_reuses_their_work_and_records_them_as_its_o
     assert (results / "report" / "recipes.md").read_text() == "\n".join(report.waterfalls)
 
 
+def test_through_the_command_line_the_recovery_stage_starts_from_the_pruned_weights(tmp_path, data_dir):
+    """The CLI run with the distillation's learning rate ~0: what the recovery stage saves is then the weights it
+    started from, which must be the prune stage's, not a fresh initialisation."""
+    proc = _compress_process(tmp_path, data_dir, "recipe.stages.recover.lr=1e-12", "~recipe.stages.quantize")
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output[-3000:]
+    prune, recover = read_jsonl(tmp_path / "records.jsonl")
+    pruned, recovered = load_state_dict(prune["checkpoint"]), load_state_dict(recover["checkpoint"])
+    weights = [key for key in pruned if key.endswith("weight") and pruned[key].dim() == 4]  # the convolutions
+    assert weights and all(torch.allclose(recovered[key], pruned[key], atol=1e-6) for key in weights)
+    # the weights it started from are the pruned ones: half of them zero, which no initialisation has
+    assert sum(int((pruned[key] == 0).sum()) for key in weights) >= 0.45 * sum(pruned[key].numel() for key in weights)
+    assert recover["compression"]["student_start"] == "input"
+
+
 def test_the_chain_table_gives_deltas_the_records_imply():
     def measured(top1, latency, size):
         return {"metrics": {"top1": top1}, "latency_ms": {"median": latency}, "size_bytes": size, "params": 10,
@@ -181,6 +196,19 @@ def test_an_impossible_chain_is_refused_before_any_work(tmp_path, overrides, mes
     assert not list(tmp_path.iterdir())  # nothing trained, generated or written
 
 
+def test_the_command_line_refuses_a_stage_after_quantization_with_a_one_line_error(tmp_path):
+    proc = run_cli(
+        "compress.py",
+        *SMOKE_CLASSIFIER_RECIPE,
+        "+recipe.stages.again=${recipe.stages.prune}",
+        f"paths.results={tmp_path}",
+        check=False,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "stage 3 'again' (compressor=prune_unstructured): comes after stage 'quantize'" in proc.stderr
+    assert {path.name for path in tmp_path.iterdir()} <= {"hydra"}  # Hydra's own log folder; no data, run, record
+
+
 def test_a_baseline_teacher_at_another_resolution_is_refused(tmp_path):
     cfg = compose_config(
         "compress",
@@ -191,9 +219,9 @@ def test_a_baseline_teacher_at_another_resolution_is_refused(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def _compress_process(results: Path, data_dir: Path) -> subprocess.Popen:
+def _compress_process(results: Path, data_dir: Path, *overrides: str) -> subprocess.Popen:
     command = [sys.executable, "compress.py", *SMOKE_CLASSIFIER_RECIPE, f"paths.results={results}",
-               f"paths.data={data_dir}"]  # fmt: skip
+               f"paths.data={data_dir}", *overrides]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
