@@ -29,7 +29,6 @@ class FineTune(Compressor):
         self.epochs = epochs
         self.lr = lr
         self.lr_schedule = bool(lr_schedule)
-        self.epoch_losses: list[float] = []
 
     def compress(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         training = context.training

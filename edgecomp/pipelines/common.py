@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,20 @@ class Job:
         log_record(self.logger, data)
         print(format_summary(data, str(self.records_path), line, title), flush=True)
         return data
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write beside `path`, flush to disk, rename over it: readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _log_lightning_through_hydra() -> None:

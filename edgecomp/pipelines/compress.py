@@ -16,14 +16,11 @@ from edgecomp.evaluate.record import RecordError
 from edgecomp.lit.training import WEIGHTS
 from edgecomp.models.checkpoint import load_model
 from edgecomp.pipelines.common import Job, run_job
-from edgecomp.pipelines.measure import build_record
+from edgecomp.pipelines.measure import build_record, measured_side
 from edgecomp.pipelines.recipe import check_recipe, run_recipe
 from edgecomp.report.comparison import comparison_table, vs_baseline
 
 COMPARISON = "comparison.md"  # the baseline-vs-compressed table, next to the artifact
-
-# What the record keeps of the baseline's own evaluation, under "baseline".
-BASELINE_FIELDS = ("metrics", "params", "flops", "latency_ms", "size_bytes", "gzip_bytes", "runtime", "export_time_s")
 
 
 def compression_context(job: Job) -> CompressionContext:
@@ -62,11 +59,7 @@ def compress(job: Job) -> dict[str, Any]:
     base = job.measure(deployed_baseline)
     result = base if compressor.deploys_baseline else job.measure(compressed)
     record = build_record(job.config, job.device, result, weights)
-    record.baseline = {
-        "artifact": str(base["artifact"] or checkpoint),
-        "checkpoint": str(checkpoint),
-        **{k: base[k] for k in BASELINE_FIELDS},
-    }
+    record.baseline = measured_side(base, checkpoint)  # the baseline's own evaluation
     record.compression = {**cost.as_record(), **compressor.compression_fields()}
     record.vs_baseline = vs_baseline(record.to_json())  # params, FLOPs and latency ratios side by side
     record.extra = compressor.record_fields()

@@ -66,6 +66,21 @@ def measure_model(
     return result
 
 
+# What a record keeps of a measurement it compares with (compress.py's `baseline`; a recipe stage's `baseline` and
+# `previous`).
+MEASURED_FIELDS = ("metrics", "params", "flops", "latency_ms", "size_bytes", "gzip_bytes", "runtime", "export_time_s")
+
+
+def measured_side(measurement: dict[str, Any], checkpoint: str | Path) -> dict[str, Any]:
+    """The side of a comparison that `measurement` (measure_model's, or a record) measured: its deployed artifact
+    (the checkpoint for a module run as it is), the weights it came from, and MEASURED_FIELDS."""
+    return {
+        "artifact": str(measurement.get("artifact") or checkpoint),
+        "checkpoint": str(checkpoint),
+        **{key: measurement.get(key) for key in MEASURED_FIELDS},
+    }
+
+
 def record_header(config: dict[str, Any]) -> dict[str, Any]:
     """The fields every record has, whatever was evaluated."""
     return {

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,16 +41,14 @@ from edgecomp.lit.training import WEIGHTS
 from edgecomp.models.checkpoint import load_model, load_state_dict
 from edgecomp.models.fingerprint import weights_fingerprint
 from edgecomp.models.modelopt_artifact import save_with_architecture
-from edgecomp.pipelines.common import Job
-from edgecomp.pipelines.measure import build_record
+from edgecomp.pipelines.common import Job, write_atomically
+from edgecomp.pipelines.measure import build_record, measured_side
 from edgecomp.report.comparison import vs_baseline
 from edgecomp.report.waterfall import waterfall_table
 
 log = logging.getLogger("edgecomp")
 STAGE_DONE = "stage.json"
 WATERFALL = "recipe.md"
-# What a record keeps of a measurement it compares with, under `baseline` and `previous`.
-MEASURED_FIELDS = ("metrics", "params", "flops", "latency_ms", "size_bytes", "gzip_bytes", "runtime", "export_time_s")
 
 
 @dataclass
@@ -157,20 +154,6 @@ def recipe_variant(cfg: DictConfig) -> str:
     return config_hash({"stages": stages}, keys=("stages",), length=8)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
-def _measured(measurement: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
-    return {
-        "artifact": str(measurement.get("artifact") or checkpoint),
-        "checkpoint": str(checkpoint),
-        **{key: measurement.get(key) for key in MEASURED_FIELDS},
-    }
-
-
 def _save_stage_model(
     job: Job, stage: Stage, output: nn.Module | ExportedModel, given: StageModel, folder: Path
 ) -> StageModel:
@@ -183,24 +166,12 @@ def _save_stage_model(
         path = save_with_architecture(output, job.new_model(), given.architecture, folder / WEIGHTS)
         return StageModel(output, path, path)
     weights = stage.compressor.save(output, folder / WEIGHTS)
-    architecture = weights if stage.compressor.changes_architecture else given.architecture
-    return StageModel(output, weights, architecture)
+    return StageModel(output, weights, weights if stage.compressor.changes_architecture else None)
 
 
-def _reloaded(job: Job, saved: StageModel) -> StageModel:
-    if isinstance(saved.model, ExportedModel):
-        return saved
-    state = {"deployed_file": False, "weights": str(saved.weights), "architecture": saved.architecture}
-    return _load_stage_model(job, state)
-
-
-def _load_stage_model(job: Job, state: dict[str, Any]) -> StageModel | None:
-    """A finished stage's model, from the files its stage.json names (None for a deployed file: nothing follows
-    it, and its record is all a resumed run needs)."""
-    if state["deployed_file"]:
-        return None
-    weights = Path(state["weights"])
-    architecture = Path(state["architecture"]) if state["architecture"] else None
+def _load_stage_model(job: Job, weights: Path, architecture: Path | None) -> StageModel:
+    """A stage's network from its files: the pruned architecture (and the weights saved with it) if a stage changed
+    it, then the stage's own weights."""
     model = job.new_model()
     if architecture is not None:
         model = load_model(model, architecture)  # the pruned architecture (and the weights it was saved with)
@@ -219,9 +190,8 @@ def _baseline_measurement(job: Job, original: nn.Module, checkpoint: Path) -> di
     path = stages_dir(job) / f"baseline-{config_hash(identity, keys=tuple(identity), length=10)}.json"
     if path.exists():
         return json.loads(path.read_text())
-    measured = _measured(job.measure(original), checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, json.dumps(measured))
+    measured = measured_side(job.measure(original), checkpoint)
+    write_atomically(path, json.dumps(measured).encode())
     return measured
 
 
@@ -263,7 +233,11 @@ def run_recipe(job: Job, stages: list[Stage]) -> list[dict[str, Any]]:
         if done.exists():
             log.info("recipe=%s: stage %d '%s' finished before, reusing %s", name, index, stage.name, folder)
             state = json.loads(done.read_text())
-            given = _load_stage_model(job, state)
+            if state["deployed_file"]:
+                given = None  # nothing follows a deployed file: its record is all a resumed run needs
+            else:
+                architecture = state["architecture"]
+                given = _load_stage_model(job, Path(state["weights"]), Path(architecture) if architecture else None)
             # Possibly finished by another recipe that shares this stage (the same work): its record, as this
             # recipe's stage.
             data = {
@@ -294,12 +268,13 @@ def run_recipe(job: Job, stages: list[Stage]) -> list[dict[str, Any]]:
             if isinstance(compared, ExportedModel) and compared.runtime.name != (previous.get("runtime") or {}).get(
                 "runtime"
             ):
-                previous = _measured(job.measure(compared), given.weights)
+                previous = measured_side(job.measure(compared), given.weights)
             given = _save_stage_model(job, stage, output, given, folder)
             # What the next stage gets, and what is measured, is the stage's model as saved, loaded back: a resumed
             # run gets exactly that too (in memory a pruned model's parameters are in another order, say, which
             # changes the exported file's bytes though not its weights).
-            given = _reloaded(job, given)
+            if not isinstance(given.model, ExportedModel):
+                given = _load_stage_model(job, given.weights, given.architecture)
             record = build_record(job.config, job.device, job.measure(given.model), given.weights)
             record.compressor = stage.compressor.name
             record.baseline = baseline
@@ -316,14 +291,14 @@ def run_recipe(job: Job, stages: list[Stage]) -> list[dict[str, Any]]:
                 "weights": str(given.weights),
                 "architecture": str(given.architecture) if given.architecture else None,
             }
-            _write_atomically(done, json.dumps(state))
+            write_atomically(done, json.dumps(state).encode())
         if (name, variant, key) not in published:
             job.publish(Record.from_json(data), f"compress (recipe={name}, stage {index} '{stage.name}')")
             published.add((name, variant, key))
         records.append(data)
-        previous = _measured(data, Path(data["checkpoint"]))
+        previous = measured_side(data, data["checkpoint"])
     table = waterfall_table(records)
     path = stages_dir(job) / f"{name}-{variant}-{WATERFALL}"
-    _write_atomically(path, table)
+    write_atomically(path, table.encode())
     print(f"\n{table}\n(written to {path})", flush=True)
     return records

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from edgecomp.config import build
+from edgecomp.pipelines.common import write_atomically
 from edgecomp.report.pareto import plot_pareto
 from edgecomp.report.table import CSV_COLUMNS, Row, build_rows, csv_values, load_records, to_csv, to_markdown
 from edgecomp.report.waterfall import recipe_waterfalls
@@ -33,20 +34,6 @@ class Report:
 
     def path(self, name: str) -> Path:
         return self.folder / name
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write beside `path`, flush to disk, rename over it: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_report(source: str | os.PathLike) -> Report:

@@ -20,13 +20,15 @@ TABLE_METRICS = {
 }
 
 
-def _ratio(compressed: float | None, baseline: float | None) -> float | None:
+def ratio(compressed: float | None, baseline: float | None) -> float | None:
+    """compressed / baseline, None where either side is unknown (or the baseline zero)."""
     if compressed is None or not baseline:
         return None
     return compressed / baseline
 
 
-def _latency(measured: dict[str, Any]) -> float | None:
+def median_latency(measured: dict[str, Any]) -> float | None:
+    """A record's (or its baseline's) latency statistic, the one every comparison uses."""
     return (measured.get("latency_ms") or {}).get(LATENCY_STAT)
 
 
@@ -34,17 +36,23 @@ def vs_baseline(record: dict[str, Any]) -> dict[str, Any]:
     """Compressed / baseline for params, FLOPs and latency (median ms per image), None where a side is unknown."""
     baseline = record["baseline"]
     return {
-        "params_ratio": _ratio(record.get("params"), baseline.get("params")),
-        "flops_ratio": _ratio(record.get("flops"), baseline.get("flops")),
-        "latency_ratio": _ratio(_latency(record), _latency(baseline)),
+        "params_ratio": ratio(record.get("params"), baseline.get("params")),
+        "flops_ratio": ratio(record.get("flops"), baseline.get("flops")),
+        "latency_ratio": ratio(median_latency(record), median_latency(baseline)),
         "latency_stat": LATENCY_STAT,
     }
 
 
-def _runtime(measured: dict[str, Any]) -> str:
-    """What ran the side's artifact, e.g. "onnxruntime int8": a latency means nothing without it."""
+def runtime_label(measured: dict[str, Any]) -> str | None:
+    """What ran the measured artifact, e.g. "onnxruntime int8" (None for a record without a runtime: a scored
+    predictions file)."""
     runtime = measured.get("runtime") or {}
-    return " ".join(str(runtime[key]) for key in ("runtime", "precision") if runtime.get(key)) or "-"
+    return " ".join(str(runtime[key]) for key in ("runtime", "precision") if runtime.get(key)) or None
+
+
+def runtime_text(measured: dict[str, Any]) -> str:
+    """What ran the side's artifact, "-" if nothing did: a latency means nothing without it."""
+    return runtime_label(measured) or "-"
 
 
 def _count(value: float | None, unit: str) -> str:
@@ -80,7 +88,7 @@ def comparison_table(record: dict[str, Any]) -> str:
         ("FLOPs", _count(baseline.get("flops"), ""), _count(record.get("flops"), ""), ratios["flops_ratio"]),
     ]
     lines = [(name, before, after, _change(ratio)) for name, before, after, ratio in rows]
-    latency_before, latency_after = _latency(baseline), _latency(record)
+    latency_before, latency_after = median_latency(baseline), median_latency(record)
     lines.append(
         (
             f"Latency (ms, {LATENCY_STAT})",
@@ -89,7 +97,7 @@ def comparison_table(record: dict[str, Any]) -> str:
             _change(ratios["latency_ratio"]),
         )
     )
-    lines.append(("Runtime", _runtime(baseline), _runtime(record), ""))
+    lines.append(("Runtime", runtime_text(baseline), runtime_text(record), ""))
     for key, label in TABLE_METRICS.get(record["task"], ()):
         before, after = (baseline.get("metrics") or {}).get(key), (record.get("metrics") or {}).get(key)
         lines.append((label, _score(before), _score(after), _points(after, before)))

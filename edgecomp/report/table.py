@@ -26,14 +26,13 @@ from typing import Any
 from edgecomp.errors import DatasetError
 from edgecomp.evaluate.evaluator import ACCURACY_METRIC  # the metric a row's accuracy is, by the record's task
 from edgecomp.evaluate.record import read_records
-from edgecomp.report.comparison import LATENCY_STAT
+from edgecomp.report.comparison import median_latency, runtime_label
 
 RECORDS_FILE = "records.jsonl"
 # The keys of a record's `compression` that are settings and so tell rows apart (pruning at 0.25 and at 0.5 are two
 # rows; distillation from two teachers too). The rest of `compression` is measured (time_s, rss_added_peak_bytes,
 # sparsity_reached, kd's loss) and stays out of the label.
 LABEL_SETTINGS = ("sparsity", "T", "alpha", "teacher")
-# What the report reads from every record; a record without one of these is refused, naming its file and line.
 # Config keys of the compressor that are its identity, not a setting.
 _COMPRESSOR_IDENTITY = ("_target_", "name")
 MB = 1e6  # sizes are shown in MB of 10^6 bytes, as edgecomp's run summary does
@@ -232,18 +231,6 @@ def _ratio(pairs: list[tuple[float | None, float | None]]) -> float | None:
     return means[0] / means[1]
 
 
-def _latency(record_or_baseline: dict[str, Any]) -> float | None:
-    return (record_or_baseline.get("latency_ms") or {}).get(LATENCY_STAT)
-
-
-def runtime_label(record_or_baseline: dict[str, Any]) -> str | None:
-    """What ran the measured artifact, e.g. "onnxruntime int8" (None for a record without a runtime: a scored
-    predictions file)."""
-    runtime = record_or_baseline.get("runtime") or {}
-    parts = [runtime.get("runtime"), runtime.get("precision")]
-    return " ".join(str(part) for part in parts if part) or None
-
-
 def baseline_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The baseline each compressed record was measured against, as a record of its own (compressor none, the
     baseline's runtime, metrics, latency and sizes, the compressed record's seed and time): the deployed FP32
@@ -279,7 +266,7 @@ def aggregate(key: RowKey, records: list[dict[str, Any]]) -> Row:
         )
         deltas = {
             "delta_accuracy_pts": None if accuracy is None else accuracy[0] - accuracy[1],
-            "speedup": _ratio([(_latency(r["baseline"]), _latency(r)) for r in compressed]),
+            "speedup": _ratio([(median_latency(r["baseline"]), median_latency(r)) for r in compressed]),
             "size_ratio": _ratio([(r.get("size_bytes"), r["baseline"].get("size_bytes")) for r in compressed]),
             "gzip_ratio": _ratio([(r.get("gzip_bytes"), r["baseline"].get("gzip_bytes")) for r in compressed]),
         }
@@ -288,7 +275,7 @@ def aggregate(key: RowKey, records: list[dict[str, Any]]) -> Row:
         metric=metric,
         seeds=tuple(r["seed"] for r in records),
         accuracy_pct=Stat.of(_accuracy(r["metrics"], metric) for r in records),
-        latency_ms=Stat.of(_latency(r) for r in records),
+        latency_ms=Stat.of(median_latency(r) for r in records),
         size_bytes=Stat.of(r.get("size_bytes") for r in records),
         gzip_bytes=Stat.of(r.get("gzip_bytes") for r in records),
         compression_time_s=Stat.of((r.get("compression") or {}).get("time_s") for r in records),

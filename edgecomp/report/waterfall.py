@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from edgecomp.report.comparison import LATENCY_STAT
+from edgecomp.report.comparison import LATENCY_STAT, median_latency, ratio, runtime_text
 
 # The task's metrics in the waterfall: the headline accuracy, then what a detector is judged on besides.
 WATERFALL_METRICS = {"classification": ("top1",), "detection": ("map", "map_small")}
@@ -32,19 +32,6 @@ def _cell(values: Sequence[float | None], form: Callable[[float], str]) -> str:
         return "-"
     mean, std = stat
     return form(mean) if std is None else f"{form(mean)} ± {form(std).lstrip('+')}"
-
-
-def _latency(measured: dict[str, Any]) -> float | None:
-    return (measured.get("latency_ms") or {}).get(LATENCY_STAT)
-
-
-def _runtime(measured: dict[str, Any]) -> str:
-    runtime = measured.get("runtime") or {}
-    return " ".join(str(runtime[key]) for key in ("runtime", "precision") if runtime.get(key)) or "-"
-
-
-def _ratio(after: float | None, before: float | None) -> float | None:
-    return None if after is None or not before else after / before
 
 
 def _metric(measured: dict[str, Any], key: str) -> float | None:
@@ -82,7 +69,7 @@ def waterfall_table(records: Sequence[dict[str, Any]]) -> str:
 
     def row(name: str, compressor: str, group: list[tuple[dict, dict | None, dict | None]]) -> list[str]:
         """`group`: (measured, previous, original) per seed."""
-        cells = [name, compressor, _runtime(group[0][0])]
+        cells = [name, compressor, runtime_text(group[0][0])]
         for key in metrics:
             cells.append(_cell([_metric(m, key) for m, _, _ in group], lambda v: f"{v:.2f}"))
             for side in (1, 2):
@@ -93,21 +80,22 @@ def waterfall_table(records: Sequence[dict[str, Any]]) -> str:
                     for item in group
                 ]
                 cells.append(_cell(deltas, lambda v: f"{v:+.2f}") if group[0][side] is not None else "")
-        cells.append(_cell([_latency(m) for m, _, _ in group], lambda v: f"{v:.2f}"))
+        cells.append(_cell([median_latency(m) for m, _, _ in group], lambda v: f"{v:.2f}"))
         for side in (1, 2):
             speedups = [
-                None if item[side] is None else _ratio(_latency(item[side]), _latency(item[0])) for item in group
+                None if item[side] is None else ratio(median_latency(item[side]), median_latency(item[0]))
+                for item in group
             ]
             cells.append(_cell(speedups, lambda v: f"{v:.2f}x") if group[0][side] is not None else "")
         cells.append(_cell([None if m.get("size_bytes") is None else m["size_bytes"] / MB for m, _, _ in group],
                            lambda v: f"{v:.2f}"))  # fmt: skip
-        sizes = [None if o is None else _ratio(m.get("size_bytes"), o.get("size_bytes")) for m, _, o in group]
+        sizes = [None if o is None else ratio(m.get("size_bytes"), o.get("size_bytes")) for m, _, o in group]
         cells.append(_cell(sizes, lambda v: f"{v:.2f}x") if group[0][2] is not None else "")
         cells.append(_cell([None if m.get("params") is None else m["params"] / 1e6 for m, _, _ in group],
                            lambda v: f"{v:.3f}"))  # fmt: skip
         cells.append(_cell([None if m.get("flops") is None else m["flops"] / 1e6 for m, _, _ in group],
                            lambda v: f"{v:.1f}"))  # fmt: skip
-        flops = [None if o is None else _ratio(m.get("flops"), o.get("flops")) for m, _, o in group]
+        flops = [None if o is None else ratio(m.get("flops"), o.get("flops")) for m, _, o in group]
         cells.append(_cell(flops, lambda v: f"{v:.2f}x") if group[0][2] is not None else "")
         return cells
 
