@@ -53,12 +53,14 @@ def train_then_compress(
     results: Path, data_dir: Path, preset: str, compressors: tuple[str, ...]
 ) -> tuple[list[str], dict, dict[str, dict]]:
     """`experiment=<preset>` trained once by train.py, then compressed by each compressor from its checkpoint, as a
-    user would run them: (the overrides they shared, the trained record, {compressor: its record})."""
+    user would run them: (the overrides they shared, the trained record, {compressor: its record}). A compressor
+    is its name, optionally followed by overrides (e.g. "ptq_int8 compressor.mixed_precision=latency")."""
     common = [f"experiment={preset}", f"paths.results={results}", f"paths.data={data_dir}", "logger=none"]
     run_cli("train.py", *common)
     (trained,) = read_jsonl(results / "records.jsonl")
-    for compressor in compressors:
-        run_cli("compress.py", *common, f"compressor={compressor}", f"checkpoint={trained['checkpoint']}")
+    for compressor in compressors:  # a compressor's name, then any overrides of its settings
+        name, *settings = compressor.split()
+        run_cli("compress.py", *common, f"compressor={name}", *settings, f"checkpoint={trained['checkpoint']}")
     _, *compressed = read_jsonl(results / "records.jsonl")
     return common, trained, dict(zip(compressors, compressed, strict=True))
 

@@ -97,6 +97,9 @@ def test_ptq_int8_benchmark_measures_fp32_and_int8_in_one_run(tmp_path, data_dir
         f"{row['int8_top1']:.3f}",
         f"{row['drop_points']:.2f}",
         f"{row['size_ratio']:.2f}x",
+        "int8",  # the file written: full INT8 (no mixed precision in this variant)
+        "-",
+        "-",
     ]
 
 

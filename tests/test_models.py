@@ -27,7 +27,7 @@ def test_every_model_option_is_a_classifier_or_a_detector():
     assert sorted(p.stem for p in (CONF / "teacher").glob("*.yaml")) == CONFIGURED
 
 
-def test_the_six_benchmark_models_are_configured():
+def test_the_six_benchmark_models_and_the_int8_reference_are_configured():
     assert MODELS == sorted(
         [
             "mobilenetv3_small_100",
@@ -36,6 +36,7 @@ def test_the_six_benchmark_models_are_configured():
             "efficientnet_b3",
             "densenet169",
             "densenet201",
+            "resnet50",  # benchmarks.ptq_int8's dense-convolution reference
         ]
     )
 

@@ -1,7 +1,9 @@
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from edgecomp.data.sampling import EpochShuffleSampler, SeededSamples
+from edgecomp.data.detection.datamodule import DetectionDataModule
+from edgecomp.data.detection.index import DetectionIndex
+from edgecomp.data.sampling import EpochShuffleSampler, SeededSamples, held_out_indices
 
 
 class RandomItems(Dataset):
@@ -46,3 +48,26 @@ def test_loading_a_sample_leaves_the_global_generator_alone():
     torch.manual_seed(0)
     SeededSamples(RandomItems())[(4, 123)]
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_held_out_images_are_apart_from_the_calibration_draw_while_both_fit():
+    size, seed = 50, 7
+    calibration = set(torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:20].tolist())
+    held_out = held_out_indices(size, 30, seed)
+    assert len(set(held_out)) == 30 and not calibration & set(held_out)
+    assert held_out_indices(size, 30, seed) == held_out  # drawn by the seed alone
+    assert set(held_out_indices(size, 60, seed)) == set(range(size))  # more than the split: all of it
+
+
+def test_a_held_out_detection_split_carries_the_ground_truth_of_its_training_images():
+    index = DetectionIndex(categories=[{"id": 3, "name": "a"}, {"id": 5, "name": "b"}])
+    for image_id in range(10):
+        index.images.append({"id": image_id, "file_name": f"{image_id}.jpg", "width": 64, "height": 64})
+        index.add_box(image_id, 3 if image_id % 2 else 5, 1, 1, 10, 10)
+    module = DetectionDataModule(lambda split: index, {"train": "train", "val": "val"}, num_classes=2, image_size=32)
+    held = module.held_out(4)
+    assert module.eval_split == "val" and held.eval_split == "train (held out)"
+    ids = {image["id"] for image in held.eval_index.images}
+    assert len(ids) == 4 and {a["image_id"] for a in held.eval_index.annotations} == ids
+    assert held.category_ids == module.category_ids == [3, 5]
+    assert module.eval_index is not held.eval_index  # the original keeps its evaluation split

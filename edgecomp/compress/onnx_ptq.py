@@ -43,8 +43,8 @@ class OnnxPostTrainingQuantization(Compressor):
     def compress(self, model: nn.Module, context: CompressionContext) -> ExportedModel:
         fp32 = self._fp32_file(model, context)
         path = context.work_dir / self.file_name
-        self.quantize(fp32, path, context)
-        return ExportedModel(source=model, path=path, runtime=OnnxRuntime(), precision=self.precision)
+        precision = self.quantize(model, fp32, path, context)
+        return ExportedModel(source=model, path=path, runtime=OnnxRuntime(), precision=precision)
 
     def deploy_baseline(self, model: nn.Module, context: CompressionContext) -> ExportedModel:
         return ExportedModel(
@@ -52,8 +52,10 @@ class OnnxPostTrainingQuantization(Compressor):
         )
 
     @abstractmethod
-    def quantize(self, fp32: Path, output: Path, context: CompressionContext) -> None:
-        """Write the quantized model to `output` from the FP32 file `fp32` (atomically: complete or absent)."""
+    def quantize(self, model: nn.Module, fp32: Path, output: Path, context: CompressionContext) -> str:
+        """Write the quantized model to `output` from the FP32 file `fp32` exported from `model` (atomically:
+        complete or absent); returns the precision of what it wrote (`precision`, or "fp32" where a quantizer found
+        that nothing pays for lower precision)."""
 
     def _fp32_file(self, model: nn.Module, context: CompressionContext) -> Path:
         # Exported once per compression (the dynamo exporter takes seconds to tens of seconds) and reused by

@@ -14,6 +14,7 @@ from typing import Any
 
 import onnx
 import onnx_ir as ir
+import torch.nn as nn
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from edgecomp.compress.context import CompressionContext
@@ -43,7 +44,7 @@ class Fp16Quantization(OnnxPostTrainingQuantization):
     precision = "fp16"
     file_name = "fp16.onnx"
 
-    def quantize(self, fp32: Path, output: Path, context: CompressionContext) -> None:
+    def quantize(self, model: nn.Module, fp32: Path, output: Path, context: CompressionContext) -> str:
         converted = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
         drop_repeated_casts(converted)
         # The converter appends the input/output casts at the end of the node list; ONNX requires the nodes in
@@ -58,6 +59,7 @@ class Fp16Quantization(OnnxPostTrainingQuantization):
             os.replace(tmp, output)
         finally:
             tmp.unlink(missing_ok=True)
+        return self.precision
 
     def settings(self) -> dict[str, Any]:
         return {"precision": self.precision, "format": "onnx", "runtime": "onnxruntime"}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
+import torch.nn as nn
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -46,6 +48,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgecomp.compress.context import CompressionContext
+from edgecomp.compress.int8_mixed_precision import LatencyChosenPrecision
 from edgecomp.compress.onnx_ptq import OnnxPostTrainingQuantization
 from edgecomp.errors import ConfigError
 
@@ -63,6 +66,7 @@ AUTO_CANDIDATES = ("mean_minmax", "minmax")
 # tensor's per-image minimum and maximum over the calibration images.
 MEAN_MINMAX_OPTIONS = {"CalibMovingAverage": True}
 CALIBRATION_BATCH = 16
+MIXED_PRECISION = (None, "latency")
 
 
 class ImageBatches(CalibrationDataReader):
@@ -143,6 +147,11 @@ class Int8Quantization(OnnxPostTrainingQuantization):
         op_types: list[str] | None = None,
         reduce_range: bool = False,
         exclude_depthwise: bool = False,
+        mixed_precision: str | None = None,
+        max_drop: float = 1.0,
+        accuracy_images: int = 512,
+        profile_images: int = 8,
+        profile_runs: int = 20,
     ) -> None:
         super().__init__(name)
         for key, value, allowed in (
@@ -155,6 +164,23 @@ class Int8Quantization(OnnxPostTrainingQuantization):
                 raise ConfigError(f"compressor.{key}={value!r}: expected one of {sorted(allowed)}")
         if calib_images < 1:
             raise ConfigError(f"compressor.calib_images={calib_images}: expected at least 1 calibration image")
+        if mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(
+                f"compressor.mixed_precision={mixed_precision!r}: expected null (every node ONNX Runtime can quantize "
+                "in INT8) or latency (INT8 only where it is faster than FP32 on the device's runtime)"
+            )
+        if not isinstance(max_drop, (int, float)) or isinstance(max_drop, bool) or max_drop < 0:
+            raise ConfigError(
+                f"compressor.max_drop={max_drop}: expected the accuracy the mixed-precision file may lose, in points "
+                "of top-1 / mAP50-95 (>= 0, e.g. 1.0)"
+            )
+        for key, value in (
+            ("accuracy_images", accuracy_images),
+            ("profile_images", profile_images),
+            ("profile_runs", profile_runs),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"compressor.{key}={value}: expected a whole number >= 1")
         self.calib_images = calib_images
         self.format = format
         self.per_channel = per_channel
@@ -164,25 +190,64 @@ class Int8Quantization(OnnxPostTrainingQuantization):
         self.op_types = list(op_types) if op_types else None
         self.reduce_range = reduce_range
         self.exclude_depthwise = exclude_depthwise
+        self.mixed_precision = mixed_precision
+        self.max_drop = float(max_drop)
+        self.accuracy_images = accuracy_images
+        self.profile_images = profile_images
+        self.profile_runs = profile_runs
         self.calibration_choice: dict[str, Any] = {}  # what `auto` measured and kept, once a file is made
+        self.mixed_precision_report: dict[str, Any] = {}  # what mixed_precision=latency measured and chose
 
-    def quantize(self, fp32: Path, output: Path, context: CompressionContext) -> None:
-        self.quantize_file(fp32, output, context.datamodule.calibration_images(self.calib_images))
+    def quantize(self, model: nn.Module, fp32: Path, output: Path, context: CompressionContext) -> str:
+        calibration = context.datamodule.calibration_images(self.calib_images)
+        if self.mixed_precision is None:
+            self.quantize_file(fp32, output, calibration)
+            return self.precision
+        choice = LatencyChosenPrecision(
+            self, self.max_drop, self.accuracy_images, self.profile_images, self.profile_runs
+        )
+        self.mixed_precision_report = choice.run(model, fp32, output, calibration, context)
+        return choice.precision
 
     def quantize_file(self, fp32: Path, output: Path, calibration: torch.Tensor) -> None:
         """Quantize the FP32 ONNX file `fp32` into `output`, calibrating on the image batch `calibration`."""
-        images = calibration.numpy().astype(np.float32)
-        methods = AUTO_CANDIDATES if self.calibrate_method == AUTO else (self.calibrate_method,)
         with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
-            prepared = Path(scratch) / "prepared.onnx"
-            # ONNX Runtime's symbolic shape inference (there for transformers' dynamic dimensions) does not complete
-            # on a detector's graph (YOLOv8's); ONNX's own shape inference, which still runs, is what convolutional
-            # networks need.
-            single_output = len(onnx.load(str(fp32), load_external_data=False).graph.output) == 1
-            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=not single_output)
-            candidates = {method: Path(scratch) / f"{method}.onnx" for method in methods}
-            for method, path in candidates.items():
-                self._quantize_static(prepared, path, images, method)
+            prepared = self.preprocess(fp32, Path(scratch) / "prepared.onnx")
+            self.quantize_prepared(prepared, fp32, output, calibration)
+
+    @staticmethod
+    def preprocess(fp32: Path, prepared: Path) -> Path:
+        """ONNX Runtime's pre-processing of `fp32` into `prepared`: the graph the quantizer sees (its node names are
+        the quantized file's)."""
+        # ONNX Runtime's symbolic shape inference (there for transformers' dynamic dimensions) does not complete on a
+        # detector's graph (YOLOv8's); ONNX's own shape inference, which still runs, is what convolutional networks
+        # need.
+        single_output = len(onnx.load(str(fp32), load_external_data=False).graph.output) == 1
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=not single_output)
+        return prepared
+
+    def quantize_prepared(
+        self,
+        prepared: Path,
+        fp32: Path,
+        output: Path,
+        calibration: torch.Tensor,
+        excluded: Sequence[str] = (),
+        method: str | None = None,
+    ) -> str:
+        """Quantize the pre-processed file `prepared` into `output`, leaving the nodes `excluded` in FP32, with the
+        calibration method `method` (None: the configured one; `auto` compares its candidates against the FP32
+        file `fp32`). Returns the calibration method used."""
+        images = calibration.numpy().astype(np.float32)
+        if method is not None:
+            methods: tuple[str, ...] = (method,)
+        else:
+            methods = AUTO_CANDIDATES if self.calibrate_method == AUTO else (self.calibrate_method,)
+        single_output = len(onnx.load(str(prepared), load_external_data=False).graph.output) == 1
+        with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
+            candidates = {name: Path(scratch) / f"{name}.onnx" for name in methods}
+            for name, path in candidates.items():
+                self._quantize_static(prepared, path, images, name, excluded)
             chosen = methods[0]
             if len(candidates) > 1:
                 # A classifier (one output, the logits): how often the top-1 class agrees; a detector: how close
@@ -193,16 +258,19 @@ class Int8Quantization(OnnxPostTrainingQuantization):
                     else (output_cosine, "calibration_output_cosine")
                 )
                 reference = _outputs(fp32, images)  # the FP32 file's outputs, computed once for every candidate
-                agreement = {method: measure(reference, _outputs(path, images)) for method, path in candidates.items()}
+                agreement = {name: measure(reference, _outputs(path, images)) for name, path in candidates.items()}
                 chosen = max(methods, key=agreement.get)  # the first listed on a tie
                 self.calibration_choice = {"calibrate_method_used": chosen, key: agreement}
             onnx.checker.check_model(str(candidates[chosen]))
             os.replace(candidates[chosen], output)
+        return chosen
 
-    def _quantize_static(self, prepared: Path, output: Path, images: np.ndarray, method: str) -> None:
+    def _quantize_static(
+        self, prepared: Path, output: Path, images: np.ndarray, method: str, also_excluded: Sequence[str] = ()
+    ) -> None:
         model = onnx.load(str(prepared))
         input_name = model.graph.input[0].name
-        excluded = depthwise_convolutions(model) if self.exclude_depthwise else []
+        excluded = [*(depthwise_convolutions(model) if self.exclude_depthwise else []), *also_excluded]
         mean_minmax = method == "mean_minmax"
         options: dict[str, Any] = {}
         if len(model.graph.output) == 1:  # a classifier's logits: its last layer's output stays FP32
@@ -240,7 +308,12 @@ class Int8Quantization(OnnxPostTrainingQuantization):
             "op_types": self.op_types,
             "reduce_range": self.reduce_range,
             "exclude_depthwise": self.exclude_depthwise,
+            "mixed_precision": self.mixed_precision,
+            "max_drop": self.max_drop,
+            "accuracy_images": self.accuracy_images,
+            "profile_images": self.profile_images,
+            "profile_runs": self.profile_runs,
         }
 
     def results(self) -> dict[str, Any]:
-        return dict(self.calibration_choice)
+        return {**self.calibration_choice, **self.mixed_precision_report}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from edgecomp.data.sampling import first_images, sampled_images, seeded_train_loader
+from edgecomp.data.sampling import first_images, held_out_indices, sampled_images, seeded_train_loader
 from edgecomp.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
 
@@ -75,3 +77,12 @@ class ClassificationDataModule(pl.LightningDataModule):
     def fixed_images(self, count: int) -> torch.Tensor:
         """The first `count` evaluation images (cycled if the split is smaller): the latency protocol's set."""
         return first_images(self.eval_set, count, self.eval_split)
+
+    def held_out(self, count: int) -> ClassificationDataModule:
+        """A copy whose evaluation split is `count` training images drawn by the seed (see held_out_indices),
+        prepared as for evaluation: a labelled set for decisions a compressor takes, never the evaluation split."""
+        training = self.source.dataset(self.train_split, self.eval_tf)
+        held = copy.copy(self)
+        held._eval = Subset(training, held_out_indices(len(training), count, self.seed))
+        held.eval_split = f"{self.train_split} (held out)"
+        return held

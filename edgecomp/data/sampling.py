@@ -93,6 +93,15 @@ def first_images(dataset: Dataset, count: int, split: str) -> torch.Tensor:
     return torch.stack([dataset[i][0] for i in indices])
 
 
+def held_out_indices(size: int, count: int, seed: int) -> list[int]:
+    """`count` positions out of `size` drawn by `seed` from the end of the permutation that `sampled_images` draws
+    from the start: a set apart from a calibration set of the same seed as long as the two fit in the split."""
+    if size == 0:
+        raise DatasetError("the split is empty: no images to hold out")
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    return sorted(order[-count:].tolist())
+
+
 def sampled_images(dataset: Dataset, count: int, seed: int) -> torch.Tensor:
     """The images of `count` items drawn without replacement by `seed` (all of them if there are fewer), stacked:
     e.g. a quantizer's calibration set, which the first items of a class-sorted split would not represent."""

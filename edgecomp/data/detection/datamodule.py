@@ -14,6 +14,7 @@ Training order and augmentation follow (seed, epoch) alone, as for classificatio
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,7 +28,7 @@ from edgecomp.data.detection.dataset import DetectionDataset
 from edgecomp.data.detection.index import DetectionIndex
 from edgecomp.data.detection.letterbox import letterbox
 from edgecomp.data.detection.visdrone import split_into_patches
-from edgecomp.data.sampling import first_images, sampled_images, seeded_train_loader
+from edgecomp.data.sampling import first_images, held_out_indices, sampled_images, seeded_train_loader
 from edgecomp.errors import ConfigError, DatasetError
 
 AUGMENTS = ("none", "flip")
@@ -201,3 +202,19 @@ class DetectionDataModule(pl.LightningDataModule):
     def fixed_images(self, count: int) -> torch.Tensor:
         """The first `count` evaluation images (cycled if the split is smaller), letterboxed: the latency set."""
         return first_images(self.eval_set(), count, self.eval_split)
+
+    def held_out(self, count: int) -> DetectionDataModule:
+        """A copy whose evaluation split is `count` training images drawn by the seed (see held_out_indices), with
+        their ground truth: a labelled set for decisions a compressor takes, never the evaluation split."""
+        training = self.train_index
+        chosen = [training.images[i] for i in held_out_indices(len(training.images), count, self.seed)]
+        ids = {image["id"] for image in chosen}
+        held = copy.copy(self)
+        _ = self.category_ids  # read from the evaluation split, which the copy keeps as its label space
+        held._eval_index = DetectionIndex(
+            images=chosen,
+            annotations=[a for a in training.annotations if a["image_id"] in ids],
+            categories=training.categories,
+        )
+        held.eval_split = f"{self.train_split} (held out)"
+        return held

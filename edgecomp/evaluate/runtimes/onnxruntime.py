@@ -35,6 +35,22 @@ from edgecomp.models.fingerprint import weights_fingerprint
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
+def session_options(device, layout_optimizations: bool = True, allow_spinning: bool = True) -> ort.SessionOptions:
+    """The session settings of a deployment on `device` (a TargetDevice): its intra-op threads, one inter-op
+    thread, every graph optimisation (or all but the layout ones); idle threads spin unless `allow_spinning` is off."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = device.threads or 0  # 0 = ORT's default
+    options.inter_op_num_threads = 1
+    if not allow_spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if layout_optimizations
+        else ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    )
+    return options
+
+
 class OnnxRuntimePredictor(Predictor):
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
@@ -117,15 +133,6 @@ class OnnxRuntime(Runtime):
                 f"device={device.name} needs ONNX Runtime's {provider}, but this onnxruntime {ort.__version__} "
                 f"has only {available}. Install onnxruntime-gpu, or use accelerator=cpu."
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = device.threads or 0  # 0 = ORT's default
-        options.inter_op_num_threads = 1
-        if not self.allow_spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            if self.layout_optimizations
-            else ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        )
+        options = session_options(device, self.layout_optimizations, self.allow_spinning)
         session = ort.InferenceSession(str(path), options, providers=[provider])
         return OnnxRuntimePredictor(session)
