@@ -9,10 +9,12 @@ called step by step, see FastNASPruning.search):
    which layers' channel counts must change together, and lets each such group keep a share of its channels
    (`channel_ratios`, by default ModelOpt's 0.05, 0.10, ..., 1.0) rounded to a multiple of `channel_divisor`:
    ModelOpt's per-layer `channel_divisor` / `feature_divisor` rules of the "fastnas" mode, all set to this value.
-   It is the search-space granularity: hardware runs channel counts that are multiples of 8 or 32 best, so it
-   decides whether fewer FLOPs become less latency (and a coarse one leaves small models little to prune: YOLOv8n
-   at 32 cannot go below ~66 % of its FLOPs). `search_layers` limits the rules to the modules it names (ModelOpt's
-   name patterns); the others keep their width.
+   It is the search-space granularity: a runtime runs channel counts that are multiples of its blocks best (ONNX
+   Runtime's NCHWc: 16 floats with AVX-512, 8 with AVX2), so it decides whether fewer FLOPs become less latency (and
+   a coarse one leaves small models little to prune: YOLOv8n at 32 cannot go below ~66 % of its FLOPs). null (the
+   default): the device profile's `channel_divisor`, measured by benchmarks.channel_divisor; check() and the search
+   both use the resolved value, which the record gives (`channel_divisor_used`). `search_layers` limits the rules
+   to the modules it names (ModelOpt's name patterns); the others keep their width.
 2. BatchNorm recalibration. A narrower layer changes the statistics its BatchNorm sees, so before each candidate is
    scored ModelOpt re-estimates every BatchNorm's running statistics for the candidate (its patched `model.eval()`
    does it) from a queue of training batches that `data_loader` fills once. The queue holds exactly
@@ -24,10 +26,18 @@ called step by step, see FastNASPruning.search):
    alone keeps fewer channels, for each of its choices (the score: `score_metric` on the evaluation split, by the
    run's own evaluator: COCO mAP50-95 for a detector, top-1 for a classifier, unless set). It then binary-searches
    one threshold on that drop so that the subnet keeping, in every group, the fewest channels whose drop stays
-   under the threshold fits `flops` (a share of the baseline's FLOPs as ModelOpt counts them: torchprofile,
-   BatchNorm excluded; the record also gives edgecomp's own count before and after). The sensitivities are written
-   to a search checkpoint in the run's artifacts folder after each group, so a killed search resumes where it
-   stopped (the checkpoint is named after the baseline's weights: another baseline starts afresh).
+   under the threshold fits the budget: `flops` (`constraint: flops`, the default: a share of the baseline's FLOPs
+   as ModelOpt counts them: torchprofile, BatchNorm excluded; the record also gives edgecomp's own count before and
+   after), or `latency` (`constraint: latency`: a share of the unpruned network's latency on the device's runtime).
+   ModelOpt's own latency constraint measures only three subnets, with its own ONNX Runtime client (default threads,
+   random inputs, profiler on), and interpolates every other subnet's latency from its FLOPs, so as shipped it is a
+   FLOPs search; edgecomp plugs its own measurement into ModelOpt's searcher instead (edgecomp.compress.
+   fastnas_latency): every distinct subnet deployed by the device's runtime and timed with the latency protocol at
+   the device's threads and batch size (`latency_protocol`: fewer images and runs than a record's). The record's
+   `fastnas.latency` gives the budget and the unpruned network in ms and the chosen subnet's ms as the search timed
+   it. The sensitivities are written to a search checkpoint in the run's artifacts folder after each group, so a
+   killed search resumes where it stopped (the checkpoint is named after the baseline's weights: another baseline
+   starts afresh).
 4. The chosen subnet is exported as a plain nn.Module with fewer channels, fine-tuned for `epochs` (the report: 50)
    with the task's LightningModule and the run's optimizer at the constant `lr`, and saved with
    modelopt.torch.opt.save (`save`). `evaluate.py checkpoint=<that file>` restores it into a fresh model with
@@ -45,13 +55,15 @@ ratio stands next to the FLOPs ratio (the report's point: -34 % FLOPs gave -19.6
 
 Where the report is silent: how the score is computed (here the task's validation metric, the ModelOpt docs'
 recommendation), the fine-tune's learning rate (here the run optimizer at a constant, low `lr`, as for
-prune_unstructured: the pruned network keeps its trained weights), the channel divisor (ModelOpt's default 32).
-One departure from ModelOpt's searcher: when its bisection ends without a subnet within the budget (it never tries
-its interval's upper end), the search space's smallest subnet is taken (see FastNASPruning.search).
+prune_unstructured: the pruned network keeps its trained weights), the channel divisor (the device profile's
+measured one; ModelOpt's default is 32). Two departures from ModelOpt's searcher: when its bisection ends without a
+subnet within the budget (it never tries its interval's upper end), the search space's smallest subnet is taken (see
+FastNASPruning.search); a latency budget is checked against measurements, never interpolated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import math
@@ -59,9 +71,9 @@ import numbers
 import re
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -72,9 +84,12 @@ from edgecomp.compress.base import Compressor
 from edgecomp.compress.context import CompressionContext
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
+from edgecomp.evaluate.device import DEFAULT_CHANNEL_DIVISOR, TargetDevice
 from edgecomp.evaluate.evaluator import ACCURACY_METRIC
 from edgecomp.evaluate.flops import count_flops, count_params
+from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor
+from edgecomp.models.detection.base import DetectorAdapter
 from edgecomp.models.fingerprint import weights_fingerprint
 from edgecomp.models.modelopt_artifact import (
     VIEW_PREFIX,
@@ -83,6 +98,9 @@ from edgecomp.models.modelopt_artifact import (
     report_modelopt_warnings,
     save_artifact,
 )
+
+if TYPE_CHECKING:
+    from edgecomp.compress.fastnas_latency import SubnetLatency
 
 log = logging.getLogger("edgecomp")
 
@@ -97,6 +115,14 @@ UNSEARCHABLE = {
 }
 SEARCH_CHECKPOINT = "fastnas_search-{fingerprint}.pth"
 BUDGET_TOLERANCE = 0.005  # of the baseline's FLOPs: how far above the budget check() still lets a search space pass
+# Of the budget: how far above it check() still lets the smallest subnet's latency pass. check() times a model with
+# random weights once, on a machine whose other work it does not control; the search measures again and says so.
+LATENCY_TOLERANCE = 0.10
+# What the budget binds: `flops` (ModelOpt's count) or `latency` (measured on the device's runtime).
+CONSTRAINTS = ("flops", "latency")
+# The search's latency protocol (compressor.latency_protocol): fewer images and runs than a record's, since every
+# distinct subnet the search meets is deployed and timed.
+SEARCH_LATENCY_PROTOCOL = {"images": 16, "runs": 5, "warmup": 1}
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -151,20 +177,47 @@ class ValidationScore:
         return value if math.isfinite(value) else 0.0  # COCO's -1/NaN for "no such objects": nothing found
 
 
-def flops_share(flops: float | str) -> float:
-    """`flops` as a fraction of the baseline's: "66%" or 0.66 are both 0.66."""
-    if isinstance(flops, str) and (match := _PERCENT.match(flops)):
+def budget_share(value: float | str, key: str = "flops", example: int = 66) -> float:
+    """compressor.<key> (the pruned model's FLOPs or latency as a share of the baseline's) as a fraction: "66%" or
+    0.66 are both 0.66."""
+    if isinstance(value, str) and (match := _PERCENT.match(value)):
         share = float(match.group(1)) / 100
-    elif _is_number(flops):
-        share = float(flops)
+    elif _is_number(value):
+        share = float(value)
     else:
         share = math.nan
     if not 0 < share < 1:
+        what = "FLOPs" if key == "flops" else "latency on the device"
         raise ConfigError(
-            f"compressor.flops={flops}: expected the pruned model's FLOPs as a share of the baseline's, a percentage "
-            "below 100 (e.g. 66%) or a fraction between 0 and 1 (e.g. 0.66)"
+            f"compressor.{key}={value}: expected the pruned model's {what} as a share of the baseline's, a percentage "
+            f"below 100 (e.g. {example}%) or a fraction between 0 and 1 (e.g. {example / 100:g})"
         )
     return share
+
+
+def flops_share(flops: float | str) -> float:
+    """`flops` as a fraction of the baseline's: "66%" or 0.66 are both 0.66."""
+    return budget_share(flops, "flops", 66)
+
+
+def search_latency_protocol(settings: Mapping[str, Any] | None) -> LatencyProtocol:
+    """compressor.latency_protocol (images, runs, warmup; each defaults to SEARCH_LATENCY_PROTOCOL's) as a
+    LatencyProtocol."""
+    expected = (
+        f"expected a mapping of {', '.join(SEARCH_LATENCY_PROTOCOL)} (the latency protocol of each subnet the search "
+        f"times: images >= 1, runs >= 2, warmup >= 0), e.g. {SEARCH_LATENCY_PROTOCOL}"
+    )
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, Mapping) or set(settings) - set(SEARCH_LATENCY_PROTOCOL):
+        raise ConfigError(f"compressor.latency_protocol={settings}: {expected}")
+    merged = {**SEARCH_LATENCY_PROTOCOL, **settings}
+    if not all(_is_whole(value) for value in merged.values()):
+        raise ConfigError(f"compressor.latency_protocol={dict(settings)}: {expected}")
+    try:
+        return LatencyProtocol(**merged)
+    except ConfigError as err:
+        raise ConfigError(f"compressor.latency_protocol={dict(settings)}: {expected}") from err
 
 
 def search_space_rules(
@@ -200,9 +253,12 @@ def _ratio(after: float, before: float) -> float | None:
 
 
 class FastNASPruning(Compressor):
-    """Search a subnet with at most `flops` of the baseline's FLOPs (ModelOpt FastNAS), then fine-tune it.
+    """Search a subnet with at most `flops` of the baseline's FLOPs, or (`constraint` latency) at most `latency` of
+    its latency measured on the device's runtime (ModelOpt FastNAS), then fine-tune it.
 
-    `channel_divisor`: the search-space granularity (channel counts are multiples of it); `channel_ratios`: the
+    `latency_protocol`: how the search times each subnet (images, runs, warmup; see fastnas_latency);
+    `channel_divisor`: the search-space granularity (channel counts are multiples of it; null: the device profile's
+    `channel_divisor`, a measurement of what its runtime runs fast); `channel_ratios`: the
     shares of its channels a layer may keep (null: ModelOpt's 0.05 steps; fewer choices, fewer scores to compute:
     the search scores every choice of every searchable layer once); `search_layers`: module-name patterns of the
     layers the search may narrow (null: all; e.g. to keep a detection head whole); `epochs` of fine-tuning
@@ -217,20 +273,33 @@ class FastNASPruning(Compressor):
         self,
         name: str,
         flops: float | str = "66%",
-        channel_divisor: int = 32,
+        channel_divisor: int | None = None,
         channel_ratios: list[float] | None = None,
         search_layers: list[str] | None = None,
         epochs: int = 5,
         lr: float = 0.005,
         score_metric: str | None = None,
         calibration_batch_size: int | None = None,
+        constraint: str = "flops",
+        latency: float | str = "70%",
+        latency_protocol: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__(name)
+        if constraint not in CONSTRAINTS:
+            raise ConfigError(
+                f"compressor.constraint={constraint}: expected flops (the budget is compressor.flops, a share of the "
+                "baseline's FLOPs) or latency (compressor.latency, a share of the baseline's latency measured on the "
+                "device's runtime)"
+            )
+        self.constraint = constraint
         self.flops_share = flops_share(flops)
-        if not _is_whole(channel_divisor) or channel_divisor < 1:
+        self.latency_share = budget_share(latency, "latency", 70)
+        self.latency_protocol = search_latency_protocol(latency_protocol)
+        if channel_divisor is not None and (not _is_whole(channel_divisor) or channel_divisor < 1):
             raise ConfigError(
                 f"compressor.channel_divisor={channel_divisor}: expected a whole number >= 1, the multiple every "
-                "pruned channel count is rounded to (ModelOpt's default 32; 8 or 16 leave small models more to prune)"
+                "pruned channel count is rounded to (null: the device profile's channel_divisor; ModelOpt's default is "
+                "32; 8 or 16 leave small models more to prune)"
             )
         if channel_ratios is not None:
             ratios = list(channel_ratios) if _is_sequence(channel_ratios) else []
@@ -257,7 +326,7 @@ class FastNASPruning(Compressor):
                 f"compressor.calibration_batch_size={calibration_batch_size}: expected a whole number of images >= 1 "
                 "(null: the training batch size)"
             )
-        self.channel_divisor = int(channel_divisor)
+        self.channel_divisor = None if channel_divisor is None else int(channel_divisor)
         self.channel_ratios = None if channel_ratios is None else tuple(sorted(float(r) for r in channel_ratios))
         self.search_layers = None if search_layers is None else tuple(str(p) for p in search_layers)
         self.epochs = int(epochs)
@@ -269,8 +338,18 @@ class FastNASPruning(Compressor):
 
     @property
     def flops_target(self) -> str:
-        """The constraint as ModelOpt takes it: a percentage of the original model's FLOPs."""
+        """The FLOPs constraint as ModelOpt takes it: a percentage of the original model's FLOPs."""
         return f"{100 * self.flops_share:g}%"
+
+    @property
+    def latency_target(self) -> str:
+        return f"{100 * self.latency_share:g}%"
+
+    def divisor_for(self, device_divisor: int | None) -> int:
+        """The channel divisor the search space uses: compressor.channel_divisor, or else the device profile's."""
+        if self.channel_divisor is not None:
+            return self.channel_divisor
+        return DEFAULT_CHANNEL_DIVISOR if device_divisor is None else int(device_divisor)
 
     def check(self, cfg: DictConfig) -> None:
         model = cfg.model.name
@@ -285,30 +364,68 @@ class FastNASPruning(Compressor):
                 f"compressor.score_metric={self.score_metric}: the {cfg.task} evaluator reports "
                 f"{', '.join(reported)} (null: {ACCURACY_METRIC[cfg.task]})"
             )
-        self._check_budget(cfg)
+        divisor = self.divisor_for(cfg.device.get("channel_divisor"))
+        if self.constraint == "flops":
+            self._check_budget(cfg, divisor)
+        else:
+            self._check_latency_budget(cfg, divisor)
 
-    def _check_budget(self, cfg: DictConfig) -> None:
+    def _check_budget(self, cfg: DictConfig, divisor: int) -> None:
         """The search space of the configured model (random weights: the space depends on the architecture alone)
         holds a subnet within the FLOPs budget, and ModelOpt finds something to search in it: ModelOpt's own
         conversion and two FLOPs counts, seconds, instead of a refusal after the baseline is trained."""
         size = int(cfg.dataset.image_size)
         dummy_input = torch.zeros(1, 3, size, size)
         view = ModelOptView(build(cfg.model)).eval()  # converted in eval mode, as compress() converts it
-        self._convert(view, cfg.model.name)
+        self._convert(view, cfg.model.name, divisor)
         # The smallest subnet's share by edgecomp's FLOPs count; ModelOpt's own (torchprofile, BatchNorm left out)
         # differs in the third digit, so a budget that close to the floor is left to the search, which says so too.
         smallest_share = self._smallest_share(view, dummy_input)
         if smallest_share > self.flops_share + BUDGET_TOLERANCE:
-            raise ConfigError(self._unreachable_budget(cfg.model.name, smallest_share))
+            raise ConfigError(self._unreachable_budget(cfg.model.name, smallest_share, divisor))
 
-    def _convert(self, view: ModelOptView, model_name: str) -> None:
-        """`view` converted in place into this compressor's FastNAS search space, or a ConfigError when ModelOpt
-        finds nothing to search in the model."""
+    def _check_latency_budget(self, cfg: DictConfig, divisor: int) -> None:
+        """The search space's smallest subnet runs within the latency budget on the device: the largest and the
+        smallest subnet of the configured model (random weights: a dense network's latency does not depend on them)
+        deployed and timed as the search times them, on random images. Seconds (two deployments), instead of a
+        refusal after the baseline is trained. Timing is noisy, so only a budget missed by more than
+        LATENCY_TOLERANCE is refused here; the search measures again with the trained weights."""
+        from modelopt.torch.nas.utils import sample
+
+        from edgecomp.compress.fastnas_latency import SubnetLatency
+
+        device = build(cfg.device)
+        model = build(cfg.model)
+        if device.runtime.runs_files and isinstance(model, DetectorAdapter) and not model.decodes_forward_outputs:
+            return  # the runtime cannot deploy it at all: the job's own check says so next (pipelines.common)
+        size = int(cfg.dataset.image_size)
+        view = ModelOptView(model).eval()
+        self._convert(view, cfg.model.name, divisor)
+        images = torch.rand(self.latency_protocol.images, 3, size, size, generator=torch.Generator().manual_seed(0))
+        latency = SubnetLatency(device, size, images, self.latency_protocol)
+        sample(view, max)
+        baseline_ms = latency(view)
+        sample(view, min)
+        smallest_ms = latency(view)
+        if smallest_ms > self.latency_share * baseline_ms * (1 + LATENCY_TOLERANCE):
+            raise ConfigError(
+                self._unreachable_latency(cfg.model.name, smallest_ms, baseline_ms, divisor, device)
+                + " (timed now with random weights, a budget missed by over "
+                f"{LATENCY_TOLERANCE:.0%})"
+            )
+
+    def _convert(self, view: ModelOptView, model_name: str, divisor: int | None = None) -> None:
+        """`view` converted in place into this compressor's FastNAS search space at channel divisor `divisor` (None:
+        compressor.channel_divisor, which must then be set), or a ConfigError when ModelOpt finds nothing to search
+        in the model."""
         import modelopt.torch.nas as mtn
         from modelopt.torch.opt.conversion import ApplyModeError
         from modelopt.torch.prune.pruning import PruneModeRegistry
 
-        mode = [("fastnas", search_space_rules(self.channel_divisor, self.channel_ratios, self.search_layers))]
+        divisor = divisor or self.channel_divisor
+        if divisor is None:
+            raise RuntimeError("FastNASPruning._convert needs the channel divisor the device profile resolves")
+        mode = [("fastnas", search_space_rules(divisor, self.channel_ratios, self.search_layers))]
         try:
             with modelopt_conversion(view):
                 mtn.convert(view, mode, registry=PruneModeRegistry)
@@ -318,13 +435,30 @@ class FastNASPruning(Compressor):
                 f"({str(err).splitlines()[0]})"
             ) from err
 
-    def _unreachable_budget(self, model_name: str, smallest_share: float) -> str:
+    def _search_space_words(self, divisor: int) -> str:
+        """The search-space settings a refusal names: the divisor (and where it came from) and the ratios."""
+        origin = "" if self.channel_divisor is not None else " (null: the device profile's)"
+        return f"compressor.channel_divisor={divisor}{origin}" + (
+            f" and compressor.channel_ratios={list(self.channel_ratios)}" if self.channel_ratios else ""
+        )
+
+    def _unreachable_budget(self, model_name: str, smallest_share: float, divisor: int) -> str:
         return (
             f"compressor.flops={self.flops_target}: model={model_name} cannot be pruned that far at "
-            f"compressor.channel_divisor={self.channel_divisor}"
-            + (f" and compressor.channel_ratios={list(self.channel_ratios)}" if self.channel_ratios else "")
-            + f": its smallest subnet keeps {smallest_share:.1%} of the FLOPs; raise compressor.flops or lower "
-            "compressor.channel_divisor (e.g. 16 or 8)"
+            f"{self._search_space_words(divisor)}: its smallest subnet keeps {smallest_share:.1%} of the FLOPs; raise "
+            "compressor.flops or lower compressor.channel_divisor (e.g. 16 or 8)"
+        )
+
+    def _unreachable_latency(
+        self, model_name: str, smallest_ms: float, baseline_ms: float, divisor: int, device: TargetDevice
+    ) -> str:
+        return (
+            f"compressor.latency={self.latency_target}: model={model_name} cannot be made that fast at "
+            f"{self._search_space_words(divisor)}: on device={device.name} ({device.runtime.name}, "
+            f"{device.threads or 'all'} threads, batch {device.batch_size}) its smallest subnet runs in "
+            f"{smallest_ms:.3g} ms per image, {smallest_ms / baseline_ms:.1%} of the unpruned network's "
+            f"{baseline_ms:.3g} ms; raise compressor.latency, lower compressor.channel_divisor or widen "
+            "compressor.search_layers"
         )
 
     def _check_search_layers(self, model: str, layer_names: list[str]) -> None:
@@ -343,12 +477,20 @@ class FastNASPruning(Compressor):
         size = context.image_size
         input_shape = (1, 3, size, size)
         metric = self.score_metric or ACCURACY_METRIC[context.task]
+        divisor = self.divisor_for(context.device.channel_divisor)
         before = {"params": count_params(model), "flops": count_flops(model, input_shape)}
         checkpoint = context.work_dir / SEARCH_CHECKPOINT.format(fingerprint=weights_fingerprint(model))
         resumed = checkpoint.exists()
         if resumed:
             log.info("fastnas: resuming the search from %s", checkpoint)
         batch_size = self.calibration_batch_size or int(context.datamodule.batch_size)
+        latency = None
+        if self.constraint == "latency":
+            from edgecomp.compress.fastnas_latency import SubnetLatency
+
+            # Timed on the first images of the evaluation split, the record's latency images
+            images = context.datamodule.fixed_images(self.latency_protocol.images)
+            latency = SubnetLatency(context.device, size, images, self.latency_protocol)
 
         device = context.device.torch_device
         # Converted in eval mode: in training mode ModelOpt's trace of YOLOv8 finds fewer searchable channels (its
@@ -356,7 +498,8 @@ class FastNASPruning(Compressor):
         view = ModelOptView(model).to(device).eval()
         score = ValidationScore(context, metric)
         start = time.perf_counter()
-        state = self.search(view, context, score, checkpoint, torch.zeros(input_shape, device=device), batch_size)
+        dummy_input = torch.zeros(input_shape, device=device)
+        state = self.search(view, context, score, checkpoint, dummy_input, batch_size, divisor, latency)
         search_time = time.perf_counter() - start
         view.cpu()
 
@@ -369,6 +512,7 @@ class FastNASPruning(Compressor):
 
         searched = state["sensitivity_map"]  # the searchable hparams, by name
         chosen = state["best"]["config"]
+        constraints = state["best"].get("constraints") or {}
         after = {"params": count_params(view.model), "flops": count_flops(view.model, input_shape)}
         self.view = view
         self.result = {
@@ -383,11 +527,13 @@ class FastNASPruning(Compressor):
                 "before": before["flops"],
                 "after": after["flops"],
                 "ratio": _ratio(after["flops"], before["flops"]),
-                "target": self.flops_share,
+                "target": self.flops_share if self.constraint == "flops" else None,
                 # ModelOpt's own count of the chosen subnet (torchprofile, BatchNorm excluded), which the target binds
-                "modelopt_after": (state["best"].get("constraints") or {}).get("flops"),
+                "modelopt_after": constraints.get("flops"),
             },
             "search": {
+                "constraint": self.constraint,
+                "channel_divisor": divisor,
                 "score_metric": metric,
                 "calibration_batch_size": batch_size,
                 "baseline_score": state.get("original_score"),
@@ -398,6 +544,19 @@ class FastNASPruning(Compressor):
             },
             "fine_tune_time_s": fine_tune_time,
         }
+        if latency is not None:
+            budget = state["latency_budget"]
+            self.result["latency"] = {
+                "constraint": "latency",
+                "share": self.latency_share,
+                "budget_ms": budget["budget_ms"],
+                "baseline_ms": budget["baseline_ms"],
+                # the chosen subnet as the search timed it (the record's latency_ms is the pipeline's own measurement)
+                "subnet_ms": constraints.get("latency"),
+                "subnet_share": _ratio(constraints.get("latency"), budget["baseline_ms"]),
+                "subnets_measured": len(latency.measured),
+                "protocol": latency.describe(),
+            }
         return view.model
 
     def search(
@@ -408,21 +567,30 @@ class FastNASPruning(Compressor):
         checkpoint: Path,
         dummy_input: torch.Tensor,
         calibration_batch_size: int,
+        divisor: int,
+        latency: SubnetLatency | None = None,
     ) -> dict[str, Any]:
         """FastNAS on `view`, in place (it ends as the exported subnet); returns the searcher's state (best subnet,
-        sensitivities, the baseline's score).
+        sensitivities, the baseline's score) and, for a latency search, `latency_budget` (the unpruned network's ms
+        and the budget in ms).
 
         The steps of modelopt.torch.prune.prune(view, mode="fastnas", ...), one by one: mtn.convert into the search
-        space, FastNAS's searcher (BinarySearcher) on it, mtn.export of the chosen subnet. Between the last two, one
-        addition: ModelOpt bisects the sensitivity threshold between the smallest and the largest drop of the score
-        but never tries the largest itself, i.e. the subnet with every group at its smallest choice. When only that
-        subnet (or one as small) fits `flops` (a budget near the search space's floor, or a score that drops by the
-        same amount whatever is pruned, as an untrained model's does) the bisection ends without a subnet within the
-        budget; the smallest subnet, which ModelOpt checked against the budget before searching, is taken instead.
+        space (channel counts multiples of `divisor`), FastNAS's searcher (BinarySearcher) on it, mtn.export of the
+        chosen subnet. The budget: `flops` as a percentage of the unpruned network's FLOPs, or, with `latency` (a
+        SubnetLatency, which times the active subnet on the device), `latency` as a share of the unpruned network's
+        ms timed by it first, given to ModelOpt in ms, with every subnet ModelOpt checks timed by it
+        (fastnas_latency.measured_latency).
+
+        Between the search and the export, one addition: ModelOpt bisects the sensitivity threshold between the
+        smallest and the largest drop of the score but never tries the largest itself, i.e. the subnet with every
+        group at its smallest choice. When only that subnet (or one as small) fits the budget (a budget near the
+        search space's floor, or a score that drops by the same amount whatever is pruned, as an untrained model's
+        does) the bisection ends without a subnet within the budget; the smallest subnet, which ModelOpt checked
+        against the budget before searching, is taken instead.
         """
         import modelopt.torch.nas as mtn
         from modelopt.torch.nas.autonas import MODELOPT_QUEUE_MAXLEN
-        from modelopt.torch.nas.utils import get_subnet_config, select
+        from modelopt.torch.nas.utils import get_subnet_config, sample, select
         from modelopt.torch.prune.fastnas import FastNASModeDescriptor
 
         config = {
@@ -434,31 +602,75 @@ class FastNASPruning(Compressor):
             "verbose": False,
         }
         model_name = context.model_config.name
+        budget: dict[str, float] = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            self._convert(view, model_name)
+            self._convert(view, model_name, divisor)
+            if latency is None:
+                constraints: dict[str, Any] = {"flops": self.flops_target}
+                measured = contextlib.nullcontext()
+            else:
+                from edgecomp.compress.fastnas_latency import deployment_of, measured_latency
+
+                sample(view, max)  # the unpruned network, timed as every candidate will be
+                budget = {"baseline_ms": latency(view)}
+                budget["budget_ms"] = self.latency_share * budget["baseline_ms"]
+                constraints = {"latency": budget["budget_ms"]}
+                config["deployment"] = deployment_of(context.device)  # ModelOpt requires one for a latency budget
+                measured = measured_latency(latency)
+                log.info(
+                    "fastnas: the unpruned network runs in %.3f ms per image on device=%s; latency budget %s: %.3f ms",
+                    budget["baseline_ms"],
+                    context.device.name,
+                    self.latency_target,
+                    budget["budget_ms"],
+                )
             searcher = FastNASModeDescriptor().search_algorithm()
-            try:
-                searcher.search(view, {"flops": self.flops_target}, dummy_input, config)
-            except ValueError as err:
-                if "constraints can be satisfied" not in str(err):
-                    raise
-                raise ConfigError(self._unreachable_budget(model_name, self._smallest_share(view, dummy_input))) from err
-            state = searcher.state_dict()
-            if not state["best"].get("is_satisfied"):
-                smallest = {name: min(choices) for name, choices in state["sensitivity_map"].items()}
-                select(view, smallest, strict=False)
-                satisfied, constraints = searcher.constraints_func()
-                if not satisfied:
-                    raise RuntimeError(
-                        f"FastNAS found no subnet of model={model_name} within {self.flops_target} FLOPs"
-                    )
-                log.info("fastnas: the bisection ended over budget; taking the search space's smallest subnet")
-                state["best"] = {"config": get_subnet_config(view), "constraints": constraints, "is_satisfied": True}
+            with measured:
+                try:
+                    searcher.search(view, constraints, dummy_input, config)
+                except ValueError as err:
+                    if "constraints can be satisfied" not in str(err):
+                        raise
+                    reason = self._unreachable(view, model_name, dummy_input, divisor, latency, context)
+                    raise ConfigError(reason) from err
+                state = searcher.state_dict()
+                if not state["best"].get("is_satisfied"):
+                    smallest = {name: min(choices) for name, choices in state["sensitivity_map"].items()}
+                    select(view, smallest, strict=False)
+                    satisfied, values = searcher.constraints_func()
+                    if not satisfied:
+                        raise RuntimeError(
+                            f"FastNAS found no subnet of model={model_name} within the {self.constraint} budget "
+                            f"{constraints[self.constraint]}"
+                        )
+                    log.info("fastnas: the bisection ended over budget; taking the search space's smallest subnet")
+                    state["best"] = {"config": get_subnet_config(view), "constraints": values, "is_satisfied": True}
             select(view, state["best"]["config"])
             mtn.export(view)
         report_modelopt_warnings(caught)
+        if budget:
+            state["latency_budget"] = budget
         return state
+
+    def _unreachable(
+        self,
+        view: ModelOptView,
+        model_name: str,
+        dummy_input: torch.Tensor,
+        divisor: int,
+        latency: SubnetLatency | None,
+        context: CompressionContext,
+    ) -> str:
+        """Why ModelOpt found no subnet within the budget (its check of the smallest subnet, before the search)."""
+        from modelopt.torch.nas.utils import sample
+
+        if latency is None:
+            return self._unreachable_budget(model_name, self._smallest_share(view, dummy_input), divisor)
+        sample(view, max)
+        baseline_ms = latency(view)
+        sample(view, min)
+        return self._unreachable_latency(model_name, latency(view), baseline_ms, divisor, context.device)
 
     @staticmethod
     def _smallest_share(view: ModelOptView, dummy_input: torch.Tensor) -> float:
@@ -479,8 +691,15 @@ class FastNASPruning(Compressor):
 
     def settings(self) -> dict[str, Any]:
         return {
+            "constraint": self.constraint,
             "flops": self.flops_target,
-            "channel_divisor": self.channel_divisor,
+            "latency": self.latency_target,
+            "latency_protocol": {
+                "images": self.latency_protocol.images,
+                "runs": self.latency_protocol.runs,
+                "warmup": self.latency_protocol.warmup,
+            },
+            "channel_divisor": self.channel_divisor,  # null: the device profile's
             "channel_ratios": None if self.channel_ratios is None else list(self.channel_ratios),
             "search_layers": None if self.search_layers is None else list(self.search_layers),
             "epochs": self.epochs,
@@ -490,10 +709,12 @@ class FastNASPruning(Compressor):
         }
 
     def results(self) -> dict[str, Any]:
-        """The score metric and calibration batch size the search used (what null settings resolved to)."""
+        """The channel divisor, score metric and calibration batch size the search used (what null settings
+        resolved to)."""
         if not self.result:
             return {}
         return {
+            "channel_divisor_used": self.result["search"]["channel_divisor"],
             "score_metric_used": self.result["search"]["score_metric"],
             "calibration_batch_size_used": self.result["search"]["calibration_batch_size"],
         }

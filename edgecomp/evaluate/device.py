@@ -1,4 +1,5 @@
-"""The target device: where latency is measured, with which runtime, precision, batch size and threads.
+"""The target device: where latency is measured, with which runtime, precision, batch size and threads, and the
+channel granularity its runtime runs best (`channel_divisor`, the default of FastNAS's search space).
 
 A profile for an edge board (`profile_of`: "Jetson Nano") runs as specified on that board. On any other
 machine it is emulated on what is there (the GPU if there is one, else the CPU, at FP32 since FP16 on a CPU is
@@ -18,6 +19,8 @@ from edgecomp.evaluate import hardware
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 ACCELERATORS = ("cpu", "cuda")
+# A profile that names no channel granularity: ModelOpt's own default for FastNAS's search space.
+DEFAULT_CHANNEL_DIVISOR = 32
 
 
 class TargetDevice:
@@ -30,6 +33,7 @@ class TargetDevice:
         batch_size: int = 1,
         threads: int | None = None,
         profile_of: str | None = None,
+        channel_divisor: int = DEFAULT_CHANNEL_DIVISOR,
     ) -> None:
         if accelerator not in ACCELERATORS:
             raise DeviceError(f"device.accelerator must be one of {ACCELERATORS}, got {accelerator!r}")
@@ -39,11 +43,19 @@ class TargetDevice:
             raise DeviceError(f"device.batch_size must be >= 1, got {batch_size}")
         if threads is not None and threads < 1:
             raise DeviceError(f"device.threads must be >= 1 or null, got {threads}")
+        if isinstance(channel_divisor, bool) or not isinstance(channel_divisor, int) or channel_divisor < 1:
+            raise DeviceError(
+                f"device.channel_divisor must be a whole number >= 1 (the channel count multiple its runtime runs "
+                f"best, e.g. 16), got {channel_divisor!r}"
+            )
         self.name = name
         self.runtime = runtime
         self.batch_size = batch_size
         self.threads = threads
         self.profile_of = profile_of
+        # Channel counts that are multiples of it run best on this runtime (e.g. ONNX Runtime's NCHWc blocks of 16
+        # floats on AVX-512): what FastNAS rounds pruned channel counts to unless compressor.channel_divisor says.
+        self.channel_divisor = channel_divisor
         self.requested = {"accelerator": accelerator, "precision": precision}
 
         cuda = torch.cuda.is_available()
