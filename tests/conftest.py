@@ -105,3 +105,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def ort_loads(monkeypatch) -> list:
+    """Every ONNX file ONNX Runtime loads during the test, in order: (file name, layout optimisations on, the
+    device's threads)."""
+    from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
+
+    loads = []
+    original = OnnxRuntime.load
+
+    def load(self, artifact, device):
+        loads.append((Path(artifact).name, self.layout_optimizations, device.threads))
+        return original(self, artifact, device)
+
+    monkeypatch.setattr(OnnxRuntime, "load", load)
+    return loads

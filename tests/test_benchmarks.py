@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import cpu_runtimes, deploy_runtimes, int8_runtimes, ptq_int8, timing
-from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime, OnnxRuntimePredictor
+from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntimePredictor
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor
 
 
@@ -28,20 +28,6 @@ def timed(monkeypatch):
 
     spy(timing)  # every benchmark times through benchmarks.timing.median_ms
     return calls
-
-
-@pytest.fixture
-def loaded(monkeypatch):
-    """The file name and layout setting of every ONNX file loaded by ONNX Runtime."""
-    files = []
-    original = OnnxRuntime.load
-
-    def load(self, artifact, device):
-        files.append((Path(artifact).name, self.layout_optimizations))
-        return original(self, artifact, device)
-
-    monkeypatch.setattr(OnnxRuntime, "load", load)
-    return files
 
 
 def printed_row(output: str, *leading: str) -> list[str]:
@@ -103,13 +89,14 @@ def test_ptq_int8_benchmark_measures_fp32_and_int8_in_one_run(tmp_path, data_dir
     ]
 
 
-def test_int8_runtimes_benchmark_times_fp32_and_int8_with_and_without_layout_optimisation(capsys, timed, loaded):
+def test_int8_runtimes_benchmark_times_fp32_and_int8_with_and_without_layout_optimisation(capsys, timed, ort_loads):
     rows = int8_runtimes.main(
         ["--models", "mobilenetv3_small_100", "--runtimes", "ort", "ort_no_layout", "--image-size", "32"]
         + ["--images", "2", "--runs", "2"]
     )
     assert [row["runtime"] for row in rows] == ["ort", "ort_no_layout"]
     # Each runtime setting times the FP32 file, then the INT8 file made from it.
+    loaded = [(name, layout) for name, layout, _ in ort_loads]
     assert loaded == [("fp32.onnx", True), ("int8.onnx", True), ("fp32.onnx", False), ("int8.onnx", False)]
     assert [desc.split()[-1] for _, _, desc in timed] == ["fp32", "int8", "fp32", "int8"]
     assert all(isinstance(predictor, OnnxRuntimePredictor) and images == 2 for predictor, images, _ in timed)
@@ -123,7 +110,7 @@ def test_int8_runtimes_benchmark_times_fp32_and_int8_with_and_without_layout_opt
         ]
 
 
-def test_deploy_runtimes_benchmark_times_every_deployment_of_the_same_network(capsys, timed, loaded):
+def test_deploy_runtimes_benchmark_times_every_deployment_of_the_same_network(capsys, timed, ort_loads):
     (row,) = deploy_runtimes.main(["--cases", "yolov8n:64", "--images", "2", "--runs", "2", "--threads", "1"])
     # eager, then edgecomp's FP32 and INT8 files, then Ultralytics' own export: each on the same 2 images
     assert [(type(predictor), images) for predictor, images, _ in timed] == [
@@ -132,7 +119,7 @@ def test_deploy_runtimes_benchmark_times_every_deployment_of_the_same_network(ca
         (OnnxRuntimePredictor, 2),
         (OnnxRuntimePredictor, 2),
     ]
-    assert [name for name, _ in loaded] == ["fp32.onnx", "int8.onnx", "yolov8n.onnx"]
+    assert [name for name, _, _ in ort_loads] == ["fp32.onnx", "int8.onnx", "yolov8n.onnx"]
     assert row["ultralytics_note"] is None and row["weights"] == "random init"
     assert math.isclose(row["vs_ultralytics"], row["ultralytics_ms"] / row["ort_fp32_ms"])
     assert math.isclose(row["int8_speedup_over_fp32"], row["ort_fp32_ms"] / row["ort_int8_ms"])
@@ -148,3 +135,30 @@ def test_deploy_runtimes_benchmark_times_every_deployment_of_the_same_network(ca
         f"{row['int8_speedup_over_fp32']:.2f}x",
         f"{row['vs_ultralytics']:.2f}x",
     ]
+
+
+def test_the_fast_points_divisor_is_where_latency_steps():
+    from benchmarks.channel_divisor import fast_divisor, no_faster_share
+
+    counts = range(40, 73)
+    blocks_of_16 = {c: 1.0 + -(-c // 16) for c in counts}  # every count costs what the next multiple of 16 costs
+    assert fast_divisor(blocks_of_16, [2, 4, 8, 16, 32], 0.03) == 16
+    assert no_faster_share(blocks_of_16, 32, 0.03) < 0.75  # 40..48 run faster than 64: 32 is too coarse
+    blocks_of_8 = {c: 1.0 + -(-c // 8) for c in counts}
+    assert fast_divisor(blocks_of_8, [2, 4, 8, 16, 32], 0.03) == 8
+    linear = {c: c - 30.0 for c in counts}  # every channel costs, well above the tolerance: no fast points
+    assert fast_divisor(linear, [2, 4, 8, 16, 32], 0.03) == 1
+
+
+def test_the_channel_divisor_benchmark_times_each_count_with_the_devices_runtime(capsys, ort_loads):
+    from benchmarks import channel_divisor
+
+    result = channel_divisor.main(
+        ["--channels", "47", "49", "--rounds", "2", "--images", "2", "--runs", "2", "--warmup", "0", "--threads", "1"]
+    )
+    assert sorted(result["ms"]) == [47, 48, 49] and [(Path(name).suffix, threads) for name, _, threads in ort_loads] == [(".onnx", 1)] * 6  # a fresh session per round and count
+    assert result["divisor"] == channel_divisor.fast_divisor(result["ms"], [2, 4, 8, 16, 32], 0.03)
+    out = capsys.readouterr().out
+    assert f"fast points: multiples of {result['divisor']}" in out
+    for count, ms in result["ms"].items():
+        assert any(line.split()[:2] == [str(count), f"{ms:.3f}"] for line in out.splitlines())

@@ -237,41 +237,6 @@ def test_a_latency_constrained_smoke_search_meets_a_loose_budget(tmp_path, data_
 # ---------------------------------------------------------------------------------------------------- the benchmarks
 
 
-def test_the_fast_points_divisor_is_where_latency_steps():
-    from benchmarks.channel_divisor import fast_divisor, no_faster_share
-
-    counts = range(40, 73)
-    blocks_of_16 = {c: 1.0 + -(-c // 16) for c in counts}  # every count costs what the next multiple of 16 costs
-    assert fast_divisor(blocks_of_16, [2, 4, 8, 16, 32], 0.03) == 16
-    assert no_faster_share(blocks_of_16, 32, 0.03) < 0.75  # 40..48 run faster than 64: 32 is too coarse
-    blocks_of_8 = {c: 1.0 + -(-c // 8) for c in counts}
-    assert fast_divisor(blocks_of_8, [2, 4, 8, 16, 32], 0.03) == 8
-    linear = {c: c - 30.0 for c in counts}  # every channel costs, well above the tolerance: no fast points
-    assert fast_divisor(linear, [2, 4, 8, 16, 32], 0.03) == 1
-
-
-def test_the_channel_divisor_benchmark_times_each_count_with_the_devices_runtime(capsys, monkeypatch):
-    from benchmarks import channel_divisor
-
-    loaded = []
-    original = OnnxRuntime.load
-
-    def load(self, artifact, device):
-        loaded.append((Path(artifact).suffix, device.threads))
-        return original(self, artifact, device)
-
-    monkeypatch.setattr(OnnxRuntime, "load", load)
-    result = channel_divisor.main(
-        ["--channels", "47", "49", "--rounds", "2", "--images", "2", "--runs", "2", "--warmup", "0", "--threads", "1"]
-    )
-    assert sorted(result["ms"]) == [47, 48, 49] and loaded == [(".onnx", 1)] * 6  # a fresh session per round and count
-    assert result["divisor"] == channel_divisor.fast_divisor(result["ms"], [2, 4, 8, 16, 32], 0.03)
-    out = capsys.readouterr().out
-    assert f"fast points: multiples of {result['divisor']}" in out
-    for count, ms in result["ms"].items():
-        assert any(line.split()[:2] == [str(count), f"{ms:.3f}"] for line in out.splitlines())
-
-
 @pytest.mark.slow
 def test_the_fastnas_latency_benchmark_runs_a_flops_then_a_latency_search(tmp_path, data_dir, capsys):
     """Tiny settings (96 px, 1 epoch, two channel ratios): run 2's budget is run 1's measured latency ratio, and it

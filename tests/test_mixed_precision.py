@@ -15,6 +15,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from edgecomp.compress.int8_mixed_precision import LatencyChosenPrecision
 from edgecomp.compress.node_attribution import Attribution, attribute, quantized_nodes
 from edgecomp.compress.precision_partition import PrecisionPartition
 from edgecomp.compress.ptq_int8 import Int8Quantization
@@ -131,6 +132,25 @@ def test_every_profiled_millisecond_is_attributed_to_a_node_of_the_quantized_gra
         assert 0 < sum(attributed.conversion_ms.values()) < attributed.total_ms
         assert attributed.conversion_elements > 0
         assert set(convolutions) <= set(quantized_nodes(onnx.load(str(int8)).graph))
+
+
+def test_accuracy_control_puts_the_least_gaining_int8_nodes_back_in_fp32_until_the_budget_holds():
+    """Eight INT8 nodes, each costing 0.6 points of top-1 (a full INT8 file 4.8 points down, over a 1-point budget):
+    1, then 2, then 4 more go back to FP32, least time bought first, and the file with one INT8 node left is within
+    budget. A file already within budget is left alone."""
+    chooser = LatencyChosenPrecision(Int8Quantization("ptq_int8"), max_drop=1.0, accuracy_images=8, profile_images=1,
+                                     profile_runs=1)  # fmt: skip
+    by_gain = [f"node{i}" for i in range(8)]  # least time bought first
+    written = []
+
+    def requantize(fp32_nodes: list[str]) -> float:
+        written.append(list(fp32_nodes))
+        return 0.9 - 0.006 * (8 - len(fp32_nodes))
+
+    reverted, score = chooser.within_budget(0.9, 0.9 - 0.048, by_gain, requantize)
+    assert [len(nodes) for nodes in written] == [1, 3, 7] and reverted == by_gain[:7]
+    assert score == pytest.approx(0.894) and 100 * (0.9 - score) <= 1.0
+    assert chooser.within_budget(0.9, 0.895, by_gain, requantize) == ([], 0.895) and len(written) == 3
 
 
 def test_bad_mixed_precision_settings_are_refused():

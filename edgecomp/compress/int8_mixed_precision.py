@@ -16,8 +16,8 @@ where ONNX Runtime runs it faster so, as measured on the device:
    calibration, the FP32 side left out (ONNX Runtime's quantizer, `nodes_to_exclude`).
 4. The accuracy budget, as NNCF's accuracy-controlled quantization keeps one: the task's metric (top-1, or COCO
    mAP50-95) of the FP32 and the mixed files on `ACCURACY_IMAGES` held-out training images (never the evaluation
-   split). While the mixed file loses more than `max_drop` points, the INT8 nodes that buy the least time are put
-   back in FP32, 1, then 2, 4, ... at a time.
+   split). While the mixed file (or full INT8, where the cut kept every node in INT8) loses more than `max_drop`
+   points, the INT8 nodes that buy the least time are put back in FP32, 1, then 2, 4, ... at a time.
 5. Whole files decide: the FP32 file and those of the full INT8 and mixed files within the budget are timed one
    at a time, twice over, by the latency protocol on the device; the fastest is written. Where that is the FP32
    file, INT8 pays nowhere on this target and the record says so (every quantized node listed in FP32).
@@ -32,6 +32,7 @@ import logging
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,22 +139,27 @@ class LatencyChosenPrecision:
                 if name not in int8_side
             }
 
-            # 4. The accuracy budget, on held-out training images.
+            # 4. The accuracy budget, on held-out training images. Over it -- the cut's mixed file, or full INT8 where
+            # the cut kept every node in INT8 -- the INT8 nodes that buy the least time go back to FP32 first.
             reference = accuracy(fp32)
             scores: dict[str, float | None] = {"fp32": reference, "int8": accuracy(full), "mixed": None}
             if current != full:
                 scores["mixed"] = accuracy(current)
-                # Give up first the INT8 nodes that buy the least time.
-                kept = [name for name in candidates if name not in excluded]
-                by_gain = sorted(kept, key=lambda name: fp32_ms.get(name, 0.0) - int8_ms.get(name, 0.0))
-                chunk = 1
-                while self._drop(reference, scores["mixed"]) > self.max_drop and len(by_gain) > chunk:
-                    for name in by_gain[:chunk]:
-                        excluded[name] = self._entry(name, op_of, "accuracy", int8_ms, fp32_ms)
-                    by_gain, chunk = by_gain[chunk:], chunk * 2
-                    current = folder / f"int8-accuracy-{len(excluded)}.onnx"
-                    self.quantizer.quantize_prepared(prepared, fp32, current, calibration, list(excluded), method)
-                    scores["mixed"] = accuracy(current)
+            kept = [name for name in candidates if name not in excluded]
+            by_gain = sorted(kept, key=lambda name: fp32_ms.get(name, 0.0) - int8_ms.get(name, 0.0))
+
+            def requantize(reverted: list[str]) -> float:
+                nonlocal current
+                for name in reverted:
+                    excluded.setdefault(name, self._entry(name, op_of, "accuracy", int8_ms, fp32_ms))
+                current = folder / f"int8-accuracy-{len(excluded)}.onnx"
+                self.quantizer.quantize_prepared(prepared, fp32, current, calibration, list(excluded), method)
+                return accuracy(current)
+
+            start = scores["mixed"] if current != full else scores["int8"]
+            reverted, latest = self.within_budget(reference, start, by_gain, requantize)
+            if reverted:
+                scores["mixed"] = latest
 
             # 5. Whole files decide, among those within the budget.
             files = {"fp32": fp32, "int8": full}
@@ -191,6 +197,20 @@ class LatencyChosenPrecision:
                 },
             },
         }
+
+    def within_budget(
+        self, reference: float, score: float, by_gain: list[str], requantize: Callable[[list[str]], float]
+    ) -> tuple[list[str], float]:
+        """NNCF-style accuracy control: while a file scoring `score` loses more than `max_drop` points against
+        `reference`, put the first nodes of `by_gain` (the INT8 nodes, least time bought first) back in FP32, 1, then
+        2, 4, ... more at a time; `requantize(nodes)` writes the file with all of `nodes` in FP32 and returns its
+        score. Never every node (that file is the FP32 one). Returns the nodes put back and the last score."""
+        reverted: list[str] = []
+        chunk = 1
+        while self._drop(reference, score) > self.max_drop and len(by_gain) > chunk:
+            reverted, by_gain, chunk = reverted + by_gain[:chunk], by_gain[chunk:], chunk * 2
+            score = requantize(reverted)
+        return reverted, score
 
     @staticmethod
     def _entry(

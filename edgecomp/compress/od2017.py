@@ -11,12 +11,13 @@ from typing import Any
 from edgecomp.compress.detection_distillation import DetectionDistillation
 from edgecomp.distill.families import FamilyView
 from edgecomp.distill.od2017 import OutputDistillation
-from edgecomp.distill.output_losses import OutputDistillationSettings
+from edgecomp.distill.output_losses import BBOX_LOSSES, BOX_UNITS, OutputDistillationSettings
 from edgecomp.errors import ConfigError
 
 
 def parse_output_settings(output: Mapping[str, Any] | None, perturb_px: float) -> OutputDistillationSettings:
-    """`compressor.output` (temperature, background_weight, bound_margin) and `compressor.perturb_px`, checked."""
+    """`compressor.output` (temperature, background_weight, bound_margin, bbox_loss, box_units) and
+    `compressor.perturb_px`, checked."""
     output = dict(output or {})
     known = {f.name for f in dataclasses.fields(OutputDistillationSettings)} - {"perturb_px"}
     if unknown := sorted(set(output) - known):
@@ -27,9 +28,18 @@ def parse_output_settings(output: Mapping[str, Any] | None, perturb_px: float) -
         raise ConfigError(f"compressor.output.background_weight={output['background_weight']}: must be > 0")
     if output.get("bound_margin", 0.0) < 0:
         raise ConfigError(f"compressor.output.bound_margin={output['bound_margin']}: must be >= 0")
+    for key, allowed, meaning in (
+        ("bbox_loss", BBOX_LOSSES, "bounded (Chen et al.), l2 or smooth_l1 (ScaleKD's eq. 2, direct regression)"),
+        ("box_units", BOX_UNITS, "relative (anchor-delta units in every family) or native (each family's own)"),
+    ):
+        if key in output and output[key] not in allowed:
+            raise ConfigError(f"compressor.output.{key}={output[key]}: expected {meaning}")
     if perturb_px is None or perturb_px < 0:
         raise ConfigError(f"compressor.perturb_px={perturb_px}: a diagonal shift in pixels, >= 0 (Table 1: 6, 12)")
-    return OutputDistillationSettings(**{k: float(v) for k, v in output.items()}, perturb_px=float(perturb_px))
+    return OutputDistillationSettings(
+        **{k: v if k in ("bbox_loss", "box_units") else float(v) for k, v in output.items()},
+        perturb_px=float(perturb_px),
+    )
 
 
 class ChenOutputDistillation(DetectionDistillation):

@@ -51,6 +51,7 @@ from edgecomp.compress.context import CompressionContext
 from edgecomp.compress.int8_mixed_precision import LatencyChosenPrecision
 from edgecomp.compress.onnx_ptq import OnnxPostTrainingQuantization
 from edgecomp.errors import ConfigError
+from edgecomp.evaluate.runtimes.onnxruntime import session_options
 
 FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
 TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -103,8 +104,7 @@ def output_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 def _outputs(path: Path, images: np.ndarray) -> list[np.ndarray]:
     """Every output of the ONNX file on `images`, batch by batch, concatenated along the batch."""
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options = session_options(torch.get_num_threads())
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     batches = [

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from edgecomp.compress.detection_distillation import DetectionDistillation
 from edgecomp.compress.od2017 import parse_output_settings
 from edgecomp.config import build
+from edgecomp.distill.csa import ATTENTIONS, RESIDUALS
 from edgecomp.distill.families import FamilyView
 from edgecomp.distill.scalekd import CSASettings, ScaleKD, SDFSettings
 from edgecomp.errors import ConfigError
@@ -33,8 +34,9 @@ def parse_sdf(sdf: Mapping[str, Any] | None) -> SDFSettings:
     if unknown := sorted(set(sdf) - known):
         raise ConfigError(f"compressor.sdf has unknown keys {unknown}: expected {sorted(known)}")
     settings = SDFSettings(**{k: tuple(v) if k == "dilations" else v for k, v in sdf.items()})
-    if not isinstance(settings.weight_sharing, bool):
-        raise ConfigError(f"compressor.sdf.weight_sharing={settings.weight_sharing}: expected true or false")
+    for key in ("enabled", "weight_sharing"):
+        if not isinstance(getattr(settings, key), bool):
+            raise ConfigError(f"compressor.sdf.{key}={getattr(settings, key)}: expected true or false")
     if settings.embed_channels < 1:
         raise ConfigError(f"compressor.sdf.embed_channels={settings.embed_channels}: must be >= 1")
     if not settings.dilations or any(int(d) != d or d < 1 for d in settings.dilations):
@@ -53,8 +55,19 @@ def parse_csa(csa: Mapping[str, Any] | None) -> CSASettings:
     settings = CSASettings(**{k: tuple(v) if k == "rates" else v for k, v in csa.items()})
     if settings.query_from not in ("student", "teacher"):
         raise ConfigError(f"compressor.csa.query_from={settings.query_from}: expected student or teacher")
-    if not isinstance(settings.multi_scale, bool):
-        raise ConfigError(f"compressor.csa.multi_scale={settings.multi_scale}: expected true or false")
+    for key in ("enabled", "multi_scale"):
+        if not isinstance(getattr(settings, key), bool):
+            raise ConfigError(f"compressor.csa.{key}={getattr(settings, key)}: expected true or false")
+    if settings.attention not in ATTENTIONS:
+        raise ConfigError(
+            f"compressor.csa.attention={settings.attention}: expected msc (the paper's multi-scale cross-attention) "
+            "or plain (standard multi-head cross-attention)"
+        )
+    if settings.residual not in RESIDUALS:
+        raise ConfigError(
+            f"compressor.csa.residual={settings.residual}: expected teacher (a projection of the teacher's feature), "
+            "student (the student's feature) or none"
+        )
     if not settings.rates or any(int(r) != r or r < 1 for r in settings.rates):
         raise ConfigError(
             f"compressor.csa.rates={list(settings.rates)}: whole down-sampling rates >= 1, one per head group"

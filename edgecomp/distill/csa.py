@@ -14,15 +14,25 @@ group i, with down-sampling rate r_i:
 - MSC(F, r) aggregates each r x r patch of F into one token -- average pooling to ceil(h / r) x ceil(w / r) tokens
   (so a level smaller than r still has one) -- followed by the paper's "MLP layer for aggregation" (Linear,
   LayerNorm, GELU, per token, as Shunted Transformer's multi-scale token aggregation, which this attention follows).
-  Each group has its own rate, so different heads see the teacher at different scales; `multi_scale=False` (Table 6's
-  plain cross-attention) sets every rate to 1;
+  Each group has its own rate, so different heads see the teacher at different scales; `multi_scale=False` sets every
+  rate to 1 (the aggregation MLP and P stay);
 - P is a depth-wise 3x3 convolution over each group's value tokens on their (pooled) grid;
-- the heads are concatenated and projected to the student level's channels, and added to the teacher's feature
-  projected to those channels (a 1x1 convolution): the assistant's output is the teacher's knowledge at each student
-  position, in a form the student's head reads, refined by the attention. (The usual residual on the query side --
-  the student's own feature -- makes an assistant that starts as the student and has little reason to become
-  anything else: on synthetic_sod its detection loss stayed within 1 % of the student's over the first 60 steps, so
-  it had nothing to teach. The paper states no residual.)
+- the heads are concatenated and projected to the student level's channels.
+
+`attention="plain"` (Table 6's plain cross-attention) replaces all of that with standard multi-head cross-attention:
+Q, K, V linear projections of the (LayerNorm-ed) query and key/value tokens, softmax(Q K^T / sqrt(d_h)) V per head,
+the heads concatenated and projected -- exactly `nn.MultiheadAttention` on the same weights, with no aggregation MLP,
+no pooling and no P(V).
+
+The residual added to the attention's output (`residual`; the paper states none):
+- `teacher` (the default): the teacher's feature projected to the student's channels (a 1x1 convolution), so the
+  assistant's output is the teacher's knowledge at each student position, in a form the student's head reads, refined
+  by the attention. Its norm is several times the attention's at the start (3-8x on RetinaNet P3-P5), which can hide
+  what the attention contributes: an ablation of the attention (Table 6) is cleaner with `none`;
+- `student`: the student's own feature (the usual residual on the query side): an assistant that starts as the
+  student and has little reason to become anything else (on synthetic_sod its detection loss stayed within 1 % of the
+  student's over the first 60 steps);
+- `none`: the attention alone, as the paper's equations write it.
 
 Its output (one feature per student level) runs through the student's detection head, shared, and is trained on the
 ground truth with the detection loss by its own optimizer (edgecomp.lit.scalekd), never by the student's losses.
@@ -38,6 +48,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 QuerySide = Literal["student", "teacher"]
+Attention = Literal["msc", "plain"]
+Residual = Literal["teacher", "student", "none"]
+ATTENTIONS: tuple[str, ...] = ("msc", "plain")
+RESIDUALS: tuple[str, ...] = ("teacher", "student", "none")
 
 
 def aggregated_grid(size: tuple[int, int], rate: int) -> tuple[int, int]:
@@ -117,9 +131,45 @@ class MultiScaleCrossAttention(nn.Module):
         return self.output(heads).transpose(1, 2).reshape(n, -1, h, w)
 
 
+class PlainCrossAttention(nn.Module):
+    """Standard multi-head cross-attention on one pyramid level (Table 6's plain cross-attention): the query and
+    key/value tokens LayerNorm-ed (the pre-norm of a transformer block), then `attend` -- `nn.MultiheadAttention`'s
+    computation, written with separate projections so that the query, key/value and output widths may differ."""
+
+    def __init__(self, query_channels: int, key_value_channels: int, out_channels: int, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim={dim} must split evenly over {heads} heads")
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.query_norm = nn.LayerNorm(query_channels)
+        self.key_value_norm = nn.LayerNorm(key_value_channels)
+        self.query = nn.Linear(query_channels, dim)
+        self.key = nn.Linear(key_value_channels, dim)
+        self.value = nn.Linear(key_value_channels, dim)
+        self.output = nn.Linear(dim, out_channels)
+
+    def attend(self, query: torch.Tensor, key_value: torch.Tensor) -> torch.Tensor:
+        """(N, L, C_q) query tokens and (N, S, C_kv) key/value tokens -> (N, L, out_channels)."""
+        n, length = query.shape[:2]
+
+        def split(x: torch.Tensor) -> torch.Tensor:  # (N, T, dim) -> (N, heads, T, head_dim)
+            return x.view(n, -1, self.heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = split(self.query(query)), split(self.key(key_value)), split(self.value(key_value))
+        heads = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, length, -1)
+        return self.output(heads)
+
+    def forward(self, query: torch.Tensor, key_value: torch.Tensor) -> torch.Tensor:
+        """`query` (N, C_q, h, w) and `key_value` (N, C_kv, h', w') -> (N, out_channels, h, w)."""
+        n, _, h, w = query.shape
+        attended = self.attend(self.query_norm(tokens(query)), self.key_value_norm(tokens(key_value)))
+        return attended.transpose(1, 2).reshape(n, -1, h, w)
+
+
 class CrossScaleAssistant(nn.Module):
-    """Per student pyramid level (levels differ in channels for YOLOv8): the teacher's feature projected to the
-    student's channels plus a multi-scale cross-attention between the two (see the module docstring)."""
+    """Per student pyramid level (levels differ in channels for YOLOv8): a cross-attention between the student's
+    feature and the teacher's (multi-scale or plain), plus the chosen residual (see the module docstring)."""
 
     def __init__(
         self,
@@ -129,26 +179,44 @@ class CrossScaleAssistant(nn.Module):
         heads: int = 4,
         rates: tuple[int, ...] = (1, 2, 4, 8),
         query_from: QuerySide = "student",
+        attention: Attention = "msc",
+        residual: Residual = "teacher",
     ) -> None:
         super().__init__()
-        if query_from not in ("student", "teacher"):
-            raise ValueError(f"query_from must be 'student' or 'teacher', got {query_from!r}")
+        for name, value, allowed in (
+            ("query_from", query_from, ("student", "teacher")),
+            ("attention", attention, ATTENTIONS),
+            ("residual", residual, RESIDUALS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
         self.query_from = query_from
+        self.residual = residual
         self.levels = nn.ModuleList()
-        self.teacher_projections = nn.ModuleList()
+        self.teacher_projections = nn.ModuleList()  # residual="teacher" only
         for student, teacher in zip(student_channels, teacher_channels, strict=True):
             query, key_value = (student, teacher) if query_from == "student" else (teacher, student)
-            self.levels.append(MultiScaleCrossAttention(query, key_value, student, dim, heads, rates))
-            self.teacher_projections.append(nn.Conv2d(teacher, student, 1))
+            self.levels.append(
+                MultiScaleCrossAttention(query, key_value, student, dim, heads, rates)
+                if attention == "msc"
+                else PlainCrossAttention(query, key_value, student, dim, heads)
+            )
+            if residual == "teacher":
+                self.teacher_projections.append(nn.Conv2d(teacher, student, 1))
 
     def forward(self, student_pyramid: list[torch.Tensor], teacher_pyramid: list[torch.Tensor]) -> list[torch.Tensor]:
         """The assistant's pyramid (student channels, student grids) from the student's pyramid and the teacher's,
         aligned to it level by level. Neither input is trained through it: both are detached here."""
         outputs = []
-        for attention, projection, student, teacher in zip(
-            self.levels, self.teacher_projections, student_pyramid, teacher_pyramid, strict=True
+        for level, (attention, student, teacher) in enumerate(
+            zip(self.levels, student_pyramid, teacher_pyramid, strict=True)
         ):
             student, teacher = student.detach(), teacher.detach()
             query, key_value = (student, teacher) if self.query_from == "student" else (teacher, student)
-            outputs.append(projection(teacher) + attention(query, key_value))
+            attended = attention(query, key_value)
+            if self.residual == "teacher":
+                attended = attended + self.teacher_projections[level](teacher)
+            elif self.residual == "student":
+                attended = attended + student
+            outputs.append(attended)
         return outputs

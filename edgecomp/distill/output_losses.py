@@ -16,22 +16,40 @@ the od2017 baseline's.
   gives a ground-truth box), with R_s, R_t the student's and the reference's regression and y the ground truth's,
       L_b = ||R_s - y||^2   if ||R_s - y||^2 + m > ||R_t - y||^2,   else 0,
   averaged over the positives: the reference does not pull the student towards its own boxes, it bounds how good
-  the student must be; a student already better than the reference by m is left alone. The regressions are in the
-  family's box space (edgecomp.distill.families).
+  the student must be; a student already better than the reference by m is left alone (`bbox_loss=bounded`); or ScaleKD's eq. 2, a direct regression to the reference's boxes, l(R_s, R_t) with l the
+  squared L2 distance (`l2`) or the smooth L1 loss (`smooth_l1`, beta 1/9 as torchvision's and Detectron's box
+  losses), averaged over the positives: the form under which the paper's Table 1 shows what noisy reference boxes do.
 
 The reference is the teacher (od2017) or ScaleKD's cross-scale assistant. `perturb_px` moves every reference box
-diagonally by that many pixels (of the student's input) before the comparison: ScaleKD's Table 1, which shows how
-noisy reference boxes hurt small objects through exactly this bound.
+diagonally by that many pixels (of the student's input) before the comparison: ScaleKD's Table 1. Under the bounded
+loss a shifted reference only switches the loss off where its error grows past the student's (it is never a
+target); under `l2` / `smooth_l1` the student is pulled towards the shifted boxes.
+
+Box units (`box_units`). Each family regresses in its own box space (edgecomp.distill.families): RetinaNet's anchor
+deltas are relative to an anchor of about the object's size, FCOS's side distances are in units of the level's
+stride, YOLOv8's in stride units too. A squared error of one family is then tens of times another's for the same
+misplaced box (a 64 px object at stride 8: 8 units wide in YOLOv8's space, 1 in RetinaNet's), and one gamma cannot
+mean the same for all. `relative` (the default) divides every coordinate -- student, reference and target alike --
+by the family's `StageTargets.box_scale`, which puts it in units of the object's own size: a box moved by 1 px
+changes a coordinate by about 1 / (the object's width or height in pixels) in every family (delta coders' weights
+are divided out as well). `native` compares the raw box spaces.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from edgecomp.distill.families import Stage, StageTargets
+
+BboxLoss = Literal["bounded", "l2", "smooth_l1"]
+BoxUnits = Literal["relative", "native"]
+BBOX_LOSSES: tuple[str, ...] = ("bounded", "l2", "smooth_l1")
+BOX_UNITS: tuple[str, ...] = ("relative", "native")
+SMOOTH_L1_BETA = 1.0 / 9.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,8 @@ class OutputDistillationSettings:
     temperature: float = 1.0  # T of the soft labels (both sides' logits are divided by it)
     background_weight: float = 1.5  # w of the background class in a softmax stage (Chen et al.: 1.5)
     bound_margin: float = 0.0  # m of the bounded regression loss
+    bbox_loss: BboxLoss = "bounded"  # Chen et al.'s bound, or eq. 2's direct regression (l2, smooth_l1)
+    box_units: BoxUnits = "relative"  # box-space coordinates in units of the object's size, or the family's own
     perturb_px: float = 0.0  # the reference's boxes moved by this many pixels in x and in y (Table 1)
 
 
@@ -94,6 +114,24 @@ def bounded_regression_loss(
     return (student_error * bounded).sum() / len(student_error)
 
 
+def direct_regression_loss(
+    student_boxes: torch.Tensor, reference_boxes: torch.Tensor, positives: torch.Tensor, loss: str = "l2"
+) -> torch.Tensor:
+    """ScaleKD's eq. 2: the student's (M, 4) box-space regressions regressed onto the reference's, l2 (squared
+    distance) or smooth_l1 (summed over the coordinates), averaged over the `positives` (zero, in the graph, when
+    there are none)."""
+    if not bool(positives.any()):
+        return student_boxes.sum() * 0.0
+    student, reference = student_boxes[positives], reference_boxes[positives].detach()
+    if loss == "l2":
+        per_position = (student - reference).pow(2).sum(dim=-1)
+    elif loss == "smooth_l1":
+        per_position = F.smooth_l1_loss(student, reference, reduction="none", beta=SMOOTH_L1_BETA).sum(dim=-1)
+    else:
+        raise ValueError(f"direct regression loss must be 'l2' or 'smooth_l1', got {loss!r}")
+    return per_position.mean()
+
+
 def output_distillation(
     student: dict[str, Stage],
     reference: dict[str, Stage],
@@ -118,7 +156,14 @@ def output_distillation(
         reference_boxes = torch.cat([other.boxes[r] for _, r in levels])
         if settings.perturb_px:
             reference_boxes = reference_boxes + settings.perturb_px * gather(assignment.shift_per_pixel)
+        student_boxes, target_boxes = gather(stage.boxes), gather(assignment.boxes)
         positives = gather(assignment.positives)
+        if settings.box_units == "relative":
+            # 1 away from the positives: a position with no object has no size (and 0 / 0 would poison the gradient)
+            scale = torch.where(positives[:, None], gather(assignment.box_scale).to(student_boxes), 1.0)
+            student_boxes, reference_boxes, target_boxes = (
+                student_boxes / scale, reference_boxes / scale, target_boxes.to(scale) / scale
+            )
         loss_cls.append(
             soft_label_loss(
                 gather(stage.logits), reference_logits, stage.activation, settings.temperature,
@@ -126,9 +171,9 @@ def output_distillation(
             )
         )  # fmt: skip
         loss_bbox.append(
-            bounded_regression_loss(
-                gather(stage.boxes), reference_boxes, gather(assignment.boxes), positives, settings.bound_margin
-            )
+            bounded_regression_loss(student_boxes, reference_boxes, target_boxes, positives, settings.bound_margin)
+            if settings.bbox_loss == "bounded"
+            else direct_regression_loss(student_boxes, reference_boxes, positives, settings.bbox_loss)
         )
     if not loss_cls:
         raise ValueError("no level to distil: no reference level shares a student level's stride")

@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from edgecomp.distill.alignment import aligned_pyramid
 from edgecomp.distill.base import DistillationBatch, Distiller, feature_channels
-from edgecomp.distill.csa import CrossScaleAssistant, QuerySide
+from edgecomp.distill.csa import Attention, CrossScaleAssistant, QuerySide, Residual
 from edgecomp.distill.families import DetectionStep, FamilyView
 from edgecomp.distill.output_losses import OutputDistillationSettings, output_distillation
 from edgecomp.distill.sdf import ScaleDecoupledFeatureDistillation
@@ -35,6 +35,7 @@ from edgecomp.models.detection.base import HeadOutputs
 
 @dataclass(frozen=True)
 class SDFSettings:
+    enabled: bool = True  # False: no SDF, no L_feat (Table 6/7's rows without it)
     weight_sharing: bool = True  # one set of bottleneck weights for the three dilations (Table 7)
     embed_channels: int = 128  # each branch's MLP output per position
     dilations: tuple[int, ...] = (1, 2, 3)
@@ -42,7 +43,10 @@ class SDFSettings:
 
 @dataclass(frozen=True)
 class CSASettings:
-    multi_scale: bool = True  # False: every rate 1, plain cross-attention (Table 6)
+    enabled: bool = True  # False: no assistant, no assistant training, no L_cls / L_bbox (Table 6's "no CSA")
+    attention: Attention = "msc"  # msc: the paper's multi-scale cross-attention; plain: nn.MultiheadAttention's
+    residual: Residual = "teacher"  # what the assistant adds to the attention's output (edgecomp.distill.csa)
+    multi_scale: bool = True  # False: every MSC rate 1 (the aggregation MLP and P(V) stay; attention=plain drops them)
     rates: tuple[int, ...] = (1, 2, 4, 8)  # MSC down-sampling rate of each head group
     heads: int = 4  # attention heads, split evenly over the rates
     dim: int = 128  # attention width (heads x head dimension)
@@ -71,7 +75,7 @@ def batchnorm_statistics_held(module: nn.Module) -> Iterator[None]:
 
 
 class ScaleKD(Distiller):
-    terms = ("loss_feat", "loss_cls", "loss_bbox")
+    """The three terms, less those of a part switched off (`sdf.enabled`, `csa.enabled`): `terms` says which."""
 
     def __init__(
         self,
@@ -84,22 +88,39 @@ class ScaleKD(Distiller):
     ) -> None:
         super().__init__(student_view, teacher_view, teacher_scale)
         student, teacher = feature_channels(student_view.adapter), feature_channels(teacher_view.adapter)
-        self.sdf = ScaleDecoupledFeatureDistillation(
-            student.last_stage, teacher.last_stage, sdf.embed_channels, sdf.dilations, sdf.weight_sharing
+        self.sdf = (
+            ScaleDecoupledFeatureDistillation(
+                student.last_stage, teacher.last_stage, sdf.embed_channels, sdf.dilations, sdf.weight_sharing
+            )
+            if sdf.enabled
+            else None
         )
-        self.csa = CrossScaleAssistant(
-            student.pyramid,
-            [teacher.pyramid[pair.teacher] for pair in self.level_pairs],
-            dim=csa.dim,
-            heads=csa.heads,
-            rates=csa.effective_rates,
-            query_from=csa.query_from,
+        self.csa = (
+            CrossScaleAssistant(
+                student.pyramid,
+                [teacher.pyramid[pair.teacher] for pair in self.level_pairs],
+                dim=csa.dim,
+                heads=csa.heads,
+                rates=csa.effective_rates,
+                query_from=csa.query_from,
+                attention=csa.attention,
+                residual=csa.residual,
+            )
+            if csa.enabled
+            else None
         )
+        self.terms = (*(("loss_feat",) if sdf.enabled else ()), *(("loss_cls", "loss_bbox") if csa.enabled else ()))
         self.output_settings = output
         # The assistant works on the student's own levels: every level (and the RoI stage) compares one to one.
         self.reference_levels = {"dense": list(range(len(student.pyramid))), "roi": [0]}
 
+    @property
+    def has_assistant(self) -> bool:
+        return self.csa is not None
+
     def assistant_pyramid(self, batch: DistillationBatch) -> list[torch.Tensor]:
+        if self.csa is None:
+            raise RuntimeError("compressor.csa.enabled=false: this ScaleKD has no cross-scale assistant")
         teacher = aligned_pyramid(batch.teacher.pyramid, batch.student.pyramid, self.level_pairs)
         return self.csa(batch.student.pyramid, teacher)
 
@@ -119,19 +140,22 @@ class ScaleKD(Distiller):
             return self.student_view.detection_step(pyramid, student.head(pyramid), batch.targets)
 
     def losses(self, batch: DistillationBatch) -> dict[str, torch.Tensor]:
-        loss_feat = self.sdf(batch.student.last_stage, batch.teacher.last_stage)
-        with torch.no_grad():
-            pyramid = self.assistant_pyramid(batch)
-            reference = self.student_view.outputs_on(pyramid, self.assistant_head(pyramid), batch.student_step)
-        step = batch.student_step
-        loss_cls, loss_bbox = output_distillation(
-            step.outputs, reference, step.targets, self.reference_levels, self.output_settings
-        )
-        return {"loss_feat": loss_feat, "loss_cls": loss_cls, "loss_bbox": loss_bbox}
+        terms = {}
+        if self.sdf is not None:
+            terms["loss_feat"] = self.sdf(batch.student.last_stage, batch.teacher.last_stage)
+        if self.csa is not None:
+            with torch.no_grad():
+                pyramid = self.assistant_pyramid(batch)
+                reference = self.student_view.outputs_on(pyramid, self.assistant_head(pyramid), batch.student_step)
+            step = batch.student_step
+            terms["loss_cls"], terms["loss_bbox"] = output_distillation(
+                step.outputs, reference, step.targets, self.reference_levels, self.output_settings
+            )
+        return terms
 
     def student_parameters(self) -> Iterator[nn.Parameter]:
         """The SDF's student side: it trains with the student. The CSA has its own optimizer."""
-        return (p for p in self.sdf.parameters() if p.requires_grad)
+        return (p for p in (self.sdf.parameters() if self.sdf is not None else ()) if p.requires_grad)
 
     def assistant_parameters(self) -> Iterator[nn.Parameter]:
-        return self.csa.parameters()
+        return self.csa.parameters() if self.csa is not None else iter(())

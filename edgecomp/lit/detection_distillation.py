@@ -16,8 +16,9 @@ optimizer also holds the distiller's student-side parameters (adapters, the SDF'
   warm up the student model ... it could be detrimental when the instructive knowledge is optimized
   insufficiently"): the student learns from the ground truth alone while the distiller's learned parts (ScaleKD's
   assistant) catch up;
-- `freeze_backbone`: the student's backbone receives no update for the first steps (its parameters stop requiring
-  gradients; its BatchNorm statistics keep tracking the data).
+- `freeze_backbone`: the student's backbone receives no update for the first steps: its parameters stop requiring
+  gradients and its BatchNorm layers run in eval mode (normalising with their running statistics, which hold still),
+  as mmdet's frozen stages do; a frozen layer whose statistics drifted would no longer be the layer it was.
 
 Optimisation is manual because ScaleKD steps a second optimizer, the assistant's, before the student's in each
 iteration (edgecomp.lit.scalekd); this module gives the hook (`before_student_update`). Every term is logged every
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +42,27 @@ from edgecomp.distill.alignment import teacher_input
 from edgecomp.distill.base import TERMS, DistillationBatch, Distiller
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
 from edgecomp.models.detection.base import DetectorAdapter
+
+
+@contextmanager
+def uncounted_step(optimizer: Any) -> Iterator[None]:
+    """Step a LightningOptimizer without advancing Lightning's global step. Under manual optimisation every
+    `optimizer.step()` counts one, so a module with two optimizers would advance two per batch and `max_steps` would
+    stop it after half the batches; an auxiliary optimizer (ScaleKD's assistant) steps inside this instead. The step
+    itself still goes through the strategy and precision plugin (gradient unscaling under mixed precision)."""
+    hooks = getattr(optimizer, "_on_before_step", None), getattr(optimizer, "_on_after_step", None)
+    if hooks[0] is None:  # a plain torch optimizer: nothing counts its steps
+        yield
+        return
+    optimizer._on_before_step = optimizer._on_after_step = lambda: None
+    try:
+        yield
+    finally:
+        optimizer._on_before_step, optimizer._on_after_step = hooks
+
+
+def backbone_norms(backbone: nn.Module) -> list[nn.Module]:
+    return [m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 @dataclass(frozen=True)
@@ -110,9 +134,13 @@ class DetectionDistillationModule(pl.LightningModule):
         return self.distiller.student_view.backbone
 
     def train(self, mode: bool = True) -> DetectionDistillationModule:
-        """Lightning puts the whole module in training mode each epoch: the teacher goes straight back to eval."""
+        """Lightning puts the whole module in training mode each epoch: the teacher goes straight back to eval, and so
+        do a frozen backbone's BatchNorm layers."""
         super().train(mode)
         self.teacher.eval()
+        if self._backbone_frozen:
+            for norm in backbone_norms(self.backbone):
+                norm.eval()
         return self
 
     def forward(self, images: torch.Tensor):
@@ -163,6 +191,8 @@ class DetectionDistillationModule(pl.LightningModule):
             return
         for name, parameter in self.backbone.named_parameters():
             parameter.requires_grad_(False if frozen else self._backbone_requires_grad[name])
+        for norm in backbone_norms(self.backbone):  # statistics held while frozen; back to the module's mode after
+            norm.train(self.training and not frozen)
         self._backbone_frozen = frozen
 
     def on_train_start(self) -> None:

@@ -12,7 +12,9 @@ Each iteration:
 3. the updated assistant's head outputs (no gradients) are the reference of L_cls and L_bbox, and the student takes
    its step on L = alpha L_feat + beta L_cls + gamma L_bbox + L_det.
 The assistant trains from the first iteration; the student's warm-up (`schedule.student_warmup`) only delays when its
-knowledge starts to weigh in the student's loss.
+knowledge starts to weigh in the student's loss. The assistant's step does not advance Lightning's global step: one
+batch is one step (`trainer.max_steps`, step-based schedules and logging mean for ScaleKD what they mean for its
+baselines). With `csa.enabled=false` there is no assistant and no second optimizer.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from edgecomp.distill.base import TERMS, DistillationBatch
 from edgecomp.distill.scalekd import ScaleKD
-from edgecomp.lit.detection_distillation import DetectionDistillationModule
+from edgecomp.lit.detection_distillation import DetectionDistillationModule, uncounted_step
 from edgecomp.lit.optimization import OptimizerFactory
 
 
@@ -38,14 +40,19 @@ class ScaleKDModule(DetectionDistillationModule):
         self.assistant_optimizer_factory = assistant_optimizer
 
     def extra_optimizers(self) -> list[torch.optim.Optimizer]:
+        if not self.distiller.has_assistant:  # csa.enabled=false: nothing to step but the student
+            return []
         return [self.assistant_optimizer_factory(self.distiller.assistant_parameters())]
 
     def before_student_update(self, batch: DistillationBatch) -> dict[str, torch.Tensor]:
+        if not self.distiller.has_assistant:
+            return {}
         step = self.distiller.assistant_step(batch)
         loss = torch.stack(list(step.losses.values())).sum()
         optimizer = self.all_optimizers()[1]
         optimizer.zero_grad()
         self.manual_backward(loss)
         self.clip(optimizer)
-        optimizer.step()
+        with uncounted_step(optimizer):  # one global step per batch, as every other method's
+            optimizer.step()
         return {"loss_assistant": loss.detach()}

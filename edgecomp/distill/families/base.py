@@ -48,12 +48,24 @@ class Stage:
 @dataclass
 class StageTargets:
     """The ground-truth assignment of one stage, per level like `Stage`: `positives` (M_l,) bool, `boxes` (M_l, 4)
-    the regression targets in the box space (meaningful at positives only), and `shift_per_pixel` (M_l, 4): the
-    change of a box-space regression whose decoded box moves by +1 pixel in x and in y (a diagonal shift)."""
+    the regression targets in the box space (meaningful at positives only), `shift_per_pixel` (M_l, 4): the
+    change of a box-space regression whose decoded box moves by +1 pixel in x and in y (a diagonal shift), and
+    `box_scale` (M_l, 4): what each box-space coordinate is divided by to be in relative units, those of an anchor
+    delta (edgecomp.distill.output_losses, `box_units`): 1 for a delta coder's space; the assigned object's width,
+    height, width, height in the space's own unit for a space of side distances (FCOS's, YOLOv8's)."""
 
     positives: list[torch.Tensor]
     boxes: list[torch.Tensor]
     shift_per_pixel: list[torch.Tensor]
+    box_scale: list[torch.Tensor]
+
+
+def side_distance_scale(boxes: torch.Tensor, unit: torch.Tensor | float) -> torch.Tensor:
+    """(..., 4) xyxy boxes and the length `unit` of a side-distance box space (broadcastable to (..., 4): each
+    position's stride, or its anchor's (w, h, w, h)) -> (..., 4): the boxes' (w, h, w, h) in that unit, the
+    `box_scale` of such a space."""
+    widths, heights = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    return torch.stack([widths, heights, widths, heights], dim=-1) / unit
 
 
 @dataclass

@@ -98,11 +98,13 @@ class FasterRCNNView(TorchvisionView):
                     shift_per_pixel=split_levels(
                         delta_shift_per_pixel(stacked_anchors, rpn.box_coder.weights), level_sizes
                     ),
+                    box_scale=split_levels(torch.ones_like(stacked_anchors), level_sizes),  # deltas: relative
                 ),
                 "roi": StageTargets(
                     positives=[labels > 0],
                     boxes=[torch.cat(roi_targets)],
                     shift_per_pixel=[delta_shift_per_pixel(proposal_boxes, roi_heads.box_coder.weights)],
+                    box_scale=[torch.ones_like(proposal_boxes)],
                 ),
             },
             image_size=size,

@@ -11,6 +11,8 @@ Box spaces (the raw regression, as the heads output it):
   moved by +1 px in x and y changes (dx, dy) by (w_x / anchor_w, w_y / anchor_h), (dw, dh) not at all;
 - FCOS: distances (l, t, r, b) from the location to the box sides divided by the anchor size (= the level's stride;
   BoxLinearCoder); the shift changes them by (-1, -1, +1, +1) / anchor size.
+Relative units (edgecomp.distill.output_losses): RetinaNet's deltas are them already; FCOS's distances are divided by
+the matched box's width or height in anchor sizes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-from edgecomp.distill.families.base import DetectionStep, FamilyView, Stage, StageTargets, flatten_level, split_levels
+from edgecomp.distill.families.base import (
+    DetectionStep,
+    FamilyView,
+    Stage,
+    StageTargets,
+    flatten_level,
+    side_distance_scale,
+    split_levels,
+)
 from edgecomp.models.detection.base import HeadOutputs
 from edgecomp.models.detection.torchvision_dense import FCOSAdapter, TorchvisionDenseAdapter
 
@@ -81,6 +91,10 @@ class TorchvisionDenseView(TorchvisionView):
             gt_boxes.shape
         )
 
+    def box_scale(self, gt_boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """Anchor deltas are the relative units themselves (see edgecomp.distill.output_losses)."""
+        return torch.ones_like(anchors)
+
     def shift_per_pixel(self, anchors: torch.Tensor) -> torch.Tensor:
         weight_x, weight_y, _, _ = self.adapter.detector.box_coder.weights
         widths = anchors[..., 2] - anchors[..., 0]
@@ -116,6 +130,7 @@ class TorchvisionDenseView(TorchvisionView):
             positives=split_levels(matched >= 0, level_sizes),
             boxes=split_levels(self.encode(gt_boxes, stacked_anchors), level_sizes),
             shift_per_pixel=split_levels(self.shift_per_pixel(stacked_anchors), level_sizes),
+            box_scale=split_levels(self.box_scale(gt_boxes, stacked_anchors), level_sizes),
         )
         return DetectionStep(
             losses=losses, outputs={"dense": self.dense(head)}, targets={"dense": assignment}, image_size=size
@@ -137,6 +152,10 @@ class FCOSView(TorchvisionDenseView):
 
     def encode(self, gt_boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         return self.adapter.detector.box_coder.encode(anchors, gt_boxes)
+
+    def box_scale(self, gt_boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """Side distances in anchor sizes: divided by the box's size in anchor sizes, they are relative to it."""
+        return side_distance_scale(gt_boxes, side_distance_scale(anchors, 1.0))
 
     def shift_per_pixel(self, anchors: torch.Tensor) -> torch.Tensor:
         inverse_w = 1.0 / (anchors[..., 2] - anchors[..., 0])

@@ -8,7 +8,8 @@ Box space: YOLOv8 regresses each side's distance from the anchor point (in units
 distribution over `reg_max` bins; an L2 distance between two such distributions' logits means little, so the box
 space is the distribution's expectation (Ultralytics' DFL decoding): (l, t, r, b) in stride units, in [0, reg_max - 1].
 The ground-truth targets are the assigned boxes' distances, clipped to that range as Ultralytics clips them. A box
-moved by +1 px in x and y changes (l, t, r, b) by (-1, -1, +1, +1) / stride.
+moved by +1 px in x and y changes (l, t, r, b) by (-1, -1, +1, +1) / stride. Relative units divide each side by the
+assigned box's width or height in stride units.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgecomp.distill.families.base import DetectionStep, FamilyView, Stage, StageTargets, split_levels
+from edgecomp.distill.families.base import (
+    DetectionStep,
+    FamilyView,
+    Stage,
+    StageTargets,
+    side_distance_scale,
+    split_levels,
+)
 from edgecomp.models.detection.base import HeadOutputs
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
 
@@ -73,6 +81,7 @@ class YOLOv8View(FamilyView):
                     positives=split_levels(foreground.bool(), level_sizes),
                     boxes=split_levels(distances, level_sizes),
                     shift_per_pixel=split_levels(shift, level_sizes),
+                    box_scale=split_levels(side_distance_scale(assigned_boxes, strides), level_sizes),
                 )
             },
             image_size=image_size,

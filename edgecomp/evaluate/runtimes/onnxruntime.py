@@ -35,11 +35,14 @@ from edgecomp.models.fingerprint import weights_fingerprint
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def session_options(device, layout_optimizations: bool = True, allow_spinning: bool = True) -> ort.SessionOptions:
-    """The session settings of a deployment on `device` (a TargetDevice): its intra-op threads, one inter-op
-    thread, every graph optimisation (or all but the layout ones); idle threads spin unless `allow_spinning` is off."""
+def session_options(
+    threads: int | None, layout_optimizations: bool = True, allow_spinning: bool = True
+) -> ort.SessionOptions:
+    """The session settings edgecomp runs ONNX files with: `threads` intra-op threads (a device's `threads`; None or
+    0: ONNX Runtime's default), one inter-op thread, every graph optimisation (or all but the layout ones); idle
+    threads spin unless `allow_spinning` is off."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = device.threads or 0  # 0 = ORT's default
+    options.intra_op_num_threads = threads or 0  # 0 = ORT's default
     options.inter_op_num_threads = 1
     if not allow_spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -133,6 +136,6 @@ class OnnxRuntime(Runtime):
                 f"device={device.name} needs ONNX Runtime's {provider}, but this onnxruntime {ort.__version__} "
                 f"has only {available}. Install onnxruntime-gpu, or use accelerator=cpu."
             )
-        options = session_options(device, self.layout_optimizations, self.allow_spinning)
+        options = session_options(device.threads, self.layout_optimizations, self.allow_spinning)
         session = ort.InferenceSession(str(path), options, providers=[provider])
         return OnnxRuntimePredictor(session)

@@ -52,7 +52,7 @@ def profile_nodes(path: str | os.PathLike, device, images: np.ndarray, runs: int
     batch = device.batch_size
     batches = [np.ascontiguousarray(images[i : i + batch], dtype=np.float32) for i in range(0, len(images), batch)]
     with tempfile.TemporaryDirectory() as scratch:
-        options = session_options(device)
+        options = session_options(device.threads)
         options.optimized_model_filepath = str(Path(scratch) / "optimized.onnx")
         options.log_severity_level = 3  # not the warning that a file saved with layout optimisations is CPU-specific
         options.enable_profiling = True

@@ -1,0 +1,280 @@
+"""ScaleKD's ablation switches mean what the paper's tables mean (Tables 1, 5-7): each part can be switched off, the
+plain cross-attention is plain, the residual is the one named, L_bbox can be the paper's direct regression, one gamma
+means the same in every family's box space; and ScaleKD's training loop counts one step per batch, holds a frozen
+backbone's BatchNorm statistics and steps the assistant before the student."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from functools import partial
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn as nn
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+from edgecomp.config import build
+from edgecomp.distill.csa import CrossScaleAssistant, PlainCrossAttention
+from edgecomp.distill.families import family_view
+from edgecomp.errors import ConfigError
+from edgecomp.lit.detection_distillation import backbone_norms
+from edgecomp.models.detection.torchvision_dense import FCOSAdapter, RetinaNetAdapter
+from edgecomp.models.detection.yolov8 import YOLOv8Adapter
+from tests.conftest import CONF, compose_config
+from tests.test_distill_baselines import SIZE, batch_of, compressor, detector, distillation_batch
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SMALL = ("compressor.csa.dim=32", "compressor.sdf.embed_channels=16")
+
+# ---------------------------------------------------------------------------------------------------- the assistant
+
+
+def test_plain_attention_is_torchs_multihead_attention_on_the_same_weights():
+    torch.manual_seed(0)
+    plain = PlainCrossAttention(32, 48, 32, dim=32, heads=4)
+    reference = nn.MultiheadAttention(32, 4, kdim=48, vdim=48, batch_first=True)
+    with torch.no_grad():
+        reference.q_proj_weight.copy_(plain.query.weight)
+        reference.k_proj_weight.copy_(plain.key.weight)
+        reference.v_proj_weight.copy_(plain.value.weight)
+        reference.in_proj_bias.copy_(torch.cat([plain.query.bias, plain.key.bias, plain.value.bias]))
+        reference.out_proj.weight.copy_(plain.output.weight)
+        reference.out_proj.bias.copy_(plain.output.bias)
+    query, key_value = torch.randn(2, 10, 32), torch.randn(2, 7, 48)
+    expected, _ = reference(query, key_value, key_value, need_weights=False)
+    assert torch.allclose(plain.attend(query, key_value), expected, atol=1e-5)
+
+
+def test_plain_attention_has_no_aggregation_mlp_pooling_or_value_projection():
+    plain = CrossScaleAssistant([16, 32], [24, 48], dim=32, heads=4, attention="plain")
+    msc = CrossScaleAssistant([16, 32], [24, 48], dim=32, heads=4, attention="msc")
+    assert all(isinstance(level, PlainCrossAttention) for level in plain.levels)
+    plain_names = {name for name, _ in plain.named_parameters()}
+    assert not any("aggregate" in name or "value_projections" in name for name in plain_names)
+    assert any("aggregate" in name for name, _ in msc.named_parameters())
+    assert sum(p.numel() for p in plain.parameters()) < sum(p.numel() for p in msc.parameters())
+    # A plain level sees every teacher token: its output at one position depends on the whole teacher map.
+    student, teacher = torch.randn(1, 16, 8, 8), torch.randn(1, 24, 8, 8, requires_grad=True)
+    plain.levels[0](student, teacher)[0, :, 0, 0].sum().backward()
+    assert bool((teacher.grad.abs().sum(dim=1) > 0).all())
+
+
+@pytest.mark.parametrize("residual", ["teacher", "student", "none"])
+def test_the_assistants_output_adds_the_residual_the_switch_names(residual):
+    torch.manual_seed(0)
+    csa = CrossScaleAssistant([16], [24], dim=32, heads=4, residual=residual)
+    student, teacher = torch.randn(2, 16, 8, 8), torch.randn(2, 24, 8, 8)
+    (output,) = csa([student], [teacher])
+    attention = csa.levels[0](student, teacher)
+    if residual == "teacher":
+        expected = attention + csa.teacher_projections[0](teacher)
+    else:
+        expected = attention + student if residual == "student" else attention
+        assert len(csa.teacher_projections) == 0  # no projection to train where it is not used
+    assert torch.allclose(output, expected, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------- L_bbox
+
+
+def eval_pair(family: type = YOLOv8Adapter, **settings):
+    """A student and a teacher with the same weights, both in eval mode: on the same input their outputs are equal."""
+    student = detector(family, 0, **settings).eval()
+    return student, copy.deepcopy(student)
+
+
+@pytest.mark.parametrize("loss", ["l2", "smooth_l1"])
+def test_direct_regression_to_the_teachers_boxes_is_zero_at_no_shift_and_grows_with_it(loss):
+    student, teacher = eval_pair(scale="n")
+    values = {}
+    for shift in (0, 6, 12):
+        distiller = compressor(
+            "od2017",
+            "compressor.teacher_scale=1",
+            f"compressor.output.bbox_loss={loss}",
+            f"compressor.perturb_px={shift}",
+        ).build_distiller(family_view(student), family_view(teacher))
+        values[shift] = distiller.losses(distillation_batch(distiller, student, teacher))["loss_bbox"].item()
+    assert values[0] == pytest.approx(0.0, abs=1e-10)
+    assert 0 < values[6] < values[12]
+    if loss == "l2":  # the reference moved by s * u: mean ||s u||^2 grows with the square of the shift
+        assert values[12] == pytest.approx(4 * values[6], rel=1e-4)
+
+
+def test_the_bounded_loss_never_pulls_towards_the_teachers_boxes():
+    """Chen et al.'s bound against the same student: its error never exceeds the reference's (they are equal), so
+    L_bbox is zero however the reference is moved away from the ground truth... or towards it."""
+    student, teacher = eval_pair(scale="n")
+    distiller = compressor(
+        "od2017", "compressor.teacher_scale=1", "compressor.output.bbox_loss=bounded"
+    ).build_distiller(family_view(student), family_view(teacher))
+    assert distiller.losses(distillation_batch(distiller, student, teacher))["loss_bbox"].item() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("family", "settings"), [(YOLOv8Adapter, {"scale": "n"}), (RetinaNetAdapter, {}), (FCOSAdapter, {})]
+)
+def test_in_relative_units_a_one_pixel_shift_is_one_over_the_objects_size_in_every_family(family, settings):
+    """What makes one gamma mean the same in every family: a 32 px object moved by 1 px changes each box-space
+    coordinate by about 1/32 (RetinaNet: its matched anchor's size, within the anchor scales' spread); in YOLOv8's
+    and FCOS's own spaces the change is 1/stride, up to 4x larger at stride 8."""
+    view = family_view(detector(family, 0, **settings).eval())
+    images = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    targets = [{"boxes": torch.tensor([[16.0, 16.0, 48.0, 48.0]]), "labels": torch.tensor([1])}]
+    features = view.adapter.features(images)
+    assignment = view.detection_step(features.pyramid, view.adapter.head(features.pyramid), targets).targets["dense"]
+    positives = torch.cat(assignment.positives)
+    shift = torch.cat(assignment.shift_per_pixel)[positives]
+    relative = (shift / torch.cat(assignment.box_scale)[positives])[:, :2].abs()  # x and y (dx, dy or l, t)
+    assert len(relative) > 0
+    assert bool(((relative > 0.5 / 32) & (relative < 2 / 32)).all()), relative
+
+
+# ---------------------------------------------------------------------------------------------------- the loop
+
+
+def fit(method, student, teacher, max_steps: int, batches: int, callbacks=()) -> tuple[pl.LightningModule, pl.Trainer]:
+    """`method`'s LightningModule trained by a Lightning Trainer for `max_steps` on `batches` batches per epoch."""
+    module = method.training_module(
+        student, teacher, optimizer=partial(torch.optim.SGD, lr=0.01, momentum=0.9), warmup_steps=1
+    )
+    trainer = pl.Trainer(
+        max_steps=max_steps, max_epochs=100, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=list(callbacks),
+    )  # fmt: skip
+    data = [batch_of(seed=i) for i in range(batches)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a few batches, no validation: on purpose
+        trainer.fit(module, DataLoader(data, batch_size=None))
+    return module, trainer
+
+
+class OptimizerOrder(pl.Callback):
+    """Which optimizer stepped, in order: the assistant's (its LightningOptimizer's index 1) or the student's."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        names = {id(o.optimizer): name for o, name in zip(pl_module.all_optimizers(), ["student", "csa"], strict=False)}
+        self.order.append(names[id(optimizer)])
+
+
+def test_scalekd_counts_one_global_step_per_batch_and_steps_the_assistant_before_the_student():
+    method = compressor("scalekd", *SMALL)
+    order = OptimizerOrder()
+    module, trainer = fit(method, detector(YOLOv8Adapter, 0, scale="n"), detector(YOLOv8Adapter, 1, scale="n"),
+                          max_steps=3, batches=4, callbacks=[order])  # fmt: skip
+    assert module.steps_done == trainer.global_step == 3  # max_steps=3 is three batches, as for every other method
+    assert order.order == ["csa", "student"] * 3
+
+
+@pytest.mark.parametrize(
+    ("override", "terms"),
+    [("compressor.sdf.enabled=false", {"loss_cls", "loss_bbox"}), ("compressor.csa.enabled=false", {"loss_feat"})],
+)
+def test_a_part_switched_off_has_no_modules_no_terms_and_no_optimizer(override, terms):
+    method = compressor("scalekd", *SMALL, override)
+    order = OptimizerOrder()
+    module, trainer = fit(method, detector(YOLOv8Adapter, 0, scale="n"), detector(YOLOv8Adapter, 1, scale="n"),
+                          max_steps=1, batches=1, callbacks=[order])  # fmt: skip
+    distiller = module.distiller
+    assert set(distiller.terms) == terms
+    logged = {k.removeprefix("train/") for k in trainer.callback_metrics}
+    assert logged & {"loss_feat", "loss_cls", "loss_bbox"} == terms
+    if "loss_feat" in terms:  # no CSA: nothing of it exists, no second optimizer, no assistant loss
+        assert distiller.csa is None and order.order == ["student"] and "loss_assistant" not in logged
+    else:
+        assert distiller.sdf is None and order.order == ["csa", "student"] and "loss_assistant" in logged
+        assert not list(distiller.student_parameters())
+
+
+def test_a_frozen_backbone_holds_its_weights_and_batchnorm_statistics_across_epochs_until_it_thaws():
+    method = compressor("scalekd", *SMALL, "compressor.schedule.freeze_backbone=3")
+    student = detector(YOLOv8Adapter, 0, scale="n")
+    backbone = family_view(student).backbone
+    initial = {k: v.clone() for k, v in backbone.state_dict().items()}
+    states = []
+
+    class Snapshots(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            states.append(({k: v.clone() for k, v in backbone.state_dict().items()},
+                           [m.training for m in backbone_norms(backbone)]))  # fmt: skip
+
+    # 2 batches per epoch: the third (frozen) step comes after Lightning put the module back in training mode.
+    fit(method, student, detector(YOLOv8Adapter, 1, scale="n"), max_steps=4, batches=2, callbacks=[Snapshots()])
+    assert len(states) == 4
+    for state, modes in states[:3]:
+        assert all(torch.equal(value, initial[key]) for key, value in state.items())  # weights and statistics
+        assert not any(modes)
+    thawed, modes = states[3]
+    changed = {key for key, value in thawed.items() if not torch.equal(value, initial[key])}
+    assert any(key.endswith("running_mean") for key in changed) and any(key.endswith("weight") for key in changed)
+    assert all(modes)
+
+
+def test_perturb_px_moves_the_assistants_boxes_on_the_scalekd_path():
+    student, teacher = eval_pair(scale="n")
+    terms = {}
+    for shift in (0, 6, 12):
+        torch.manual_seed(0)  # the same assistant each time
+        distiller = compressor(
+            "scalekd",
+            *SMALL,
+            "compressor.teacher_scale=1",
+            "compressor.output.bbox_loss=l2",
+            f"compressor.perturb_px={shift}",
+        ).build_distiller(family_view(student), family_view(teacher))
+        terms[shift] = {
+            k: v.item() for k, v in distiller.losses(distillation_batch(distiller, student, teacher)).items()
+        }
+    assert terms[0]["loss_cls"] == terms[6]["loss_cls"] == terms[12]["loss_cls"]
+    assert terms[0]["loss_feat"] == terms[12]["loss_feat"]
+    assert len({terms[s]["loss_bbox"] for s in (0, 6, 12)}) == 3
+
+
+# ---------------------------------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    ("name", "override", "key"),
+    [
+        ("scalekd", "compressor.csa.attention=cross", "compressor.csa.attention"),
+        ("scalekd", "compressor.csa.residual=both", "compressor.csa.residual"),
+        ("scalekd", "compressor.csa.enabled=maybe", "compressor.csa.enabled"),
+        ("scalekd", "compressor.sdf.enabled=2", "compressor.sdf.enabled"),
+        ("od2017", "compressor.output.bbox_loss=l1", "compressor.output.bbox_loss"),
+        ("scalekd", "compressor.output.box_units=px", "compressor.output.box_units"),
+    ],
+)
+def test_a_switch_set_to_something_it_cannot_mean_is_refused(name, override, key):
+    with pytest.raises(ConfigError, match=key):
+        compressor(name, override)
+
+
+def sweep(preset: str) -> dict[str, str]:
+    return dict(OmegaConf.load(CONF / "experiment" / f"{preset}.yaml").hydra.sweeper.params)
+
+
+def test_the_table_presets_compose_with_the_papers_settings():
+    table1 = build(compose_config("compress", ["experiment=scalekd_table1"]).compressor)
+    assert (table1.teacher_scale, table1.output.bbox_loss) == (1.0, "l2")
+    assert sweep("scalekd_table1") == {"compressor": "od2017", "compressor.perturb_px": "0,6,12", "seed": "0,1,2"}
+    assert sweep("scalekd_table5")["compressor.teacher_scale"] == "1,2"
+    for variant, (enabled, attention) in {
+        "none": (False, "msc"),
+        "plain": (True, "plain"),
+        "msc": (True, "msc"),
+    }.items():
+        table6 = build(compose_config("compress", ["experiment=scalekd_table6", f"csa={variant}"]).compressor)
+        assert (table6.csa.enabled, table6.csa.attention, table6.csa.residual) == (enabled, attention, "none")
+        assert table6.teacher_scale == 1.0
+    assert sweep("scalekd_table6")["csa"] == "none,plain,msc"
+    table7 = build(compose_config("compress", ["experiment=scalekd_table7"]).compressor)
+    assert table7.teacher_scale == 1.0 and sweep("scalekd_table7")["compressor.sdf.weight_sharing"] == "true,false"
+    for preset in ("scalekd_table1", "scalekd_table5", "scalekd_table6", "scalekd_table7"):
+        assert sweep(preset)["seed"] == "0,1,2"
