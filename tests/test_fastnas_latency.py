@@ -8,7 +8,6 @@ no test asserts a wall-clock figure.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from edgecomp.compress.fastnas import FastNASPruning
+from edgecomp.compress.fastnas_latency import MIN_NOISE, SubnetLatency
 from edgecomp.config import build
 from edgecomp.errors import ConfigError, DeviceError
 from edgecomp.evaluate.device import TargetDevice
@@ -37,6 +37,7 @@ from tests.conftest import CONF, compose_config
         ("compressor.latency_protocol.images=0", "compressor.latency_protocol=.*images >= 1"),
         ("+compressor.latency_protocol.repeats=3", "compressor.latency_protocol=.*expected a mapping of images"),
         ("compressor.channel_divisor=0", "compressor.channel_divisor=0: expected a whole number >= 1"),
+        ("compressor.latency_ranking=flops", "compressor.latency_ranking=flops: expected drop_per_ms .* or drop"),
     ],
 )
 def test_bad_latency_settings_are_refused_when_the_compressor_is_built(override, message):
@@ -110,21 +111,27 @@ def fake_score(view: nn.Module) -> float:
     return 1.0 - sum(drop for name, drop in SCORE_DROP.items() if config[name] < FULL[name])
 
 
-class FakeLatency:
+class FakeLatency(SubnetLatency):
     """A simulated device: 1 ms, plus 1 ms for the full width of the one group `expensive` names (in proportion to
-    the width it keeps); every other group's width is free."""
+    the width it keeps); every other group's width is free. A subnet's "deployment" is its widths; `first_timings`
+    (widths -> ms) replaces the first timing of those subnets: a noisy first measurement. Pairing with the unpruned
+    network, caching, noise and confirmation are SubnetLatency's own."""
 
-    def __init__(self, expensive: str) -> None:
+    def __init__(self, expensive: str, first_timings: dict[tuple[int, ...], float] | None = None) -> None:
+        super().__init__(TargetDevice("cpu", "cpu", OnnxRuntime(), threads=1), 32, torch.zeros(1, 3, 32, 32), None)
         self.expensive = expensive
-        self.measured: dict[str, float] = {}
+        self.first_timings = dict(first_timings or {})
 
-    def __call__(self, view: nn.Module) -> float:
+    def _deploy(self, view: nn.Module, folder: Path) -> tuple[int, ...]:
         from modelopt.torch.nas.utils import get_subnet_config
 
         config = get_subnet_config(view)
-        ms = 1.0 + config[self.expensive] / FULL[self.expensive]
-        self.measured[json.dumps(config, sort_keys=True, default=str)] = ms
-        return ms
+        return tuple(config[name] for name in FULL)
+
+    def _time(self, widths: tuple[int, ...]) -> float:
+        if widths in self.first_timings:
+            return self.first_timings.pop(widths)
+        return 1.0 + dict(zip(FULL, widths, strict=True))[self.expensive] / FULL[self.expensive]
 
 
 def run_search(pruner: FastNASPruning, folder: Path, latency: FakeLatency | None = None) -> tuple[dict, nn.Module]:
@@ -136,7 +143,7 @@ def run_search(pruner: FastNASPruning, folder: Path, latency: FakeLatency | None
         model_config=SimpleNamespace(name="tiny_cnn"),
         device=TargetDevice("cpu", "cpu", OnnxRuntime(), threads=1),
     )
-    checkpoint = folder / f"search-{pruner.constraint}.pth"
+    checkpoint = folder / f"search-{pruner.constraint}-{pruner.latency_ranking}.pth"
     state = pruner.search(view, context, fake_score, checkpoint, torch.zeros(1, 3, 32, 32), 1, 8, latency)
     return state, view.model
 
@@ -145,39 +152,137 @@ def kept(network: nn.Module) -> dict[str, int]:
     return {name: network.get_submodule(name.split(".")[1]).out_channels for name in FULL}
 
 
-def test_the_latency_search_narrows_what_the_measurement_says_is_expensive(tmp_path, one_torch_thread):
+HALVES = {"channel_ratios": [0.5, 1.0], "epochs": 0}
+
+
+@pytest.mark.parametrize(
+    ("ranking", "wide_kept"),
+    [
+        # ModelOpt's order: the wide group (least score lost) is halved first although it buys nothing, then the stem
+        ("drop", 32),
+        # by score lost per ms saved: only the stem is halved, the wide group, which saves no time, stays whole
+        ("drop_per_ms", 64),
+    ],
+)
+def test_the_latency_search_narrows_what_the_measurement_says_is_expensive(
+    tmp_path, one_torch_thread, ranking, wide_kept
+):
     from modelopt.torch.nas.algorithms import MODULE_TYPE_TO_CONSTRAINTS_FUNC
 
-    ratios = {"channel_ratios": [0.5, 1.0], "epochs": 0}
     # FLOPs: halving the wide group alone (the cheapest in score) meets 60% of the FLOPs
-    flops_state, flops_net = run_search(FastNASPruning("fastnas", flops="60%", **ratios), tmp_path)
+    flops_state, flops_net = run_search(FastNASPruning("fastnas", flops="60%", **HALVES), tmp_path)
     assert kept(flops_net) == {WIDE: 32, STEM: 32, LAST: 32}
     # Latency, where only the stem's width costs time: halving the wide group buys nothing, so the search goes on to
     # the stem (the next cheapest in score), which the FLOPs search left whole
     latency = FakeLatency(STEM)
-    pruner = FastNASPruning("fastnas", constraint="latency", latency="80%", **ratios)
+    pruner = FastNASPruning("fastnas", constraint="latency", latency="80%", latency_ranking=ranking, **HALVES)
     state, network = run_search(pruner, tmp_path, latency)
-    assert kept(network) == {WIDE: 32, STEM: 16, LAST: 32}
+    assert kept(network) == {WIDE: wide_kept, STEM: 16, LAST: 32}
     budget = state["latency_budget"]
-    assert budget == {"baseline_ms": 2.0, "budget_ms": pytest.approx(1.6)}
+    assert (budget["baseline_ms"], budget["budget_ms"]) == (2.0, pytest.approx(1.6))
+    assert budget["noise"] == MIN_NOISE  # the fake's repeated timings agree
     assert state["best"]["is_satisfied"] and state["best"]["constraints"]["latency"] == 1.5 <= budget["budget_ms"]
     # Every subnet's latency was measured (the fake saw the unpruned net, the smallest and the bisection's subnets),
     # none interpolated from FLOPs: the chosen subnet's figure is the fake's own
     assert len(latency.measured) >= 3 and 1.5 in latency.measured.values()
     assert MODULE_TYPE_TO_CONSTRAINTS_FUNC == {}  # ModelOpt's table is left as it was found
+    if ranking == "drop_per_ms":
+        # the per-layer table: what halving each group alone saves
+        assert budget["saved_ms"] == {WIDE: {32: 0.0, 64: 0.0}, STEM: {16: 0.5, 32: 0.0}, LAST: {16: 0.0, 32: 0.0}}
+    else:
+        assert budget["saved_ms"] is None
 
 
 def test_a_latency_budget_only_the_smallest_subnet_meets_takes_the_smallest(tmp_path, one_torch_thread):
     """Only the group the score says is costliest to narrow buys latency: ModelOpt's bisection never tries narrowing
     it (its threshold's upper end) and ends over budget; the smallest subnet is taken, as for a FLOPs budget."""
-    pruner = FastNASPruning("fastnas", constraint="latency", latency="80%", channel_ratios=[0.5, 1.0], epochs=0)
+    pruner = FastNASPruning("fastnas", constraint="latency", latency="80%", latency_ranking="drop", **HALVES)
     state, network = run_search(pruner, tmp_path, FakeLatency(LAST))
     assert kept(network) == {WIDE: 32, STEM: 16, LAST: 16}
     assert state["best"]["is_satisfied"] and state["best"]["constraints"]["latency"] == 1.5
 
 
+def test_ranked_by_drop_per_ms_the_search_narrows_only_the_group_that_buys_time(tmp_path, one_torch_thread):
+    """The same budget ranked by score lost per ms saved: the costliest group in score is the only one that saves
+    time, so it alone is halved and the two free groups keep their width (and the score ModelOpt's order lost)."""
+    pruner = FastNASPruning("fastnas", constraint="latency", latency="80%", **HALVES)
+    state, network = run_search(pruner, tmp_path, FakeLatency(LAST))
+    assert kept(network) == {WIDE: 64, STEM: 32, LAST: 16}
+    assert state["best"]["is_satisfied"] and state["best"]["constraints"]["latency"] == 1.5
+
+
+def test_a_subnet_timed_just_over_the_budget_is_timed_again_and_the_median_decides(tmp_path, one_torch_thread):
+    """The stem-halved subnet (1.5 ms, budget 1.6 ms) is first timed at 1.62 ms, within the 2% noise of the budget:
+    it is timed twice more (1.5, 1.5) and taken. The unpruned network, far over budget, is timed only to calibrate."""
+    first = {(64, 16, 32): 1.62}
+    latency = FakeLatency(STEM, first_timings=first)
+    pruner = FastNASPruning("fastnas", constraint="latency", latency="80%", **HALVES)
+    state, network = run_search(pruner, tmp_path, latency)
+    assert kept(network) == {WIDE: 64, STEM: 16, LAST: 32}
+    assert latency.timings[next(key for key, ms in latency.measured.items() if ms == 1.5 and "64" in key)] == [
+        1.62,
+        1.5,
+        1.5,
+    ]
+    assert latency.confirmed == 1 and state["best"]["constraints"]["latency"] == 1.5
+    # far from the budget, one timing each (the unpruned network: the 3 calibration timings)
+    assert sorted(len(timed) for timed in latency.timings.values()) == [1] * (len(latency.timings) - 2) + [3, 3]
+
+
+def test_a_subnet_timed_far_over_the_budget_is_not_timed_again(tmp_path, one_torch_thread):
+    """A noisy first timing well outside the noise band (1.9 ms against 1.6) rejects the subnet outright."""
+    latency = FakeLatency(STEM, first_timings={(64, 16, 32): 1.9})
+    pruner = FastNASPruning("fastnas", constraint="latency", latency="80%", **HALVES)
+    state, network = run_search(pruner, tmp_path, latency)
+    assert kept(network) != {WIDE: 64, STEM: 16, LAST: 32} and latency.confirmed == 0
+
+
+class DriftingLatency(FakeLatency):
+    """The simulated device on a machine that slows down by 3 % with every session timed."""
+
+    def __init__(self, expensive: str) -> None:
+        super().__init__(expensive)
+        self.sessions = 0
+
+    def _time(self, widths: tuple[int, ...]) -> float:
+        self.sessions += 1
+        return super()._time(widths) * 1.03**self.sessions
+
+
+def test_paired_timing_keeps_a_slowing_machine_from_deciding_the_search(tmp_path, one_torch_thread):
+    """Timed alone, each later subnet would look slower than the last (by 3 % per session: after 10 sessions the
+    stem-halved subnet would read 2 ms against a 1.6 ms budget); paired with the unpruned network, each ratio is off
+    by one session's drift only, and the search takes the subnet it takes on a steady machine: the stem halved, the
+    free groups whole."""
+    latency = DriftingLatency(STEM)
+    pruner = FastNASPruning("fastnas", constraint="latency", latency="80%", **HALVES)
+    state, network = run_search(pruner, tmp_path, latency)
+    assert kept(network) == {WIDE: 64, STEM: 16, LAST: 32}
+    assert latency.sessions >= 10
+    share = state["best"]["constraints"]["latency"] / state["latency_budget"]["baseline_ms"]
+    assert share == pytest.approx(0.75 / 1.03, rel=1e-6)
+
+
+def test_the_latency_table_times_each_groups_narrowest_choice_and_interpolates_the_rest(one_torch_thread):
+    """Four widths of the stem (8..32 channels at divisor 8): its narrowest is timed (1.25 ms against 2 ms: 0.75 ms
+    saved), the widths between are interpolated in the channels removed, which on this linear device is exact."""
+    from modelopt.torch.nas.utils import get_subnet_config
+
+    from edgecomp.compress.fastnas_latency import latency_table
+
+    view = ModelOptView(tiny_cnn()).eval()
+    FastNASPruning("fastnas", channel_ratios=[0.25, 0.5, 0.75, 1.0])._convert(view, "tiny_cnn", 8)
+    latency = FakeLatency(STEM)
+    choices = {STEM: [8, 16, 24, 32], WIDE: [16, 32, 48, 64]}
+    table = latency_table(view, choices, latency, 2.0)
+    assert table[STEM] == {8: 0.75, 16: 0.5, 24: 0.25, 32: 0.0}
+    assert table[WIDE] == {16: 0.0, 32: 0.0, 48: 0.0, 64: 0.0}  # its width costs nothing on this device
+    assert len(latency.timings) == 2  # one timed deployment per group
+    assert get_subnet_config(view)[STEM] == 32 and get_subnet_config(view)[WIDE] == 64  # left whole
+
+
 def test_a_latency_budget_the_smallest_subnet_misses_is_refused_with_its_latency(tmp_path, one_torch_thread):
-    pruner = FastNASPruning("fastnas", constraint="latency", latency="60%", channel_ratios=[0.5, 1.0], epochs=0)
+    pruner = FastNASPruning("fastnas", constraint="latency", latency="60%", **HALVES)
     with pytest.raises(ConfigError) as refused:
         run_search(pruner, tmp_path, FakeLatency(STEM))
     message = str(refused.value)
@@ -199,9 +304,19 @@ def test_a_latency_budget_the_search_space_cannot_reach_is_refused_before_any_wo
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
 
 
-def test_a_latency_constrained_smoke_search_meets_a_loose_budget(tmp_path, data_dir, one_torch_thread):
+@pytest.mark.parametrize(
+    "ranking",
+    [
+        "drop",
+        # the per-layer table adds a timed ONNX export per group (~4 s each at 96 px on 2 busy cores); the ranked
+        # searcher itself runs in the fast tier on the simulated device above
+        pytest.param("drop_per_ms", marks=pytest.mark.slow),
+    ],
+)
+def test_a_latency_constrained_smoke_search_meets_a_loose_budget(tmp_path, data_dir, one_torch_thread, ranking):
     """`experiment=smoke_fastnas` (YOLOv8n at 96 px) under 90% of the unpruned network's latency on device=cpu (ONNX
-    Runtime), its channel divisor the device profile's: the chosen subnet meets the budget as the search timed it."""
+    Runtime), its channel divisor the device profile's: the chosen subnet meets the budget as the search timed it,
+    every subnet timed paired with the unpruned network."""
     from modelopt.torch.nas.algorithms import MODULE_TYPE_TO_CONSTRAINTS_FUNC
 
     overrides = [
@@ -211,6 +326,8 @@ def test_a_latency_constrained_smoke_search_meets_a_loose_budget(tmp_path, data_
         "compressor.channel_divisor=null",
         "device.channel_divisor=8",
         "device.threads=1",  # one thread is robust to a busy CPU; what is timed is the same subnets
+        "compressor.channel_ratios=[0.5,1.0]",  # each group halved or whole
+        f"compressor.latency_ranking={ranking}",
         "compressor.epochs=0",
         f"paths.results={tmp_path}",
         f"paths.data={data_dir}",
@@ -231,6 +348,12 @@ def test_a_latency_constrained_smoke_search_meets_a_loose_budget(tmp_path, data_
     subnet, unpruned = record["fastnas"]["subnet_config"], record["fastnas"]["unpruned_config"]
     pruned = {name: width for name, width in subnet.items() if width < unpruned[name]}
     assert pruned and all(width % 8 == 0 for width in pruned.values())
+    assert latency["ranking"] == ranking and latency["protocol"]["paired_with_unpruned"]
+    if ranking == "drop_per_ms":  # every searched group was timed narrowed alone (the per-layer table)
+        assert set(latency["saved_ms"]) == set(subnet) and latency["subnets_measured"] >= len(subnet)
+        assert all(saved >= 0 for row in latency["saved_ms"].values() for saved in row.values())
+    else:
+        assert latency["saved_ms"] is None
     assert MODULE_TYPE_TO_CONSTRAINTS_FUNC == {}
 
 
@@ -239,20 +362,22 @@ def test_a_latency_constrained_smoke_search_meets_a_loose_budget(tmp_path, data_
 
 @pytest.mark.slow
 def test_the_fastnas_latency_benchmark_runs_a_flops_then_a_latency_search(tmp_path, data_dir, capsys):
-    """Tiny settings (96 px, 1 epoch, two channel ratios): run 2's budget is run 1's measured latency ratio, and it
-    starts from run 1's sensitivities."""
+    """Tiny settings (96 px, 1 epoch, two channel ratios): run 2's budget is run 1's measured latency ratio, once per
+    ranking, each starting from run 1's sensitivities; every file is timed again alternately with the baseline."""
     from benchmarks import fastnas_latency
 
     rows = fastnas_latency.main(
         ["--image-size", "96", "--epochs", "1", "--fine-tune-epochs", "0", "--channel-ratios", "0.25", "1.0"]
         + ["--threads", "1", "--results", str(tmp_path), "--data", str(data_dir)]
+        + ["--rounds", "2", "--images", "4", "--runs", "2"]
     )
     out = capsys.readouterr().out
     assert "latency cut / FLOPs cut" in out
     flops = rows[0]
     assert flops["constraint"] == "flops" and flops["flops_ratio"] <= 0.66
-    if len(rows) == 2:  # the FLOPs search's subnet was faster than its baseline: a latency run at that ratio
-        latency = rows[1]
+    assert all(r["alternated"] > 0 and Path(r["artifact"]).is_file() for r in rows)
+    for latency in rows[1:]:  # the FLOPs search's subnet was faster than its baseline: latency runs at that ratio
         budget = float(latency["budget"].rstrip("%")) / 100
         assert latency["constraint"] == "latency" and budget == pytest.approx(flops["latency_ratio"], abs=1e-4)
         assert latency["search_ratio"] <= budget
+    assert [r["run"] for r in rows[1:]] in ([], ["latency/drop_per_ms", "latency/drop"])

@@ -33,9 +33,12 @@ called step by step, see FastNASPruning.search):
    random inputs, profiler on), and interpolates every other subnet's latency from its FLOPs, so as shipped it is a
    FLOPs search; edgecomp plugs its own measurement into ModelOpt's searcher instead (edgecomp.compress.
    fastnas_latency): every distinct subnet deployed by the device's runtime and timed with the latency protocol at
-   the device's threads and batch size (`latency_protocol`: fewer images and runs than a record's). The record's
-   `fastnas.latency` gives the budget and the unpruned network in ms and the chosen subnet's ms as the search timed
-   it. The sensitivities are written to a search checkpoint in the run's artifacts folder after each group, so a
+   the device's threads and batch size (`latency_protocol`: fewer images and runs than a record's), a subnet timed
+   within the timing noise of the budget timed twice more (the median decides). Under a latency budget the
+   bisection is by default over each choice's score drop per ms it saves (`latency_ranking: drop_per_ms`: a
+   per-layer latency table timed on the device first, as NetAdapt's) rather than the drop alone (`drop`, ModelOpt's
+   order). The record's `fastnas.latency` gives the budget and the unpruned network in ms, the chosen subnet's ms as
+   the search timed it, the noise and the per-layer table. The sensitivities are written to a search checkpoint in the run's artifacts folder after each group, so a
    killed search resumes where it stopped (the checkpoint is named after the baseline's weights: another baseline
    starts afresh).
 4. The chosen subnet is exported as a plain nn.Module with fewer channels, fine-tuned for `epochs` (the report: 50)
@@ -123,6 +126,9 @@ CONSTRAINTS = ("flops", "latency")
 # The search's latency protocol (compressor.latency_protocol): fewer images and runs than a record's, since every
 # distinct subnet the search meets is deployed and timed.
 SEARCH_LATENCY_PROTOCOL = {"images": 16, "runs": 5, "warmup": 1}
+# How a latency search orders the groups' choices (compressor.latency_ranking; see fastnas_latency): by score drop
+# per ms saved on the device (a per-layer latency table), or by score drop alone, as ModelOpt's FLOPs search does.
+LATENCY_RANKINGS = ("drop_per_ms", "drop")
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -283,6 +289,7 @@ class FastNASPruning(Compressor):
         constraint: str = "flops",
         latency: float | str = "70%",
         latency_protocol: Mapping[str, int] | None = None,
+        latency_ranking: str = "drop_per_ms",
     ) -> None:
         super().__init__(name)
         if constraint not in CONSTRAINTS:
@@ -291,6 +298,13 @@ class FastNASPruning(Compressor):
                 "baseline's FLOPs) or latency (compressor.latency, a share of the baseline's latency measured on the "
                 "device's runtime)"
             )
+        if latency_ranking not in LATENCY_RANKINGS:
+            raise ConfigError(
+                f"compressor.latency_ranking={latency_ranking}: expected drop_per_ms (narrow first what loses the "
+                "least score per ms it saves, timed layer by layer on the device) or drop (ModelOpt's order: the least "
+                "score lost first, whatever it saves)"
+            )
+        self.latency_ranking = latency_ranking
         self.constraint = constraint
         self.flops_share = flops_share(flops)
         self.latency_share = budget_share(latency, "latency", 70)
@@ -403,10 +417,13 @@ class FastNASPruning(Compressor):
         self._convert(view, cfg.model.name, divisor)
         images = torch.rand(self.latency_protocol.images, 3, size, size, generator=torch.Generator().manual_seed(0))
         latency = SubnetLatency(device, size, images, self.latency_protocol)
-        sample(view, max)
-        baseline_ms = latency(view)
-        sample(view, min)
-        smallest_ms = latency(view)
+        try:
+            sample(view, max)
+            baseline_ms = latency(view)
+            sample(view, min)
+            smallest_ms = latency(view)
+        finally:
+            latency.close()
         if smallest_ms > self.latency_share * baseline_ms * (1 + LATENCY_TOLERANCE):
             raise ConfigError(
                 self._unreachable_latency(cfg.model.name, smallest_ms, baseline_ms, divisor, device)
@@ -499,7 +516,11 @@ class FastNASPruning(Compressor):
         score = ValidationScore(context, metric)
         start = time.perf_counter()
         dummy_input = torch.zeros(input_shape, device=device)
-        state = self.search(view, context, score, checkpoint, dummy_input, batch_size, divisor, latency)
+        try:
+            state = self.search(view, context, score, checkpoint, dummy_input, batch_size, divisor, latency)
+        finally:
+            if latency is not None:
+                latency.close()
         search_time = time.perf_counter() - start
         view.cpu()
 
@@ -555,6 +576,15 @@ class FastNASPruning(Compressor):
                 "subnet_ms": constraints.get("latency"),
                 "subnet_share": _ratio(constraints.get("latency"), budget["baseline_ms"]),
                 "subnets_measured": len(latency.measured),
+                # timed again because the first timing was within the noise (relative, from the unpruned network's
+                # repeated timings) of the budget
+                "noise": budget["noise"],
+                "subnets_confirmed": latency.confirmed,
+                "ranking": self.latency_ranking,
+                # drop_per_ms: the ms each choice saves when its group alone takes it (the per-layer latency table)
+                "saved_ms": None
+                if budget["saved_ms"] is None
+                else {name.removeprefix(VIEW_PREFIX): row for name, row in sorted(budget["saved_ms"].items())},
                 "protocol": latency.describe(),
             }
         return view.model
@@ -612,9 +642,9 @@ class FastNASPruning(Compressor):
             else:
                 from edgecomp.compress.fastnas_latency import deployment_of, measured_latency
 
-                sample(view, max)  # the unpruned network, timed as every candidate will be
-                budget = {"baseline_ms": latency(view)}
-                budget["budget_ms"] = self.latency_share * budget["baseline_ms"]
+                sample(view, max)  # the unpruned network, timed as every candidate will be, and the timing noise
+                budget = {"baseline_ms": latency.calibrate(view)}
+                budget["budget_ms"] = latency.budget_ms = self.latency_share * budget["baseline_ms"]
                 constraints = {"latency": budget["budget_ms"]}
                 config["deployment"] = deployment_of(context.device)  # ModelOpt requires one for a latency budget
                 measured = measured_latency(latency)
@@ -625,7 +655,13 @@ class FastNASPruning(Compressor):
                     self.latency_target,
                     budget["budget_ms"],
                 )
-            searcher = FastNASModeDescriptor().search_algorithm()
+            ranked = latency is not None and self.latency_ranking == "drop_per_ms"
+            if ranked:
+                from edgecomp.compress.fastnas_latency import LatencyRankedSearcher
+
+                searcher = LatencyRankedSearcher(latency)
+            else:
+                searcher = FastNASModeDescriptor().search_algorithm()
             with measured:
                 try:
                     searcher.search(view, constraints, dummy_input, config)
@@ -651,6 +687,8 @@ class FastNASPruning(Compressor):
         report_modelopt_warnings(caught)
         if budget:
             state["latency_budget"] = budget
+            state["latency_budget"]["noise"] = latency.noise
+            state["latency_budget"]["saved_ms"] = searcher.saved_ms if ranked else None
         return state
 
     def _unreachable(
@@ -694,6 +732,7 @@ class FastNASPruning(Compressor):
             "constraint": self.constraint,
             "flops": self.flops_target,
             "latency": self.latency_target,
+            "latency_ranking": self.latency_ranking,
             "latency_protocol": {
                 "images": self.latency_protocol.images,
                 "runs": self.latency_protocol.runs,
