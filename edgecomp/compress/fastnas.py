@@ -38,9 +38,9 @@ called step by step, see FastNASPruning.search):
    bisection is by default over each choice's score drop per ms it saves (`latency_ranking: drop_per_ms`: a
    per-layer latency table timed on the device first, as NetAdapt's) rather than the drop alone (`drop`, ModelOpt's
    order). The record's `fastnas.latency` gives the budget and the unpruned network in ms, the chosen subnet's ms as
-   the search timed it, the noise and the per-layer table. The sensitivities are written to a search checkpoint in the run's artifacts folder after each group, so a
-   killed search resumes where it stopped (the checkpoint is named after the baseline's weights: another baseline
-   starts afresh).
+   the search timed it, the noise and the per-layer table. The sensitivities are written to a search checkpoint in
+   the run's artifacts folder after each group, so a killed search resumes where it stopped (the checkpoint is named
+   after the baseline's weights: another baseline starts afresh).
 4. The chosen subnet is exported as a plain nn.Module with fewer channels, fine-tuned for `epochs` (the report: 50)
    with the task's LightningModule and the run's optimizer at the constant `lr`, and saved with
    modelopt.torch.opt.save (`save`). `evaluate.py checkpoint=<that file>` restores it into a fresh model with

@@ -87,7 +87,8 @@ class SubnetLatency:
         self.budget_ms: float | None = None
         self.noise = MIN_NOISE
         self.retimed: set[str] = set()  # subnets timed again because they were timed within the noise of the budget
-        self.reference: tuple[Any, float] | None = None  # the unpruned network's artifact and calibrated ms
+        self.reference_ms: float | None = None  # the unpruned network's calibrated ms, once `calibrate` has run
+        self._reference: Any = None  # its deployed artifact, kept until `close`
         self._folder = tempfile.TemporaryDirectory(prefix="edgecomp-fastnas-")
 
     @property
@@ -100,8 +101,12 @@ class SubnetLatency:
         """How many subnets were timed again because their first timing was within the noise of the budget."""
         return len(self.retimed)
 
+    @staticmethod
+    def _key(view: nn.Module) -> str:
+        return json.dumps(get_subnet_config(view), sort_keys=True, default=str)
+
     def __call__(self, view: nn.Module) -> float:
-        key = json.dumps(get_subnet_config(view), sort_keys=True, default=str)
+        key = self._key(view)
         if key not in self.timings:
             self.timings[key] = self.measure(view)
         timed = self.timings[key]
@@ -120,9 +125,9 @@ class SubnetLatency:
         artifact = self._deploy(view, Path(self._folder.name) / "reference")
         timed = [self._time(artifact) for _ in range(CONFIRM_TIMINGS)]
         median = statistics.median(timed)
-        self.timings[json.dumps(get_subnet_config(view), sort_keys=True, default=str)] = timed
+        self.timings[self._key(view)] = timed
         self.noise = max(MIN_NOISE, (max(timed) - min(timed)) / median)
-        self.reference = (artifact, median)
+        self._reference, self.reference_ms = artifact, median
         return median
 
     def measure(self, view: nn.Module, times: int = 1) -> list[float]:
@@ -133,9 +138,8 @@ class SubnetLatency:
             timings = []
             for _ in range(times):
                 ms = self._time(artifact)
-                if self.reference is not None:
-                    reference, reference_ms = self.reference
-                    ms *= reference_ms / self._time(reference)
+                if self._reference is not None:
+                    ms *= self.reference_ms / self._time(self._reference)
                 timings.append(ms)
         return timings
 
@@ -154,8 +158,8 @@ class SubnetLatency:
         return timed["median"]
 
     def close(self) -> None:
-        """Remove the kept reference file."""
-        self.reference = None
+        """Remove the kept reference file (later timings, if any, are unpaired)."""
+        self._reference = None
         self._folder.cleanup()
 
     def describe(self) -> dict[str, Any]:
@@ -167,7 +171,7 @@ class SubnetLatency:
             "batch_size": self.device.batch_size,
             "threads": self.device.threads,
             "runtime": self.device.runtime.name,
-            "paired_with_unpruned": True,
+            "paired_with_unpruned": self.reference_ms is not None,
         }
 
 
