@@ -15,7 +15,7 @@ from edgecomp.cli import entry_point
 def main(cfg):
     from edgecomp.pipelines import compress  # imported after Hydra has checked the command line
 
-    compress.run(cfg)
+    return compress.run(cfg)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from edgecomp.cli import entry_point
 def main(cfg):
     from edgecomp.pipelines import evaluate  # imported after Hydra has checked the command line
 
-    evaluate.run(cfg)
+    return evaluate.run(cfg)
 
 
 if __name__ == "__main__":

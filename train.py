@@ -16,7 +16,7 @@ from edgecomp.cli import entry_point
 def main(cfg):
     from edgecomp.pipelines import train  # imported after Hydra has checked the command line
 
-    train.run(cfg)
+    return train.run(cfg)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from edgecomp.errors import EdgecompError
 
 def entry_point(run: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Wrap a task function for @hydra.main: a missing required value fails before anything is imported or
-    built, and bad input (an EdgecompError) ends the job with its message alone."""
+    built, and bad input (an EdgecompError) ends the job with its message alone. With an `objective` in the config
+    it returns the objective's value of the run's record (what Hydra's Optuna sweeper optimises)."""
 
     @wraps(run)
     def wrapper(cfg: DictConfig) -> Any:
@@ -33,7 +34,12 @@ def entry_point(run: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]
             print(f"edgecomp: error: {_unknown_reference(cfg, err)}", file=sys.stderr)
             sys.exit(2)
         try:
-            return run(cfg)
+            result = run(cfg)
+            if cfg.get("objective"):  # a search (hparams_search=...): what its sweeper optimises, from the record
+                from edgecomp.tracking.sweep import objective_of
+
+                return objective_of(cfg, result)
+            return result
         except EdgecompError as err:
             print(f"edgecomp: error: {err}", file=sys.stderr, flush=True)
             sys.exit(1)

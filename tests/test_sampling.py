@@ -71,3 +71,33 @@ def test_a_held_out_detection_split_carries_the_ground_truth_of_its_training_ima
     assert len(ids) == 4 and {a["image_id"] for a in held.eval_index.annotations} == ids
     assert held.category_ids == module.category_ids == [3, 5]
     assert module.eval_index is not held.eval_index  # the original keeps its evaluation split
+
+
+def test_ddp_ranks_batches_of_half_size_make_up_the_one_process_batches():
+    """Under trainer=ddp Lightning shards the training loader's sampler across the ranks (its own wrapper, as it
+    does in a run): with half the batch size each, step k of the two ranks together draws exactly the samples, and
+    the per-sample seeds (the augmentation), of step k of one process, in every epoch."""
+    from lightning.pytorch.trainer.connectors.data_connector import _get_distributed_sampler
+    from lightning.pytorch.utilities.data import _is_dataloader_shuffled
+
+    from edgecomp.data.sampling import seeded_train_loader
+
+    dataset = list(range(40))
+    for epoch in (0, 1, 2):
+        single = seeded_train_loader(dataset, batch_size=8, num_workers=0, seed=3).sampler
+        single.set_epoch(epoch)
+        one_process = [sorted(batch) for batch in _chunks(list(single), 8)]
+        ranks = []
+        for rank in (0, 1):
+            loader = seeded_train_loader(dataset, batch_size=4, num_workers=0, seed=3)
+            sharded = _get_distributed_sampler(
+                loader, _is_dataloader_shuffled(loader), overfit_batches=0, num_replicas=2, rank=rank
+            )
+            sharded.set_epoch(epoch)
+            ranks.append(_chunks(list(sharded), 4))
+        assert [sorted(a + b) for a, b in zip(*ranks, strict=True)] == one_process
+        assert set(ranks[0][0]).isdisjoint(ranks[1][0])
+
+
+def _chunks(items, size):
+    return [items[i : i + size] for i in range(0, len(items), size)]

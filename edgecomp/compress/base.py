@@ -74,6 +74,13 @@ class Compressor(ABC):
         return {}
 
     @property
+    def trains(self) -> bool:
+        """Whether compress() (or prepare()) trains through context.training: under trainer=ddp every rank then runs
+        it, the training split across them. A compressor that does not train runs in the main process alone, after
+        the other ranks have stopped."""
+        return False
+
+    @property
     def replaces_network(self) -> bool:
         """Whether compress() returns another network than the one it is given (KD into a smaller student), which
         no recipe stage may do: the next stage's weights must load into the model's own architecture."""

@@ -235,6 +235,10 @@ class DetectionDistillation(Compressor):
 
     # ---------------------------------------------------------------------------------------------- the record
 
+    @property
+    def trains(self) -> bool:
+        return True
+
     def settings(self) -> dict[str, Any]:
         return {
             **{key: getattr(self.weights, key) for key in self.weight_keys},

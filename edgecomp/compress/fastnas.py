@@ -92,6 +92,7 @@ from edgecomp.evaluate.evaluator import ACCURACY_METRIC
 from edgecomp.evaluate.flops import count_flops, count_params
 from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor
+from edgecomp.lit import distributed
 from edgecomp.models.detection.base import DetectorAdapter
 from edgecomp.models.fingerprint import weights_fingerprint
 from edgecomp.models.modelopt_artifact import (
@@ -99,6 +100,7 @@ from edgecomp.models.modelopt_artifact import (
     ModelOptView,
     modelopt_conversion,
     report_modelopt_warnings,
+    restore_view,
     save_artifact,
 )
 
@@ -117,6 +119,7 @@ UNSEARCHABLE = {
     ),
 }
 SEARCH_CHECKPOINT = "fastnas_search-{fingerprint}.pth"
+SEARCHED = "fastnas_searched-{fingerprint}.pt"  # under trainer=ddp: the subnet rank 0 found, which every rank fine-tunes
 BUDGET_TOLERANCE = 0.005  # of the baseline's FLOPs: how far above the budget check() still lets a search space pass
 # Of the budget: how far above it check() still lets the smallest subnet's latency pass. check() times a model with
 # random weights once, on a machine whose other work it does not control; the search measures again and says so.
@@ -256,6 +259,21 @@ def search_space_rules(
 
 def _ratio(after: float, before: float) -> float | None:
     return after / before if before else None
+
+
+@contextlib.contextmanager
+def modelopt_alone() -> Iterator[None]:
+    """ModelOpt as if this process were alone. Inside a live DDP process group (trainer=ddp) ModelOpt's searcher
+    would broadcast every constraint check and score from rank 0 (through CUDA tensors, and to ranks that are not
+    searching); here the search is rank 0's alone, and its result is handed on by edgecomp.lit.distributed."""
+    from modelopt.torch.utils import distributed as modelopt_distributed
+
+    original = modelopt_distributed.is_initialized
+    modelopt_distributed.is_initialized = lambda: False  # what every one of its distributed helpers asks first
+    try:
+        yield
+    finally:
+        modelopt_distributed.is_initialized = original
 
 
 class FastNASPruning(Compressor):
@@ -516,11 +534,25 @@ class FastNASPruning(Compressor):
         score = ValidationScore(context, metric)
         start = time.perf_counter()
         dummy_input = torch.zeros(input_shape, device=device)
-        try:
-            state = self.search(view, context, score, checkpoint, dummy_input, batch_size, divisor, latency)
-        finally:
-            if latency is not None:
-                latency.close()
+        searched = context.work_dir / SEARCHED.format(fingerprint=weights_fingerprint(model))
+
+        def search() -> dict[str, Any]:
+            try:
+                with modelopt_alone():
+                    state = self.search(view, context, score, checkpoint, dummy_input, batch_size, divisor, latency)
+            finally:
+                if latency is not None:
+                    latency.close()
+            if distributed.is_distributed():
+                save_artifact(view, searched)  # what every rank fine-tunes
+            return state
+
+        # trainer=ddp: the search runs in rank 0 alone (its scores and timings with the other ranks idle), which then
+        # hands the state and the subnet to the others; every rank, rank 0 included, fine-tunes the subnet as saved,
+        # so that all hold the same modules in the same order.
+        state = distributed.on_main(search, "searching with FastNAS", share=True)
+        if distributed.is_distributed():
+            view = restore_view(context.training.new_model(), searched).to(device)
         search_time = time.perf_counter() - start
         view.cpu()
 
@@ -726,6 +758,10 @@ class FastNASPruning(Compressor):
         if self.view is None or self.view.model is not model:
             raise RuntimeError("FastNASPruning.save is for the model its compress() returned")
         return save_artifact(self.view, path)
+
+    @property
+    def trains(self) -> bool:
+        return self.epochs > 0  # the fine-tune
 
     def settings(self) -> dict[str, Any]:
         return {

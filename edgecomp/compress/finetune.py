@@ -38,5 +38,9 @@ class FineTune(Compressor):
         training.fine_tune(module, self.epochs)
         return module.model.cpu()
 
+    @property
+    def trains(self) -> bool:
+        return True
+
     def settings(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "lr": self.lr, "lr_schedule": self.lr_schedule}

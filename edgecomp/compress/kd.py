@@ -145,6 +145,10 @@ class KnowledgeDistillation(Compressor):
             )
         return module.student.cpu()
 
+    @property
+    def trains(self) -> bool:
+        return True
+
     def settings(self) -> dict[str, Any]:
         return {
             "T": self.temperature,

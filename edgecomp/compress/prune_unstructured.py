@@ -119,6 +119,10 @@ class UnstructuredPruning(Compressor):
         self.sparsity_reached = zero_fraction(weights)
         return model
 
+    @property
+    def trains(self) -> bool:
+        return self.epochs > 0  # the fine-tune
+
     def settings(self) -> dict[str, Any]:
         return {"sparsity": self.sparsity, "epochs": self.epochs, "lr": self.lr, "scope": self.scope}
 

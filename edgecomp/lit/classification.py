@@ -44,7 +44,7 @@ class ClassificationModule(pl.LightningModule):
         images, labels = batch
         logits = self.model(images)
         self.val_top1(logits, labels)
-        self.log("val/loss", F.cross_entropy(logits, labels), prog_bar=False)
+        self.log("val/loss", F.cross_entropy(logits, labels), prog_bar=False, sync_dist=True)
         self.log("val/top1", self.val_top1, prog_bar=True)
 
     def configure_optimizers(self):

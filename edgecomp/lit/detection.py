@@ -54,7 +54,7 @@ class DetectionModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         loss, _, batch_size = self._losses(batch)
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=True)
 
     def configure_optimizers(self):
         return optimizers(self.model.parameters(), self.optimizer_factory, self.scheduler_factory)

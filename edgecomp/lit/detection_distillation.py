@@ -266,7 +266,7 @@ class DetectionDistillationModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         images, targets = batch
         loss = torch.stack(list(self.student.loss(images, targets).values())).sum()
-        self.log("val/loss", loss, prog_bar=True, batch_size=len(images))
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(images), sync_dist=True)
 
     def term_summary(self) -> dict[str, dict[str, float] | None]:
         """Each term's mean over the first and over the last epoch (None for a term the method does not have)."""

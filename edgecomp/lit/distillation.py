@@ -101,7 +101,7 @@ class HintonDistillationModule(pl.LightningModule):
         images, labels = batch
         logits = self.student(images)
         self.val_top1(logits, labels)
-        self.log("val/loss", F.cross_entropy(logits, labels))
+        self.log("val/loss", F.cross_entropy(logits, labels), sync_dist=True)
         self.log("val/top1", self.val_top1, prog_bar=True)
 
     def configure_optimizers(self):

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, open_dict
 
 from edgecomp.config import build, resolved_config, run_id
 from edgecomp.evaluate.size import save_weights
+from edgecomp.lit import distributed
 from edgecomp.lit.callbacks import EpochReseed
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
 
@@ -166,7 +167,9 @@ class Training:
             default_root_dir=str(folder),
         )
         trainer.fit(module, datamodule=self.datamodule, ckpt_path=resume_from, weights_only=True)
-        save_weights(module.model, folder / WEIGHTS)
+        if distributed.is_main():
+            save_weights(module.model, folder / WEIGHTS)
+        distributed.barrier()  # under DDP no rank goes on before the run folder is complete
         return last_checkpoint(folder)
 
     def trained_checkpoint(self, role: str = "baseline") -> Path:
@@ -190,6 +193,6 @@ class Training:
             return None
         if last.exists():
             log.info("starting over in %s (resume=true would continue from its last checkpoint)", folder)
-            last.unlink()
+            last.unlink(missing_ok=True)  # missing_ok: another DDP rank may have removed it first
         (folder / WEIGHTS).unlink(missing_ok=True)
         return None

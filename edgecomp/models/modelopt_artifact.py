@@ -130,12 +130,18 @@ def save_artifact(view: ModelOptView, path: str | os.PathLike) -> Path:
 def restore_artifact(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """`model` (a fresh instance of the architecture the artifact was pruned from) with the artifact's architecture
     and weights, restored by modelopt.torch.opt.restore (which loads with torch.load(weights_only=True))."""
+    return restore_view(model, path).model
+
+
+def restore_view(model: nn.Module, path: str | os.PathLike) -> ModelOptView:
+    """The view restore_artifact restores `model` through, which holds the ModelOpt state (save_artifact of it
+    writes the same pruning again)."""
     import modelopt.torch.opt as mto
 
     view = ModelOptView(model)
     with modelopt_conversion(view):
         mto.restore(view, path)
-    return view.model
+    return view
 
 
 def save_with_architecture(

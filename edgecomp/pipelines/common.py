@@ -19,11 +19,13 @@ from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.record import Record, append_record
+from edgecomp.lit import distributed
 from edgecomp.lit.training import Training
 from edgecomp.models.detection.base import DetectorAdapter
 from edgecomp.pipelines.measure import measure_model
 from edgecomp.pipelines.summary import format_summary
 from edgecomp.tracking.loggers import close_logger, log_record
+from edgecomp.tracking.sweep import current_sweep
 
 
 @dataclass
@@ -74,6 +76,8 @@ class Job:
     def publish(self, record: Record, title: str) -> dict[str, Any]:
         """Append the record to the results' records.jsonl, send it to the logger, print its summary; returns it as
         written."""
+        if (sweep := current_sweep()) is not None:
+            record.extra["sweep"] = sweep  # the multirun job this is (a search's trial): its sweep folder, number, overrides
         line = append_record(self.records_path, record)
         data = record.to_json()
         log_record(self.logger, data)
@@ -104,9 +108,11 @@ def _log_lightning_through_hydra() -> None:
             lightning_logger.removeHandler(handler)
 
 
-def start_job(cfg: DictConfig, measures_a_model: bool = True) -> Job:
+def start_job(cfg: DictConfig, measures_a_model: bool = True, entry: str | None = None) -> Job:
     """Resolve and check everything that can fail cheaply before any work: missing values, the task, the
-    device, the dataset root. Seeds every generator with `cfg.seed`."""
+    device, the dataset root. Seeds every generator with `cfg.seed`. With a trainer that trains in several processes
+    (trainer=ddp), the other ranks are then started, each running `entry` (`module:function`) on `cfg`
+    (edgecomp.lit.distributed)."""
     _log_lightning_through_hydra()
     config = resolved_config(cfg)
     if cfg.task != cfg.dataset.task:
@@ -122,6 +128,9 @@ def start_job(cfg: DictConfig, measures_a_model: bool = True) -> Job:
     datamodule.setup("fit")
     protocol = LatencyProtocol(**config["latency"])
     evaluator = build(cfg.dataset.evaluator)
+    if entry is not None and cfg.trainer.get("strategy") not in (None, "auto"):
+        # the generated data is in place: the other ranks find it there
+        distributed.join(build(cfg.trainer, logger=False, enable_checkpointing=False), entry, cfg)
     return Job(cfg, config, build(cfg.logger), device, datamodule, protocol, evaluator)
 
 
@@ -148,13 +157,21 @@ def _check_runtime_deploys_model(device: TargetDevice, model: nn.Module, cfg: Di
         )
 
 
-def run_job(cfg: DictConfig, work: Callable[[Job], dict[str, Any]], measures_a_model: bool = True) -> dict[str, Any]:
+def run_job(
+    cfg: DictConfig, work: Callable[[Job], Any], measures_a_model: bool = True, trains: bool = True
+) -> Any:
     """Start the job, run `work` on it, and close its logger whatever happens (a multirun's next job must
-    start a W&B run of its own)."""
+    start a W&B run of its own). A job that `trains` under trainer=ddp runs in every rank: the other ranks run
+    `<work's module>.run(cfg)` (the pipeline's entry) and get None from `work` once released
+    (distributed.release_workers)."""
     job = None
     try:
-        job = start_job(cfg, measures_a_model)
+        job = start_job(cfg, measures_a_model, entry=f"{work.__module__}:run" if trains else None)
         return work(job)
+    except BaseException:
+        distributed.end(failed=True)  # a rank left waiting in a collective would wait forever
+        raise
     finally:
+        distributed.end()
         if job is not None:
             close_logger(job.logger)

@@ -13,6 +13,7 @@ from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.record import RecordError
+from edgecomp.lit import distributed
 from edgecomp.lit.training import WEIGHTS
 from edgecomp.models.checkpoint import load_model
 from edgecomp.pipelines.common import Job, run_job
@@ -37,16 +38,22 @@ def compression_context(job: Job) -> CompressionContext:
     )
 
 
-def compress(job: Job) -> dict[str, Any]:
+def compress(job: Job) -> dict[str, Any] | None:
     cfg = job.cfg
     compressor = build(cfg.compressor)
     context = compression_context(job)
     checkpoint = cfg.checkpoint or context.training.trained_checkpoint()
     baseline = load_model(job.new_model(), checkpoint)
+    # trainer=ddp: a compressor that trains does so in every rank; one that does not (PTQ) runs on rank 0 alone.
+    # Either way the other ranks stop before anything is measured.
+    if not compressor.trains and not distributed.release_workers():
+        return None
     compressor.prepare(context)  # e.g. a distillation teacher: trained once and reused, so not part of the cost
 
     with measure_cost() as cost:
         compressed = compressor.compress(copy.deepcopy(baseline), context)
+    if not distributed.release_workers():
+        return None
     # The weights the deployed artifact comes from: the compressed network's (saved here), a quantizer's own file,
     # or the baseline's checkpoint for a compressor that deploys the baseline.
     weights = compressed.path if isinstance(compressed, ExportedModel) else checkpoint
@@ -75,7 +82,7 @@ def compress(job: Job) -> dict[str, Any]:
     return published
 
 
-def run(cfg: DictConfig) -> dict[str, Any] | list[dict[str, Any]]:
+def run(cfg: DictConfig) -> dict[str, Any] | list[dict[str, Any]] | None:
     # What the compressor cannot work with (compressor=kd without a teacher), or a recipe's impossible chain, stops
     # the run before any work.
     if cfg.get("recipe") is not None:

@@ -71,4 +71,4 @@ def run(cfg: DictConfig) -> Any:
             "evaluate.py needs checkpoint=PATH (a trained model to evaluate) or predictions=FILE (a detection "
             "results file to score)"
         )
-    return run_job(cfg, evaluate)
+    return run_job(cfg, evaluate, trains=False)

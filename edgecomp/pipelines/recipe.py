@@ -37,6 +37,7 @@ from edgecomp.config import build, config_hash, run_id
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.record import Record, read_records
+from edgecomp.lit import distributed
 from edgecomp.lit.training import WEIGHTS
 from edgecomp.models.checkpoint import load_model, load_state_dict
 from edgecomp.models.fingerprint import weights_fingerprint
@@ -203,14 +204,28 @@ def _published_keys(job: Job) -> set[tuple[str, str | None, str | None]]:
     return {(stage["name"], stage.get("variant"), stage.get("key")) for stage in stages}
 
 
-def run_recipe(job: Job, stages: list[Stage]) -> list[dict[str, Any]]:
+def _finished_stage(job: Job, done: Path, recipe_field: dict[str, Any]) -> tuple[StageModel | None, dict[str, Any]]:
+    """A finished stage from its `stage.json`: the model it handed on (None after a deployed file, which nothing
+    follows) and its record as this recipe's stage (possibly finished by another recipe that shares the stage)."""
+    state = json.loads(done.read_text())
+    given = None
+    if not state["deployed_file"]:
+        architecture = state["architecture"]
+        given = _load_stage_model(job, Path(state["weights"]), Path(architecture) if architecture else None)
+    return given, {**state["record"], "config": job.config, "recipe": recipe_field}
+
+
+def run_recipe(job: Job, stages: list[Stage]) -> list[dict[str, Any]] | None:
+    """The recipe's stages one after another. Under trainer=ddp every rank runs the stages that train; what is
+    measured, saved and recorded is done by rank 0 (the others then load the stage's model from its files), and the
+    other ranks stop before a stage that does not train (quantization) and after the last."""
     cfg = job.cfg
     name = str(cfg.recipe.name)
     names = [stage.name for stage in stages]
     variant = recipe_variant(cfg)
     checkpoint = Path(cfg.checkpoint or job.training.trained_checkpoint())
     original = load_model(job.new_model(), checkpoint)
-    baseline = _baseline_measurement(job, original, checkpoint)
+    baseline = distributed.on_main(lambda: _baseline_measurement(job, original, checkpoint), "measuring the baseline")
     given = StageModel(original, checkpoint)
     previous = baseline
     published = _published_keys(job)
@@ -232,73 +247,94 @@ def run_recipe(job: Job, stages: list[Stage]) -> list[dict[str, Any]]:
         done = folder / STAGE_DONE
         if done.exists():
             log.info("recipe=%s: stage %d '%s' finished before, reusing %s", name, index, stage.name, folder)
-            state = json.loads(done.read_text())
-            if state["deployed_file"]:
-                given = None  # nothing follows a deployed file: its record is all a resumed run needs
-            else:
-                architecture = state["architecture"]
-                given = _load_stage_model(job, Path(state["weights"]), Path(architecture) if architecture else None)
-            # Possibly finished by another recipe that shares this stage (the same work): its record, as this
-            # recipe's stage.
-            data = {
-                **state["record"],
-                "config": job.config,
-                "recipe": recipe_field,
-            }
+            given, data = _finished_stage(job, done, recipe_field)
         else:
-            context = CompressionContext(
-                task=cfg.task,
-                model_config=cfg.model,
-                teacher_config=teacher_config,
-                datamodule=job.datamodule,
-                device=job.device,
-                evaluator=job.evaluator,
-                training=job.training,
-                work_dir=folder,
-                warm_start=True,
-                teacher_checkpoint=checkpoint if teacher_is_baseline(cfg) else None,
+            if not stage.compressor.trains and not distributed.release_workers():
+                return None  # trainer=ddp: what follows runs on rank 0 alone
+            given, data = _run_stage(
+                job, stage, given, previous, baseline, folder, recipe_field, checkpoint, teacher_config
             )
-            folder.mkdir(parents=True, exist_ok=True)
-            stage.compressor.prepare(context)
-            with measure_cost() as cost:
-                output = stage.compressor.compress(copy.deepcopy(given.model), context)
-            # A stage that deploys its result through another runtime than the device's (PTQ's ONNX Runtime file
-            # on an eager device) is compared with its input deployed that way, never across runtimes.
-            compared = stage.compressor.deploy_baseline(given.model, context)
-            if isinstance(compared, ExportedModel) and compared.runtime.name != (previous.get("runtime") or {}).get(
-                "runtime"
-            ):
-                previous = measured_side(job.measure(compared), given.weights)
-            given = _save_stage_model(job, stage, output, given, folder)
-            # What the next stage gets, and what is measured, is the stage's model as saved, loaded back: a resumed
-            # run gets exactly that too (in memory a pruned model's parameters are in another order, say, which
-            # changes the exported file's bytes though not its weights).
-            if not isinstance(given.model, ExportedModel):
-                given = _load_stage_model(job, given.weights, given.architecture)
-            record = build_record(job.config, job.device, job.measure(given.model), given.weights)
-            record.compressor = stage.compressor.name
-            record.baseline = baseline
-            record.previous = previous
-            record.compression = {**cost.as_record(), **stage.compressor.compression_fields()}
-            record.vs_baseline = vs_baseline(record.to_json())
-            record.recipe = recipe_field
-            record.extra = stage.compressor.record_fields()
-            record.validate()
-            data = record.to_json()
-            state = {
-                "record": data,
-                "deployed_file": isinstance(given.model, ExportedModel),
-                "weights": str(given.weights),
-                "architecture": str(given.architecture) if given.architecture else None,
-            }
-            write_atomically(done, json.dumps(state).encode())
-        if (name, variant, key) not in published:
+            if data is None:  # another DDP rank: the stage as rank 0 saved it
+                given, data = _finished_stage(job, done, recipe_field)
+        if distributed.is_main() and (name, variant, key) not in published:
             job.publish(Record.from_json(data), f"compress (recipe={name}, stage {index} '{stage.name}')")
             published.add((name, variant, key))
         records.append(data)
         previous = measured_side(data, data["checkpoint"])
+    if not distributed.release_workers():
+        return None
     table = waterfall_table(records)
     path = stages_dir(job) / f"{name}-{variant}-{WATERFALL}"
     write_atomically(path, table.encode())
     print(f"\n{table}\n(written to {path})", flush=True)
     return records
+
+
+def _run_stage(
+    job: Job,
+    stage: Stage,
+    given: StageModel,
+    previous: dict[str, Any] | None,
+    baseline: dict[str, Any] | None,
+    folder: Path,
+    recipe_field: dict[str, Any],
+    checkpoint: Path,
+    teacher_config: DictConfig,
+) -> tuple[StageModel | None, dict[str, Any] | None]:
+    """Compress `given` with the stage's compressor (in every DDP rank if it trains), then, in rank 0 alone, save,
+    measure and record it and write its `stage.json`. Returns what the next stage gets and the record; (None, None)
+    in the other ranks."""
+    cfg = job.cfg
+    context = CompressionContext(
+        task=cfg.task,
+        model_config=cfg.model,
+        teacher_config=teacher_config,
+        datamodule=job.datamodule,
+        device=job.device,
+        evaluator=job.evaluator,
+        training=job.training,
+        work_dir=folder,
+        warm_start=True,
+        teacher_checkpoint=checkpoint if teacher_is_baseline(cfg) else None,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    stage.compressor.prepare(context)
+    with measure_cost() as cost:
+        output = stage.compressor.compress(copy.deepcopy(given.model), context)
+
+    def record_stage() -> tuple[StageModel, dict[str, Any]]:
+        compared_previous = previous
+        # A stage that deploys its result through another runtime than the device's (PTQ's ONNX Runtime file on an
+        # eager device) is compared with its input deployed that way, never across runtimes.
+        compared = stage.compressor.deploy_baseline(given.model, context)
+        if isinstance(compared, ExportedModel) and compared.runtime.name != (previous.get("runtime") or {}).get(
+            "runtime"
+        ):
+            compared_previous = measured_side(job.measure(compared), given.weights)
+        saved = _save_stage_model(job, stage, output, given, folder)
+        # What the next stage gets, and what is measured, is the stage's model as saved, loaded back: a resumed run
+        # gets exactly that too (in memory a pruned model's parameters are in another order, say, which changes the
+        # exported file's bytes though not its weights).
+        if not isinstance(saved.model, ExportedModel):
+            saved = _load_stage_model(job, saved.weights, saved.architecture)
+        record = build_record(job.config, job.device, job.measure(saved.model), saved.weights)
+        record.compressor = stage.compressor.name
+        record.baseline = baseline
+        record.previous = compared_previous
+        record.compression = {**cost.as_record(), **stage.compressor.compression_fields()}
+        record.vs_baseline = vs_baseline(record.to_json())
+        record.recipe = recipe_field
+        record.extra = stage.compressor.record_fields()
+        record.validate()
+        data = record.to_json()
+        state = {
+            "record": data,
+            "deployed_file": isinstance(saved.model, ExportedModel),
+            "weights": str(saved.weights),
+            "architecture": str(saved.architecture) if saved.architecture else None,
+        }
+        write_atomically(folder / STAGE_DONE, json.dumps(state).encode())
+        return saved, data
+
+    result = distributed.on_main(record_stage, f"measuring and recording stage '{stage.name}'")
+    return result if result is not None else (None, None)
