@@ -148,29 +148,6 @@ class TorchvisionDetectorAdapter(DetectorAdapter):
             for module, was_training in zip(modules, previous, strict=True):
                 module.training = was_training
 
-    def _check_images(self, images: torch.Tensor) -> None:
-        """torchvision would silently rescale any other size (and the boxes with it): refuse it instead."""
-        expected = (3, self.input_size, self.input_size)
-        if images.dim() != 4 or tuple(images.shape[1:]) != expected or not images.is_floating_point():
-            raise ValueError(
-                f"images must be a float batch (N, {', '.join(map(str, expected))}) in [0, 1], "
-                f"got {images.dtype} {tuple(images.shape)}"
-            )
-
-    def _check_targets(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> None:
-        """A label outside 0..C-1 would index past the classifier in torchvision's loss, with an unhelpful error."""
-        if len(targets) != len(images):
-            raise ValueError(f"{len(images)} images but {len(targets)} targets")
-        for index, target in enumerate(targets):
-            boxes, labels = target["boxes"], target["labels"]
-            if boxes.dim() != 2 or boxes.shape[1] != 4 or labels.shape != boxes.shape[:1]:
-                raise ValueError(
-                    f"target {index}: expected boxes (M, 4) and labels (M,), got {tuple(boxes.shape)} and "
-                    f"{tuple(labels.shape)}"
-                )
-            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-                raise ValueError(f"target {index}: labels must be in 0..{self.num_classes - 1}, got {labels.tolist()}")
-
 
 class TorchvisionDenseAdapter(TorchvisionDetectorAdapter):
     """A one-stage torchvision detector (`torchvision_class`) on an FPN backbone with P6/P7, C sigmoid classes."""
