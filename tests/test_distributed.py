@@ -4,6 +4,7 @@ measured once, by rank 0, after the other ranks are gone (edgecomp.lit.distribut
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -14,12 +15,19 @@ from tests.conftest import REPO, read_jsonl, run_cli
 DDP = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false"]
 
 
-def ddp_workers() -> list[psutil.Process]:
-    """Processes of launched DDP ranks still alive (this file's tests run one at a time, in one pytest worker)."""
+def ddp_workers(results: Path) -> list[psutil.Process]:
+    """Launched DDP ranks still alive of the jobs writing to `results` (their spec, the last argument, names the job's
+    config; other tests may run DDP jobs meanwhile)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if "edgecomp.lit.ddp_worker" in cmdline and proc.status() != psutil.STATUS_ZOMBIE:
+        if "edgecomp.lit.ddp_worker" not in cmdline or proc.status() == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            spec = json.loads(Path(cmdline[-1]).read_text())
+        except (OSError, ValueError):
+            continue  # its job has ended (the spec is removed then): not one of these
+        if spec["config"]["paths"]["results"] == str(results):
             found.append(proc)
     return found
 
@@ -56,7 +64,7 @@ def test_ddp_train_writes_one_record_and_a_sigkilled_run_resumes_to_the_same_res
         check=False,
     )
     assert proc.returncode == -9 and not (killed / "records.jsonl").exists()
-    assert ddp_workers() == []
+    assert ddp_workers(killed) == []
     resumed = run_cli("train.py", *common, f"paths.results={killed}", "resume=true")
     assert "Restored all states from the checkpoint" in resumed.stdout + resumed.stderr
 
@@ -94,7 +102,7 @@ def test_ddp_compress_trains_every_model_in_both_ranks_and_records_once(preset, 
     assert proc.stderr.count("[rank 1] INFO edgecomp: rank 1 of 2 joined") == 1
     for role in ("baseline", "teacher"):
         assert f"[rank 1] INFO edgecomp: no finished {role} for this config" in proc.stderr
-    assert ddp_workers() == []
+    assert ddp_workers(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -113,7 +121,7 @@ def test_ddp_recipe_searches_on_rank_0_trains_in_both_and_records_each_stage_onc
     assert [r["recipe"]["stage"] for r in records] == ["prune", "recover", "quantize"]
     assert records[0]["flops"] < records[0]["baseline"]["flops"]  # the subnet rank 0 found, fine-tuned by both
     assert "[rank 1] INFO edgecomp: rank 1: waiting for rank 0 (searching with FastNAS)" in proc.stderr
-    assert ddp_workers() == []
+    assert ddp_workers(tmp_path) == []
 
 
 def test_lightnings_own_ddp_launcher_is_refused_before_any_training(tmp_path, data_dir):

@@ -2,6 +2,7 @@
 `bash scripts/install_mmdet.sh`. Without the extra only the refusal runs; the rest is skipped, saying so."""
 
 import importlib.util
+import math
 
 import pytest
 import torch
@@ -76,7 +77,7 @@ def test_the_adapters_detections_are_mmdets_own_predict():
     model = MMDetAdapter("conf/mmdet/retinanet_r50_fpn.py", num_classes=4, input_size=SIZE, score_threshold=0.0).eval()
     images, _ = _batch()
     ours = model.predict(images)
-    samples = [DetDataSample(metainfo=meta) for meta in model._image_metas(len(images))]
+    samples = [DetDataSample(metainfo=meta) for meta in model.image_metas(len(images))]
     with torch.no_grad():
         theirs = model.detector.predict(model.normalise(images), samples, rescale=False)
     for mine, sample in zip(ours, theirs, strict=True):
@@ -101,3 +102,45 @@ def test_train_py_trains_deploys_and_records_an_mmdet_retinanet(tmp_path, data_d
     assert record["model"] == "mmdet_retinanet_r50_fpn" and record["artifact"].endswith(".onnx")
     assert 30e6 < record["params"] < 40e6  # RetinaNet R50-FPN with a 4-class head: ~36 M
     assert set(record["metrics"]) >= {"map", "map50", "recall"}
+
+
+@needs_mmdet
+def test_scalekd_distils_an_mmdet_r50_from_an_r101_with_every_term_finite(tmp_path, data_dir):
+    """ScaleKD's smoke run with mmdet's RetinaNet R101 (at 2x the resolution) teaching its R50: one epoch each."""
+    run_cli(
+        "compress.py",
+        "experiment=smoke_scalekd",
+        "model=mmdet",
+        "teacher=mmdet",
+        "trainer.max_epochs=1",
+        "logger=none",
+        f"paths.results={tmp_path}",
+        f"paths.data={data_dir}",
+        timeout=900,
+    )
+    (record,) = read_jsonl(tmp_path / "records.jsonl")
+    assert record["compression"]["teacher"] == "mmdet_retinanet_r101_fpn"
+    distill = record["distill"]
+    terms = [key for key, value in distill.items() if isinstance(value, dict) and "last" in value]
+    assert {"loss_feat", "loss_cls", "loss_bbox", "loss_det"} <= set(terms)
+    assert all(math.isfinite(distill[t]["first"]) and math.isfinite(distill[t]["last"]) for t in terms)
+    # what is deployed is the student alone, the baseline's architecture
+    assert record["params"] == record["baseline"]["params"] and record["flops"] == record["baseline"]["flops"]
+    assert distill["deployed_architecture_equal_baseline"]
+
+
+@needs_mmdet
+def test_a_point_head_is_refused_for_distillation_before_any_work(tmp_path, data_dir):
+    proc = run_cli(
+        "compress.py",
+        "experiment=smoke_scalekd",
+        "model=mmdet",
+        "model.arch=fcos_r50_fpn",
+        "teacher=mmdet",
+        "teacher.arch=fcos_r50_fpn",
+        f"paths.results={tmp_path}",
+        f"paths.data={data_dir}",
+        check=False,
+    )
+    assert proc.returncode == 1 and "its mmdet head FCOSHead is not an AnchorHead" in proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -124,11 +124,16 @@ class DetectionDistillation(Compressor):
                 f"{teacher.family.rsplit('.', 1)[-1]} but model={cfg.model.name} is a "
                 f"{cfg.model.family.rsplit('.', 1)[-1]} (pick a teacher of the model's family; backbones may differ)"
             )
-        if view_class(get_class(cfg.model.family)) is None:
+        view = view_class(get_class(cfg.model.family))
+        if view is None:
             raise ConfigError(
                 f"compressor={name} has no distillation view of model.family={cfg.model.family} "
-                "(edgecomp.distill.families): RetinaNet, FCOS, Faster R-CNN and YOLOv8 can be distilled"
+                "(edgecomp.distill.families): RetinaNet, FCOS, Faster R-CNN, YOLOv8 and mmdet's RetinaNet can be "
+                "distilled"
             )
+        for role, node in (("model", cfg.model), ("teacher", teacher)):
+            if (reason := view.refusal(node)) is not None:
+                raise ConfigError(f"compressor={name} cannot distil {role}={node.name}: {reason}")
         if teacher.num_classes != cfg.model.num_classes:
             raise ConfigError(
                 f"teacher.num_classes={teacher.num_classes} but model.num_classes={cfg.model.num_classes}: teacher and "

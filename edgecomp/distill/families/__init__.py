@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from edgecomp.distill.families.base import DetectionStep, FamilyView, Stage, StageTargets
 from edgecomp.distill.families.faster_rcnn import FasterRCNNView
+from edgecomp.distill.families.mmdet_anchor import MMDetAnchorView
 from edgecomp.distill.families.torchvision_dense import FCOSView, RetinaNetView
 from edgecomp.distill.families.yolov8 import YOLOv8View
 from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.models.detection.mmdet import MMDetAdapter
 from edgecomp.models.detection.torchvision_dense import FCOSAdapter, RetinaNetAdapter
 from edgecomp.models.detection.torchvision_two_stage import FasterRCNNAdapter
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
@@ -19,6 +21,7 @@ VIEWS: dict[type[DetectorAdapter], type[FamilyView]] = {
     FCOSAdapter: FCOSView,
     FasterRCNNAdapter: FasterRCNNView,
     YOLOv8Adapter: YOLOv8View,
+    MMDetAdapter: MMDetAnchorView,  # mmdet's anchor heads (RetinaNet); `refusal` names the others
 }
 
 __all__ = ["VIEWS", "DetectionStep", "FamilyView", "Stage", "StageTargets", "family_view", "view_class"]

@@ -27,6 +27,7 @@ from typing import Literal
 
 import torch
 import torch.nn as nn
+from omegaconf import DictConfig
 
 from edgecomp.models.detection.base import DetectorAdapter, HeadOutputs
 from edgecomp.models.detection.torchvision_dense import flatten_head_level
@@ -88,6 +89,12 @@ class FamilyView(ABC):
 
     def __init__(self, adapter: DetectorAdapter) -> None:
         self.adapter = adapter
+
+    @classmethod
+    def refusal(cls, model_config: DictConfig) -> str | None:
+        """Why this view cannot distil the model `model_config` builds (a family whose adapter covers several heads,
+        not all of them viewable), said before any work; None when it can."""
+        return None
 
     @property
     @abstractmethod

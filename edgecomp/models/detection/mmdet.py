@@ -82,13 +82,8 @@ class MMDetAdapter(DetectorAdapter):
         from mmdet.registry import MODELS
         from mmengine.config import Config
 
-        path = Path(config)
-        if not path.is_file() and not path.is_absolute() and (REPOSITORY / path).is_file():
-            path = REPOSITORY / path  # edgecomp's own configs, from any working folder
-        if not path.is_file():
-            raise ConfigError(f"model.config={config}: no such mmdet config file")
-        cfg = Config.fromfile(str(path))
-        model_cfg = cfg.model
+        path = config_file(config)
+        model_cfg = Config.fromfile(str(path)).model
         if "bbox_head" not in model_cfg or "roi_head" in model_cfg:
             raise ConfigError(
                 f"model.config={config}: a {model_cfg.get('type')} is not a one-stage detector with a `bbox_head`; "
@@ -144,7 +139,8 @@ class MMDetAdapter(DetectorAdapter):
     def _head_arguments(self, outputs: HeadOutputs) -> list[list[torch.Tensor]]:
         return [getattr(outputs, field.name) for field in dataclasses.fields(outputs)]
 
-    def _image_metas(self, count: int) -> list[dict[str, Any]]:
+    def image_metas(self, count: int) -> list[dict[str, Any]]:
+        """What mmdet is told about each image: the S x S input itself, unscaled and unpadded."""
         size = (self.input_size, self.input_size)
         return [
             {
@@ -159,15 +155,19 @@ class MMDetAdapter(DetectorAdapter):
 
     def loss(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """mmdet's head loss (`loss_by_feat`) for `targets`, each term summed over the levels it comes in."""
-        from mmengine.structures import InstanceData
-
         self._check_images(images)
         self._check_targets(images, targets)
+        return self.head_loss(self(images), targets)
+
+    def head_loss(self, outputs: HeadOutputs, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """mmdet's `loss_by_feat` on given head outputs (this network's, or computed on a distiller's features)."""
+        from mmengine.structures import InstanceData
+
         gt_instances = [InstanceData(bboxes=t["boxes"].float(), labels=t["labels"].long()) for t in targets]
         terms = self.detector.bbox_head.loss_by_feat(
-            *self._head_arguments(self(images)),
+            *self._head_arguments(outputs),
             batch_gt_instances=gt_instances,
-            batch_img_metas=self._image_metas(len(images)),
+            batch_img_metas=self.image_metas(len(targets)),
         )
         return {name: sum(value) if isinstance(value, (list, tuple)) else value for name, value in terms.items()}
 
@@ -176,7 +176,7 @@ class MMDetAdapter(DetectorAdapter):
         """mmdet's `predict_by_feat`: the config's decoding and NMS, at this adapter's score threshold and count."""
         count = len(outputs.classification[0])
         detections = self.detector.bbox_head.predict_by_feat(
-            *self._head_arguments(outputs), batch_img_metas=self._image_metas(count), rescale=False
+            *self._head_arguments(outputs), batch_img_metas=self.image_metas(count), rescale=False
         )
         return [{"boxes": d.bboxes.float(), "scores": d.scores.float(), "labels": d.labels.long()} for d in detections]
 
@@ -203,6 +203,26 @@ class MMDetAdapter(DetectorAdapter):
                 f"{len(missing)} missing ({', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}), "
                 f"{len(unexpected)} unexpected keys"
             )
+
+
+def config_file(config: str | os.PathLike) -> Path:
+    """`model.config` as a file: as given (absolute, or from the working folder), else from the repository root
+    (edgecomp's own conf/mmdet/ from any working folder)."""
+    path = Path(config)
+    if not path.is_file() and not path.is_absolute() and (REPOSITORY / path).is_file():
+        path = REPOSITORY / path
+    if not path.is_file():
+        raise ConfigError(f"model.config={config}: no such mmdet config file")
+    return path
+
+
+def head_class(config: str | os.PathLike) -> type:
+    """The class of an mmdet config's `bbox_head` (read from the file, nothing built)."""
+    _mmdet()
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    return MODELS.get(Config.fromfile(str(config_file(config))).model.bbox_head.type)
 
 
 def mmdet_config_dir() -> Path:
