@@ -144,3 +144,24 @@ def test_a_point_head_is_refused_for_distillation_before_any_work(tmp_path, data
     )
     assert proc.returncode == 1 and "its mmdet head FCOSHead is not an AnchorHead" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@needs_mmdet
+def test_fastnas_prunes_an_mmdet_retinanets_head_through_modelopt(tmp_path, data_dir):
+    """ModelOpt traces mmdet's RetinaNet (its head's convolutions searched here, to keep the smoke short)."""
+    run_cli(
+        "compress.py",
+        "experiment=smoke_fastnas",
+        "model=mmdet",
+        "compressor.search_layers=['detector.bbox_head.*']",
+        "compressor.epochs=0",
+        "trainer.max_epochs=1",
+        "logger=none",
+        f"paths.results={tmp_path}",
+        f"paths.data={data_dir}",
+        timeout=900,
+    )
+    (record,) = read_jsonl(tmp_path / "records.jsonl")
+    assert record["flops"] < 0.9 * record["baseline"]["flops"] and record["params"] < record["baseline"]["params"]
+    pruned = record["fastnas"]["subnet_config"]
+    assert pruned and all(name.startswith("detector.bbox_head.") for name in pruned)
