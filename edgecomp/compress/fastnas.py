@@ -514,7 +514,8 @@ class FastNASPruning(Compressor):
         metric = self.score_metric or ACCURACY_METRIC[context.task]
         divisor = self.divisor_for(context.device.channel_divisor)
         before = {"params": count_params(model), "flops": count_flops(model, input_shape)}
-        checkpoint = context.work_dir / SEARCH_CHECKPOINT.format(fingerprint=weights_fingerprint(model))
+        fingerprint = weights_fingerprint(model)  # names the search's files: another baseline starts afresh
+        checkpoint = context.work_dir / SEARCH_CHECKPOINT.format(fingerprint=fingerprint)
         resumed = checkpoint.exists()
         if resumed:
             log.info("fastnas: resuming the search from %s", checkpoint)
@@ -534,7 +535,7 @@ class FastNASPruning(Compressor):
         score = ValidationScore(context, metric)
         start = time.perf_counter()
         dummy_input = torch.zeros(input_shape, device=device)
-        searched = context.work_dir / SEARCHED.format(fingerprint=weights_fingerprint(model))
+        searched = context.work_dir / SEARCHED.format(fingerprint=fingerprint)
 
         def search() -> dict[str, Any]:
             try:

@@ -176,8 +176,7 @@ def join(trainer: Any, entry: str, cfg: DictConfig) -> None:
         environment={key: os.environ.get(key) for key in LAUNCH_ENV},
         threads=torch.get_num_threads(),
     )
-    strategy._configure_launcher()
-    strategy.launcher.launch(strategy.setup_environment)
+    strategy.launcher.launch(strategy.setup_environment)  # the Trainer configured the launcher (WorkerLauncher)
     log.info("rank %d of %d joined the job's process group (%s)", rank(), world_size(), dist.get_backend())
 
 
@@ -219,11 +218,9 @@ def release_workers() -> bool:
     process: True."""
     if not is_distributed():
         return True
-    main = is_main()
     barrier()
-    dist.destroy_process_group()
-    if not main:
-        return False
+    if not is_main():
+        return False  # it leaves the process group when its job ends (end(), in pipelines.common.run_job)
     end()
     return True
 

@@ -94,6 +94,18 @@ class DetectorAdapter(nn.Module, ABC):
             **{field.name: list(tensors[i * levels : (i + 1) * levels]) for i, field in enumerate(fields)}
         )
 
+    def register_normalisation(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """The per-channel mean and std (of [0, 1] RGB) `normalise` applies: buffers that follow the adapter's device,
+        not persistent (constants, kept out of checkpoints)."""
+        self.register_buffer("pixel_mean", torch.tensor(list(mean)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(list(std)).view(1, 3, 1, 1), persistent=False)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch in [0, 1] normalised with the mean and std given to `register_normalisation`."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be a batch (N, 3, H, W), got shape {tuple(images.shape)}")
+        return (images - self.pixel_mean) / self.pixel_std
+
     def _check_images(self, images: torch.Tensor) -> None:
         """A batch of another size would be silently rescaled (torchvision) or mis-scored: refuse it instead."""
         expected = (3, self.input_size, self.input_size)

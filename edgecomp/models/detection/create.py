@@ -20,7 +20,6 @@ from edgecomp.models.detection.base import DetectorAdapter
 def create_detector(
     family: str, name: str, pretrained_file: str | os.PathLike | None = None, **settings: Any
 ) -> DetectorAdapter:
-    settings.pop("arch", None)  # a config's shorthand for its `config` file (model=mmdet), already interpolated
     adapter_class = get_class(family)
     if not issubclass(adapter_class, DetectorAdapter):
         raise TypeError(f"model.family={family} is not a DetectorAdapter")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import torch
 
 from edgecomp.errors import ConfigError
 from edgecomp.models.detection.base import DetectorAdapter, DetectorFeatures, HeadOutputs
+from edgecomp.models.detection.torchvision_dense import FCOSHeadOutputs
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 INSTALL = "bash scripts/install_mmdet.sh"  # the optional extra's install (README, "MMDetection detectors")
@@ -56,13 +56,6 @@ def _mmdet() -> Any:
     return mmdet
 
 
-@dataclass
-class CenternessHeadOutputs(HeadOutputs):
-    """A head whose forward also returns a per-level centerness map (FCOS)."""
-
-    centerness: list[torch.Tensor]
-
-
 class MMDetAdapter(DetectorAdapter):
     """An mmdet one-stage detector: `config` an mmdet config file (its `model` is built), `num_classes` and
     `input_size` edgecomp's; `score_threshold` and `max_detections` replace the config's test_cfg `score_thr` and
@@ -76,6 +69,7 @@ class MMDetAdapter(DetectorAdapter):
         score_threshold: float = 0.05,
         max_detections: int = 100,
         mmdet_checkpoint: str | os.PathLike | None = None,
+        arch: str | None = None,
     ) -> None:
         super().__init__(num_classes, input_size)
         _mmdet()
@@ -98,17 +92,17 @@ class MMDetAdapter(DetectorAdapter):
         mean = [float(v) / 255 for v in preprocessor.get("mean", (123.675, 116.28, 103.53))]
         std = [float(v) / 255 for v in preprocessor.get("std", (58.395, 57.12, 57.375))]
         self.config_path = str(path)
+        self.arch = arch  # the shipped config's name (conf/mmdet/<arch>.py) when `config` is one of them
         self.detector = MODELS.build(model_cfg)
         self.detector.init_weights()  # mmdet's own initialisation (e.g. the classifier's prior-probability bias)
         self.score_threshold = score_threshold
         self.max_detections = max_detections
-        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.register_normalisation(mean, std)
         # What the head's forward returns decides the outputs' fields: (cls, bbox) or (cls, bbox, centerness)
         with torch.no_grad():
             probe = self.detector.bbox_head(self.features(torch.zeros(1, 3, 64, 64)).pyramid)
         if len(probe) == 3:
-            self.head_outputs_class = CenternessHeadOutputs
+            self.head_outputs_class = FCOSHeadOutputs  # (cls, bbox, centerness), as torchvision's FCOS
         elif len(probe) != 2:
             raise ConfigError(
                 f"model.config={config}: its {type(self.detector.bbox_head).__name__} returns {len(probe)} lists of "
@@ -118,11 +112,6 @@ class MMDetAdapter(DetectorAdapter):
             self._load_mmdet_checkpoint(Path(mmdet_checkpoint))
 
     # ------------------------------------------------------------------------------------------ the network
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be a batch (N, 3, H, W), got shape {tuple(images.shape)}")
-        return (images - self.pixel_mean) / self.pixel_std
 
     def features(self, images: torch.Tensor) -> DetectorFeatures:
         """mmdet's backbone stages (the last is `last_stage`) and its neck's pyramid, finest first."""
@@ -224,7 +213,3 @@ def head_class(config: str | os.PathLike) -> type:
 
     return MODELS.get(Config.fromfile(str(config_file(config))).model.bbox_head.type)
 
-
-def mmdet_config_dir() -> Path:
-    """Where mmdet's own config files are (mmdet/.mim/configs)."""
-    return Path(_mmdet().__file__).parent / ".mim" / "configs"

@@ -72,8 +72,7 @@ class TorchvisionDetectorAdapter(DetectorAdapter):
         self.backbone_name = backbone
         self.pyramid_strides = PYRAMID_STRIDES[self.extra_levels]
         # Not persistent: constants, kept out of checkpoints; the same values go to torchvision's transform.
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_normalisation(IMAGENET_MEAN, IMAGENET_STD)  # the same values go to torchvision's transform
 
     def torchvision_transform_arguments(self) -> dict[str, Any]:
         """Keyword arguments that make torchvision's `GeneralizedRCNNTransform` the identity on S x S images apart
@@ -85,11 +84,6 @@ class TorchvisionDetectorAdapter(DetectorAdapter):
             "image_std": list(IMAGENET_STD),
             "size_divisible": 1,
         }
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be a batch (N, 3, H, W), got shape {tuple(images.shape)}")
-        return (images - self.pixel_mean) / self.pixel_std
 
     def features(self, images: torch.Tensor) -> DetectorFeatures:
         """The backbone's last stage and the FPN pyramid (finest first). Any image size works; the torchvision
