@@ -2,12 +2,14 @@
 `bash scripts/install_mmdet.sh`. Without the extra only the refusal runs; the rest is skipped, saying so."""
 
 import importlib.util
+import json
 import math
+import os
 
 import pytest
 import torch
 
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import compose_config, read_jsonl, run_cli
 
 HAS_MMDET = all(importlib.util.find_spec(name) is not None for name in ("mmdet", "mmcv", "mmengine"))
 needs_mmdet = pytest.mark.skipif(
@@ -16,8 +18,12 @@ needs_mmdet = pytest.mark.skipif(
 SIZE = 128
 
 
-@pytest.mark.skipif(HAS_MMDET, reason="the MMDetection extra is installed: there is nothing to refuse")
 def test_without_the_extra_model_mmdet_names_the_install_command(tmp_path, data_dir):
+    """Run whether the extra is installed or not: a module on PYTHONPATH that fails to import as an absent package
+    does stands in for mmdet."""
+    absent = tmp_path / "absent"
+    absent.mkdir()
+    (absent / "mmdet.py").write_text('raise ModuleNotFoundError("No module named \'mmdet\'", name="mmdet")\n')
     proc = run_cli(
         "train.py",
         "experiment=smoke_det",
@@ -25,6 +31,7 @@ def test_without_the_extra_model_mmdet_names_the_install_command(tmp_path, data_
         f"paths.results={tmp_path}",
         f"paths.data={data_dir}",
         check=False,
+        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(absent), os.environ.get("PYTHONPATH")]))},
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     (line,) = [line for line in proc.stderr.splitlines() if line.startswith("edgecomp: error:")]
@@ -87,32 +94,129 @@ def test_the_adapters_detections_are_mmdets_own_predict():
         assert torch.equal(mine["labels"], sample.pred_instances.labels)
 
 
-@needs_mmdet
-def test_train_py_trains_deploys_and_records_an_mmdet_retinanet(tmp_path, data_dir):
-    run_cli(
-        "train.py",
-        "experiment=smoke_det",
-        "model=mmdet",
-        "trainer.max_epochs=1",
-        "logger=none",
-        f"paths.results={tmp_path}",
-        f"paths.data={data_dir}",
-    )
-    (record,) = read_jsonl(tmp_path / "records.jsonl")
-    assert record["model"] == "mmdet_retinanet_r50_fpn" and record["artifact"].endswith(".onnx")
-    assert 30e6 < record["params"] < 40e6  # RetinaNet R50-FPN with a 4-class head: ~36 M
-    assert set(record["metrics"]) >= {"map", "map50", "recall"}
+def _spread_head(model) -> None:
+    """mmdet starts its heads' convolutions at std 0.01, so every score is the prior's within ~1e-6 and their order
+    (which detections are kept, in what order) is float noise; random weights at std 0.1 spread them."""
+    for layer in model.detector.bbox_head.modules():
+        if isinstance(layer, torch.nn.Conv2d):
+            torch.nn.init.normal_(layer.weight, std=0.1)
 
 
 @needs_mmdet
+def test_evaluate_py_scores_an_mmdet_retinanet_as_pycocotools_scores_mmdets_own_predictions(tmp_path):
+    """evaluate.py's COCO metrics of an mmdet RetinaNet checkpoint are those of pycocotools on mmdet's own
+    detector.predict over the evaluation split.
+
+    Random weights find nothing, so the split's ground truth is rewritten from the model's own detections (three of
+    each image's, at score ranks 0, 3 and 10, with one of the image's drawn objects): mAP is then well above 0 and
+    below 1, and wrong boxes, labels, category ids or image ids would change it."""
+    from mmdet.structures import DetDataSample
+    from PIL import Image
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    from torchvision.transforms.functional import pil_to_tensor
+
+    from edgecomp.config import build
+    from edgecomp.models.detection.mmdet import MMDetAdapter
+
+    data, checkpoint = tmp_path / "data", tmp_path / "retinanet.pt"
+    common = ["experiment=smoke_det", "model=mmdet", "logger=none", f"paths.results={tmp_path}", f"paths.data={data}"]
+    build(compose_config("evaluate", common).dataset.reader)(split="val")  # generated as evaluate.py will read it
+    (annotation_file,) = data.glob("synthetic_sod/*/annotations/instances_val.json")
+    coco = json.loads(annotation_file.read_text())
+    image_dir = annotation_file.parents[1] / "images" / "val"
+    pixels = [pil_to_tensor(Image.open(image_dir / image["file_name"]).convert("RGB")) for image in coco["images"]]
+    images = torch.stack(pixels).float() / 255
+    assert images.shape[-1] == SIZE  # generated at the input size: the letterbox leaves the pixels as they are
+
+    torch.manual_seed(0)
+    model = MMDetAdapter("conf/mmdet/retinanet_r50_fpn.py", num_classes=4, input_size=SIZE, score_threshold=0.0)
+    _spread_head(model)
+    torch.save(model.state_dict(), checkpoint)
+    samples = [DetDataSample(metainfo=meta) for meta in model.image_metas(len(images))]
+    with torch.no_grad():
+        predicted = [s.pred_instances for s in model.eval().detector.predict(model.normalise(images), samples)]
+
+    category_ids = sorted(category["id"] for category in coco["categories"])  # label i is the i-th category
+    drawn = {}
+    for annotation in coco["annotations"]:
+        drawn.setdefault(annotation["image_id"], annotation)
+    annotations, results = [], []
+    for image, found in zip(coco["images"], predicted, strict=True):
+        boxes = found.bboxes.clone()
+        boxes[:, 2:] -= boxes[:, :2]  # COCO's x, y, w, h
+        for rank in (0, 3, 10):
+            x, y, w, h = (float(v) for v in boxes[rank])
+            category = category_ids[int(found.labels[rank])]
+            annotations.append({"image_id": image["id"], "category_id": category, "bbox": [x, y, w, h], "area": w * h})
+        annotations.append(dict(drawn[image["id"]]))
+        results += [
+            {"image_id": image["id"], "category_id": category_ids[int(label)], "bbox": box.tolist(), "score": float(s)}
+            for box, label, s in zip(boxes, found.labels, found.scores, strict=True)
+        ]
+    coco["annotations"] = [{**a, "id": i + 1, "iscrowd": 0} for i, a in enumerate(annotations)]
+    annotation_file.write_text(json.dumps(coco))
+
+    ground_truth = COCO(str(annotation_file))
+    evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    expected_map, expected_map50 = evaluation.stats[:2]
+    assert 0.05 < expected_map < 0.95
+
+    run_cli("evaluate.py", *common, f"checkpoint={checkpoint}", "device=cpu_torch", "model.score_threshold=0")
+    (evaluated,) = read_jsonl(tmp_path / "records.jsonl")
+    assert evaluated["model"] == "mmdet_retinanet_r50_fpn"
+    assert evaluated["metrics"]["map"] == pytest.approx(expected_map, abs=1e-12)
+    assert evaluated["metrics"]["map50"] == pytest.approx(expected_map50, abs=1e-12)
+
+
+@needs_mmdet
+def test_scalekd_distils_an_mmdet_r50_from_an_r101_at_twice_its_resolution():
+    """The distiller between mmdet anchor heads, in-process (the command-line run is in the slow tier): its three
+    terms finite and training the student and the SDF, not the assistant; the assistant's detection loss (mmdet's
+    own, on the CSA's features) training the CSA alone."""
+    from edgecomp.distill.families import family_view
+    from edgecomp.distill.output_losses import OutputDistillationSettings
+    from edgecomp.distill.scalekd import CSASettings, ScaleKD, SDFSettings
+    from edgecomp.models.detection.mmdet import MMDetAdapter
+    from tests import test_scalekd
+    from tests.test_scalekd import distillation_batch  # its images and targets: an image with objects, one without
+
+    torch.manual_seed(0)
+    size = test_scalekd.SIZE
+    student = MMDetAdapter("conf/mmdet/retinanet_r50_fpn.py", num_classes=4, input_size=size)
+    teacher = MMDetAdapter("conf/mmdet/retinanet_r101_fpn.py", num_classes=4, input_size=2 * size)
+    teacher.eval().requires_grad_(False)
+    distiller = ScaleKD(family_view(student), family_view(teacher), 2.0, SDFSettings(embed_channels=16),
+                        CSASettings(dim=32), OutputDistillationSettings())  # fmt: skip
+    terms = distiller.losses(distillation_batch(student, teacher, distiller))
+    assert set(terms) == {"loss_feat", "loss_cls", "loss_bbox"} and all(torch.isfinite(v) for v in terms.values())
+    torch.stack(list(terms.values())).sum().backward()
+    assert all(p.grad is None for p in distiller.csa.parameters()) and all(p.grad is None for p in teacher.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.detector.backbone.parameters())
+    assert distiller.sdf.adapter.weight.grad is not None
+
+    student.zero_grad()
+    step = distiller.assistant_step(distillation_batch(student, teacher, distiller))
+    assert {"loss_cls", "loss_bbox"} <= set(step.losses) and all(torch.isfinite(v) for v in step.losses.values())
+    torch.stack(list(step.losses.values())).sum().backward()
+    assert sum(float(p.grad.abs().sum()) for p in distiller.csa.parameters() if p.grad is not None) > 0
+    assert all(p.grad is None for p in student.detector.backbone.parameters())
+
+
+@needs_mmdet
+@pytest.mark.slow
 def test_scalekd_distils_an_mmdet_r50_from_an_r101_with_every_term_finite(tmp_path, data_dir):
-    """ScaleKD's smoke run with mmdet's RetinaNet R101 (at 2x the resolution) teaching its R50: one epoch each."""
+    """ScaleKD's smoke run with mmdet's RetinaNet R101 (at 2x the resolution) teaching its R50: one epoch, 96 px."""
     run_cli(
         "compress.py",
         "experiment=smoke_scalekd",
         "model=mmdet",
         "teacher=mmdet",
         "trainer.max_epochs=1",
+        "dataset.image_size=96",  # synthetic_sod's smallest
         "logger=none",
         f"paths.results={tmp_path}",
         f"paths.data={data_dir}",
@@ -147,6 +251,7 @@ def test_a_point_head_is_refused_for_distillation_before_any_work(tmp_path, data
 
 
 @needs_mmdet
+@pytest.mark.slow
 def test_fastnas_prunes_an_mmdet_retinanets_head_through_modelopt(tmp_path, data_dir):
     """ModelOpt traces mmdet's RetinaNet (its head's convolutions searched here, to keep the smoke short)."""
     run_cli(
@@ -165,3 +270,48 @@ def test_fastnas_prunes_an_mmdet_retinanets_head_through_modelopt(tmp_path, data
     assert record["flops"] < 0.9 * record["baseline"]["flops"] and record["params"] < record["baseline"]["params"]
     pruned = record["fastnas"]["subnet_config"]
     assert pruned and all(name.startswith("detector.bbox_head.") for name in pruned)
+
+
+@needs_mmdet
+@pytest.mark.parametrize("arch", ["retinanet_r50_fpn", "fcos_r50_fpn", "gfl_r50_fpn"])
+def test_onnx_runtime_outputs_decode_to_mmdets_eager_detections(arch, tmp_path):
+    """The exported network is the head's raw per-level outputs; mmdet's predict_by_feat on what ONNX Runtime
+    returns gives the eager detections (every score kept; NMS decides how many)."""
+    from edgecomp.evaluate.detection import deployed_detections
+    from edgecomp.evaluate.device import TargetDevice
+    from edgecomp.evaluate.onnx_export import export_onnx
+    from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
+    from edgecomp.models.detection.mmdet import MMDetAdapter
+
+    torch.manual_seed(0)
+    model = MMDetAdapter(f"conf/mmdet/{arch}.py", num_classes=4, input_size=SIZE, score_threshold=0.0).eval()
+    _spread_head(model)
+    images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    eager = model.predict(images)
+    exported = export_onnx(model, tmp_path / f"{arch}.onnx", SIZE)
+    deployed = deployed_detections(model, OnnxRuntime().load(exported, TargetDevice("cpu", "cpu", OnnxRuntime())), images)
+    for got, expected in zip(deployed, eager, strict=True):
+        assert len(got["boxes"]) == len(expected["boxes"]) > 10
+        assert torch.equal(got["labels"], expected["labels"])
+        torch.testing.assert_close(got["scores"], expected["scores"], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got["boxes"], expected["boxes"], atol=1e-2, rtol=1e-4)  # pixels of a 128 px frame
+
+
+@needs_mmdet
+@pytest.mark.slow
+def test_train_py_deploys_an_mmdet_retinanet_that_ptq_int8_quantizes(tmp_path, data_dir):
+    """train.py trains, exports and records an mmdet RetinaNet; compress.py compressor=ptq_int8 from its checkpoint
+    writes a QDQ INT8 ONNX file a third of the FP32 one's size, scored with COCO metrics from ONNX Runtime's outputs
+    decoded by mmdet."""
+    common = ["experiment=smoke_det", "model=mmdet", "logger=none", f"paths.results={tmp_path}", f"paths.data={data_dir}"]
+    run_cli("train.py", *common, "trainer.max_epochs=1")
+    (trained,) = read_jsonl(tmp_path / "records.jsonl")
+    assert trained["model"] == "mmdet_retinanet_r50_fpn" and trained["artifact"].endswith(".onnx")
+    assert 30e6 < trained["params"] < 40e6  # RetinaNet R50-FPN with a 4-class head: ~36 M
+    assert set(trained["metrics"]) >= {"map", "map50", "recall"}
+    run_cli("compress.py", *common, "compressor=ptq_int8", f"checkpoint={trained['checkpoint']}", timeout=900)
+    quantized = read_jsonl(tmp_path / "records.jsonl")[-1]
+    assert quantized["artifact"].endswith(".onnx") and quantized["compressor"] == "ptq_int8"
+    assert quantized["runtime"]["precision"] == "int8"
+    assert quantized["size_bytes"] <= 0.35 * quantized["baseline"]["size_bytes"]
+    assert set(quantized["metrics"]) >= {"map", "map50", "recall"} and quantized["latency_ms"]["images"] == 8

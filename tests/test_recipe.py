@@ -240,11 +240,10 @@ def _comparable(record: dict) -> dict:
     }
 
 
-def test_a_recipe_killed_mid_stage_resumes_there_and_records_what_an_uninterrupted_run_does(tmp_path, data_dir):
-    uninterrupted = _compress_process(tmp_path / "whole", data_dir)
-    output, _ = uninterrupted.communicate(timeout=600)
-    assert uninterrupted.returncode == 0, output[-3000:]
-
+def test_a_recipe_killed_mid_stage_resumes_there_and_records_what_an_uninterrupted_run_does(
+    chained, tmp_path, data_dir
+):
+    _, whole, _ = chained  # the same recipe run uninterrupted (in-process, one thread, as this worker's runs)
     killed = _compress_process(tmp_path / "killed", data_dir)
     deadline = time.monotonic() + 600
     # Killed once the first stage has finished, while the distillation stage runs.
@@ -261,7 +260,6 @@ def test_a_recipe_killed_mid_stage_resumes_there_and_records_what_an_uninterrupt
     assert resumed.returncode == 0, output[-3000:]
     assert "stage 0 'prune' finished before, reusing" in output
 
-    whole = read_jsonl(tmp_path / "whole" / "records.jsonl")
     records = read_jsonl(tmp_path / "killed" / "records.jsonl")
     assert records[: len(first_stage)] == first_stage  # the finished stage's record is kept, not written again
     assert [_comparable(r) for r in records] == [_comparable(r) for r in whole]
