@@ -48,6 +48,7 @@ def test_rank_0_goes_on_alone_once_the_workers_have_exited(tmp_path):
     assert json.loads(out.with_suffix(".worker").read_text())["shared"] == {"chosen": 42}
 
 
+@pytest.mark.slow  # three 2-rank runs (90 s); the fast tier's DDP compress runs check the one record
 def test_ddp_train_writes_one_record_and_a_sigkilled_run_resumes_to_the_same_result(tmp_path, data_dir):
     common = ["experiment=smoke", "trainer.max_epochs=2", "logger=none", f"paths.data={data_dir}", *DDP]
     straight, killed = tmp_path / "straight", tmp_path / "killed"

@@ -51,12 +51,18 @@ def _batch():
 
 @needs_mmdet
 @pytest.mark.parametrize("arch", ["retinanet_r50_fpn", "fcos_r50_fpn"])
-def test_mmdets_own_loss_falls_when_trained_through_the_adapter(arch):
+def test_mmdets_own_loss_falls_when_trained_through_the_adapter_on_synthetic_sod(arch, data_dir):
+    """8 SGD steps on the first two images of smoke_det's synthetic_sod batch, as its datamodule gives them."""
+    from edgecomp.config import build
     from edgecomp.models.detection.mmdet import MMDetAdapter
 
+    datamodule = build(compose_config("train", ["experiment=smoke_det", f"paths.data={data_dir}"]).dataset.datamodule)
+    datamodule.setup("fit")
+    images, targets = next(iter(datamodule.train_dataloader()))
+    images, targets = images[:2], [{key: t[key] for key in ("boxes", "labels")} for t in targets[:2]]
+    assert images.shape[-1] == SIZE and all(len(t["boxes"]) for t in targets)
     torch.manual_seed(0)
     model = MMDetAdapter(f"conf/mmdet/{arch}.py", num_classes=4, input_size=SIZE).train()
-    images, targets = _batch()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)
     losses = []
     for _ in range(8):
@@ -273,7 +279,14 @@ def test_fastnas_prunes_an_mmdet_retinanets_head_through_modelopt(tmp_path, data
 
 
 @needs_mmdet
-@pytest.mark.parametrize("arch", ["retinanet_r50_fpn", "fcos_r50_fpn", "gfl_r50_fpn"])
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "retinanet_r50_fpn",
+        pytest.param("fcos_r50_fpn", marks=pytest.mark.slow),  # the point heads: an export each (10 s)
+        pytest.param("gfl_r50_fpn", marks=pytest.mark.slow),
+    ],
+)
 def test_onnx_runtime_outputs_decode_to_mmdets_eager_detections(arch, tmp_path):
     """The exported network is the head's raw per-level outputs; mmdet's predict_by_feat on what ONNX Runtime
     returns gives the eager detections (every score kept; NMS decides how many)."""
