@@ -25,16 +25,6 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-# pytest-xdist (--dist loadfile) hands the test files to its workers in collection order, one file at a time as each
-# worker becomes free. The longest files (minutes of end-to-end runs each) are collected first, so that the workers
-# end together rather than one running a long file alone at the end while the other waits.
-LONGEST_FIRST = ("test_recipe.py", "test_distributed.py", "test_cli.py", "test_launchers.py", "test_mmdet.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable: the rest keep their order
-
 
 def run_cli(
     script: str, *overrides: str, check: bool = True, timeout: int = 300, env: dict[str, str] | None = None

@@ -222,7 +222,8 @@ def test_a_baseline_teacher_at_another_resolution_is_refused(tmp_path):
 def _compress_process(results: Path, data_dir: Path, *overrides: str) -> subprocess.Popen:
     command = [sys.executable, "compress.py", *SMOKE_CLASSIFIER_RECIPE, f"paths.results={results}",
                f"paths.data={data_dir}", *overrides]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # one thread, as the module's in-process run (one_torch_thread) that the kill/resume test compares with
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
