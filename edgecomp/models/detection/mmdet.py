@@ -36,10 +36,10 @@ INSTALL = "bash scripts/install_mmdet.sh"  # the optional extra's install (READM
 # with mmengine's package scope: _base_ = ["mmdet::retinanet/retinanet_r50_fpn_1x_coco.py"].
 
 
-def _mmdet() -> Any:
-    """mmdet with its modules registered, or a one-line ConfigError naming the install command."""
+def _require_mmdet() -> None:
+    """Register mmdet's modules (and quiet mmengine's logger), or raise a one-line ConfigError naming the install
+    command when the extra is not installed."""
     try:
-        import mmdet  # noqa: F401
         from mmdet.utils import register_all_modules
     except ImportError as err:
         raise ConfigError(
@@ -51,9 +51,6 @@ def _mmdet() -> Any:
 
     # mmengine logs every parameter's initialisation at INFO (hundreds of lines per model built)
     MMLogger.get_current_instance().setLevel(logging.WARNING)
-    import mmdet
-
-    return mmdet
 
 
 class MMDetAdapter(DetectorAdapter):
@@ -72,7 +69,7 @@ class MMDetAdapter(DetectorAdapter):
         arch: str | None = None,
     ) -> None:
         super().__init__(num_classes, input_size)
-        _mmdet()
+        _require_mmdet()
         from mmdet.registry import MODELS
         from mmengine.config import Config
 
@@ -207,7 +204,7 @@ def config_file(config: str | os.PathLike) -> Path:
 
 def head_class(config: str | os.PathLike) -> type:
     """The class of an mmdet config's `bbox_head` (read from the file, nothing built)."""
-    _mmdet()
+    _require_mmdet()
     from mmdet.registry import MODELS
     from mmengine.config import Config
 
