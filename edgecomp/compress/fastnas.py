@@ -33,12 +33,14 @@ called step by step, see FastNASPruning.search):
    random inputs, profiler on), and interpolates every other subnet's latency from its FLOPs, so as shipped it is a
    FLOPs search; edgecomp plugs its own measurement into ModelOpt's searcher instead (edgecomp.compress.
    fastnas_latency): every distinct subnet deployed by the device's runtime and timed with the latency protocol at
-   the device's threads and batch size (`latency_protocol`: fewer images and runs than a record's), a subnet timed
-   within the timing noise of the budget timed twice more (the median decides). Under a latency budget the
-   bisection is by default over each choice's score drop per ms it saves (`latency_ranking: drop_per_ms`: a
-   per-layer latency table timed on the device first, as NetAdapt's) rather than the drop alone (`drop`, ModelOpt's
-   order). The record's `fastnas.latency` gives the budget and the unpruned network in ms, the chosen subnet's ms as
-   the search timed it, the noise and the per-layer table. The sensitivities are written to a search checkpoint in
+   the device's threads and batch size (`latency_protocol`: fewer images and runs than a record's; each timing the
+   median of `rounds` pairs of sessions, the subnet's and the unpruned network's), a subnet timed within the timing
+   noise of the budget timed twice more (the median decides). Under a latency budget the bisection runs over each
+   choice's score drop per ms it saves (`latency_ranking: drop_per_ms`: a per-layer latency table timed on the
+   device first, as NetAdapt's) or over the drop alone (`drop`, ModelOpt's order); by default (`both`) it runs in
+   each order and keeps the finalist that scores higher. The record's `fastnas.latency` gives the budget and the
+   unpruned network in ms, the chosen subnet's ms as the search timed it, the noise, the per-layer table and each
+   order's finalist. The sensitivities are written to a search checkpoint in
    the run's artifacts folder after each group, so a killed search resumes where it stopped (the checkpoint is named
    after the baseline's weights: another baseline starts afresh).
 4. The chosen subnet is exported as a plain nn.Module with fewer channels, fine-tuned for `epochs` (the report: 50)
@@ -127,11 +129,13 @@ LATENCY_TOLERANCE = 0.10
 # What the budget binds: `flops` (ModelOpt's count) or `latency` (measured on the device's runtime).
 CONSTRAINTS = ("flops", "latency")
 # The search's latency protocol (compressor.latency_protocol): fewer images and runs than a record's, since every
-# distinct subnet the search meets is deployed and timed.
-SEARCH_LATENCY_PROTOCOL = {"images": 16, "runs": 5, "warmup": 1}
+# distinct subnet the search meets is deployed and timed; `rounds` pairs of sessions (the subnet, then the unpruned
+# network) per timing, whose median ratio is the subnet's latency.
+SEARCH_LATENCY_PROTOCOL = {"images": 16, "runs": 5, "warmup": 1, "rounds": 3}
 # How a latency search orders the groups' choices (compressor.latency_ranking; see fastnas_latency): by score drop
-# per ms saved on the device (a per-layer latency table), or by score drop alone, as ModelOpt's FLOPs search does.
-LATENCY_RANKINGS = ("drop_per_ms", "drop")
+# per ms saved on the device (a per-layer latency table), by score drop alone, as ModelOpt's FLOPs search does, or
+# both (a bisection in each order; the finalist that scores higher wins).
+LATENCY_RANKINGS = ("both", "drop_per_ms", "drop")
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
@@ -209,22 +213,23 @@ def flops_share(flops: float | str) -> float:
     return budget_share(flops, "flops", 66)
 
 
-def search_latency_protocol(settings: Mapping[str, Any] | None) -> LatencyProtocol:
-    """compressor.latency_protocol (images, runs, warmup; each defaults to SEARCH_LATENCY_PROTOCOL's) as a
-    LatencyProtocol."""
+def search_latency_protocol(settings: Mapping[str, Any] | None) -> tuple[LatencyProtocol, int]:
+    """compressor.latency_protocol (images, runs, warmup, rounds; each defaults to SEARCH_LATENCY_PROTOCOL's) as the
+    LatencyProtocol of one session and the rounds of paired sessions per timing."""
     expected = (
         f"expected a mapping of {', '.join(SEARCH_LATENCY_PROTOCOL)} (the latency protocol of each subnet the search "
-        f"times: images >= 1, runs >= 2, warmup >= 0), e.g. {SEARCH_LATENCY_PROTOCOL}"
+        f"times: images >= 1, runs >= 2, warmup >= 0, rounds >= 1), e.g. {SEARCH_LATENCY_PROTOCOL}"
     )
     if settings is None:
         settings = {}
     if not isinstance(settings, Mapping) or set(settings) - set(SEARCH_LATENCY_PROTOCOL):
         raise ConfigError(f"compressor.latency_protocol={settings}: {expected}")
     merged = {**SEARCH_LATENCY_PROTOCOL, **settings}
-    if not all(_is_whole(value) for value in merged.values()):
+    if not all(_is_whole(value) for value in merged.values()) or merged["rounds"] < 1:
         raise ConfigError(f"compressor.latency_protocol={dict(settings)}: {expected}")
+    rounds = merged.pop("rounds")
     try:
-        return LatencyProtocol(**merged)
+        return LatencyProtocol(**merged), rounds
     except ConfigError as err:
         raise ConfigError(f"compressor.latency_protocol={dict(settings)}: {expected}") from err
 
@@ -280,7 +285,7 @@ class FastNASPruning(Compressor):
     """Search a subnet with at most `flops` of the baseline's FLOPs, or (`constraint` latency) at most `latency` of
     its latency measured on the device's runtime (ModelOpt FastNAS), then fine-tune it.
 
-    `latency_protocol`: how the search times each subnet (images, runs, warmup; see fastnas_latency);
+    `latency_protocol`: how the search times each subnet (images, runs, warmup, rounds; see fastnas_latency);
     `channel_divisor`: the search-space granularity (channel counts are multiples of it; null: the device profile's
     `channel_divisor`, a measurement of what its runtime runs fast); `channel_ratios`: the
     shares of its channels a layer may keep (null: ModelOpt's 0.05 steps; fewer choices, fewer scores to compute:
@@ -307,7 +312,7 @@ class FastNASPruning(Compressor):
         constraint: str = "flops",
         latency: float | str = "70%",
         latency_protocol: Mapping[str, int] | None = None,
-        latency_ranking: str = "drop_per_ms",
+        latency_ranking: str = "both",
     ) -> None:
         super().__init__(name)
         if constraint not in CONSTRAINTS:
@@ -319,14 +324,15 @@ class FastNASPruning(Compressor):
         if latency_ranking not in LATENCY_RANKINGS:
             raise ConfigError(
                 f"compressor.latency_ranking={latency_ranking}: expected drop_per_ms (narrow first what loses the "
-                "least score per ms it saves, timed layer by layer on the device) or drop (ModelOpt's order: the least "
-                "score lost first, whatever it saves)"
+                "least score per ms it saves, timed layer by layer on the device), drop (ModelOpt's order: the least "
+                "score lost first, whatever it saves) or both (a search in each order, the finalist that scores "
+                "higher wins)"
             )
         self.latency_ranking = latency_ranking
         self.constraint = constraint
         self.flops_share = flops_share(flops)
         self.latency_share = budget_share(latency, "latency", 70)
-        self.latency_protocol = search_latency_protocol(latency_protocol)
+        self.latency_protocol, self.latency_rounds = search_latency_protocol(latency_protocol)
         if channel_divisor is not None and (not _is_whole(channel_divisor) or channel_divisor < 1):
             raise ConfigError(
                 f"compressor.channel_divisor={channel_divisor}: expected a whole number >= 1, the multiple every "
@@ -434,7 +440,7 @@ class FastNASPruning(Compressor):
         view = ModelOptView(model).eval()
         self._convert(view, cfg.model.name, divisor)
         images = torch.rand(self.latency_protocol.images, 3, size, size, generator=torch.Generator().manual_seed(0))
-        latency = SubnetLatency(device, size, images, self.latency_protocol)
+        latency = SubnetLatency(device, size, images, self.latency_protocol)  # one round: a 10 % check
         try:
             sample(view, max)
             baseline_ms = latency(view)
@@ -526,7 +532,7 @@ class FastNASPruning(Compressor):
 
             # Timed on the first images of the evaluation split, the record's latency images
             images = context.datamodule.fixed_images(self.latency_protocol.images)
-            latency = SubnetLatency(context.device, size, images, self.latency_protocol)
+            latency = SubnetLatency(context.device, size, images, self.latency_protocol, self.latency_rounds)
 
         device = context.device.torch_device
         # Converted in eval mode: in training mode ModelOpt's trace of YOLOv8 finds fewer searchable channels (its
@@ -618,6 +624,22 @@ class FastNASPruning(Compressor):
                 "saved_ms": None
                 if budget["saved_ms"] is None
                 else {name.removeprefix(VIEW_PREFIX): row for name, row in sorted(budget["saved_ms"].items())},
+                # both: each order's least narrowed subnet within the budget, as timed and scored by the search
+                "finalists": None
+                if budget["finalists"] is None
+                else {
+                    order: {
+                        "latency_ms": finalist["constraints"]["latency"],
+                        "score": finalist.get("score"),
+                        "chosen": finalist["config"] == chosen,
+                        "pruned": {
+                            name.removeprefix(VIEW_PREFIX): width
+                            for name, width in sorted(finalist["config"].items())
+                            if name in searched and width < max(searched[name])
+                        },
+                    }
+                    for order, finalist in budget["finalists"].items()
+                },
                 "protocol": latency.describe(),
             }
         return view.model
@@ -688,11 +710,12 @@ class FastNASPruning(Compressor):
                     self.latency_target,
                     budget["budget_ms"],
                 )
-            ranked = latency is not None and self.latency_ranking == "drop_per_ms"
+            ranked = latency is not None and self.latency_ranking != "drop"
             if ranked:
-                from edgecomp.compress.fastnas_latency import LatencyRankedSearcher
+                from edgecomp.compress.fastnas_latency import ORDERS, LatencyRankedSearcher
 
-                searcher = LatencyRankedSearcher(latency)
+                orders = ORDERS if self.latency_ranking == "both" else (self.latency_ranking,)
+                searcher = LatencyRankedSearcher(latency, orders)
             else:
                 searcher = FastNASModeDescriptor().search_algorithm()
             with measured:
@@ -721,7 +744,8 @@ class FastNASPruning(Compressor):
         if budget:
             state["latency_budget"] = budget
             state["latency_budget"]["noise"] = latency.noise
-            state["latency_budget"]["saved_ms"] = searcher.saved_ms if ranked else None
+            state["latency_budget"]["saved_ms"] = (searcher.saved_ms or None) if ranked else None
+            state["latency_budget"]["finalists"] = searcher.finalists if ranked else None
         return state
 
     def _unreachable(
@@ -774,6 +798,7 @@ class FastNASPruning(Compressor):
                 "images": self.latency_protocol.images,
                 "runs": self.latency_protocol.runs,
                 "warmup": self.latency_protocol.warmup,
+                "rounds": self.latency_rounds,
             },
             "channel_divisor": self.channel_divisor,  # null: the device profile's
             "channel_ratios": None if self.channel_ratios is None else list(self.channel_ratios),

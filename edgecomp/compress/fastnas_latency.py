@@ -14,7 +14,7 @@ target device's runtime (`Runtime.deploy`: on device=cpu an FP32 ONNX file run b
 optimisation) and timed by the latency protocol (measure_latency) at the device's threads and batch size, on fixed
 images. What the searcher compares with the budget is that median ms per image.
 
-Two additions make the search a latency search rather than a FLOPs search with a different ruler:
+Three additions make the search a latency search rather than a FLOPs search with a different ruler:
 
 - The order in which layers are narrowed (`LatencyRankedSearcher`, compressor.latency_ranking=drop_per_ms). ModelOpt's
   BinarySearcher bisects one threshold on each choice's score drop, so every budget walks the same family of subnets
@@ -24,12 +24,19 @@ Two additions make the search a latency search rather than a FLOPs search with a
   subnet at a threshold narrows each group to its fewest channels whose drop per ms saved stays under it, so what
   the runtime finds cheap to cut is cut first. The table costs one timed deployment per group (22 for YOLOv8n: ~2-3
   min at 320 px on 2 cores), once per search.
+- Finalists scored (compressor.latency_ranking=both): a bisection in each order, drop per ms and ModelOpt's drop,
+  and each order's finalist (its least narrowed subnet within the budget) scored as it is, by the score the search
+  keeps (BatchNorm re-estimated for the subnet); the higher wins. Both orders rank on estimates made one group at a
+  time (a drop, a saving), which two groups narrowed together need not add up to, and the order that wins differs
+  from one model and budget to the next; two scores settle it for the price of a second bisection (~7 timed subnets).
 - Paired, noise-aware timing. Two timings of one subnet on a shared machine minutes apart differ by several percent
   (by 13 % in a benchmark run here), more than the steps between neighbouring subnets near the budget. So every
   subnet is timed paired with the unpruned network (a session of each in turn; the ratio of the pair times the
-  unpruned network's calibrated ms), and a subnet within the noise of the budget (`noise`: the relative spread of
-  the unpruned network's repeated timings, at least MIN_NOISE) is timed CONFIRM_TIMINGS times in all; the median
-  decides.
+  unpruned network's calibrated ms), in `rounds` such pairs whose median ratio counts (one pair caught by a burst of
+  other work on the host is outvoted: a single pair put a searched subnet at 0.71 of the unpruned network where five
+  alternated rounds after the search measured 0.80), and a subnet within the noise of the budget (`noise`: the
+  relative spread of the unpruned network's timings as a subnet's are made, paired with itself, at least MIN_NOISE)
+  is timed CONFIRM_TIMINGS times in all; the median decides.
 """
 
 from __future__ import annotations
@@ -72,20 +79,25 @@ class SubnetLatency:
     with it: a session of the subnet, then one of the unpruned network, one at a time, and the subnet's latency is
     its ms over the unpruned network's ms of the same pair, times the unpruned network's calibrated ms. A machine
     that slows down for a while (other work, a busy host) slows both sides of a pair, so what the search compares
-    with the budget is a ratio measured in one breath, not two timings minutes apart. Each distinct subnet is
-    deployed once and timed once, except near the budget: with `budget_ms` set, a subnet whose latency is within
-    `noise` (relative) of it is timed CONFIRM_TIMINGS times in all and the median decides. `timings` maps subnet
-    configs to their timings (ms).
+    with the budget is a ratio measured in one breath, not two timings minutes apart; a burst that catches one side
+    of a pair only is outvoted by the other `rounds` - 1 pairs of the timing (their median ratio counts). Each
+    distinct subnet is deployed once and timed once, except near the budget: with `budget_ms` set, a subnet whose
+    latency is within `noise` (relative) of it is timed CONFIRM_TIMINGS times in all and the median decides.
+    `timings` maps subnet configs to their timings (ms).
     """
 
-    def __init__(self, device: TargetDevice, input_size: int, images: torch.Tensor, protocol: LatencyProtocol) -> None:
+    def __init__(
+        self, device: TargetDevice, input_size: int, images: torch.Tensor, protocol: LatencyProtocol, rounds: int = 1
+    ) -> None:
         self.device = device
         self.input_size = input_size
         self.images = images
         self.protocol = protocol
+        self.rounds = rounds
         self.timings: dict[str, list[float]] = {}
         self.budget_ms: float | None = None
         self.noise = MIN_NOISE
+        self.unpaired_noise: float | None = None  # the relative spread of the unpruned network's unpaired sessions
         self.retimed: set[str] = set()  # subnets timed again because they were timed within the noise of the budget
         self.reference_ms: float | None = None  # the unpruned network's calibrated ms, once `calibrate` has run
         self._reference: Any = None  # its deployed artifact, kept until `close`
@@ -120,28 +132,38 @@ class SubnetLatency:
 
     def calibrate(self, view: nn.Module) -> float:
         """Time the active subnet (the unpruned network) CONFIRM_TIMINGS times, in fresh sessions of one export that
-        is kept as the reference every later subnet is paired with; `noise` becomes the relative spread of those
-        timings (at least MIN_NOISE). Returns their median, the reference's ms."""
+        is kept as the reference every later subnet is paired with, and returns their median, the reference's ms.
+        `noise` becomes the error of a timing as the search makes one: the reference timed CONFIRM_TIMINGS times as
+        if it were a subnet (paired with itself, in `rounds` pairs), the relative spread of those timings, at least
+        MIN_NOISE. Not the spread of the unpaired sessions: on a busy host that is several times larger (9-18 % in
+        benchmark runs here), and as the floor of the per-layer table's savings it would hide every layer's saving
+        (0.05-1.3 ms of YOLOv8n's ~9.5 ms at 320 px), leaving drop_per_ms to rank by the drop alone."""
         artifact = self._deploy(view, Path(self._folder.name) / "reference")
         timed = [self._time(artifact) for _ in range(CONFIRM_TIMINGS)]
         median = statistics.median(timed)
         self.timings[self._key(view)] = timed
-        self.noise = max(MIN_NOISE, (max(timed) - min(timed)) / median)
         self._reference, self.reference_ms = artifact, median
+        paired = [self._paired(artifact) for _ in range(CONFIRM_TIMINGS)]
+        self.noise = max(MIN_NOISE, (max(paired) - min(paired)) / median)
+        self.unpaired_noise = (max(timed) - min(timed)) / median
         return median
 
     def measure(self, view: nn.Module, times: int = 1) -> list[float]:
-        """Time the active subnet of `view` (which stays the search space it is): deployed once, timed `times` times,
-        each in a fresh session of the runtime, one at a time (each paired with the reference, once calibrated)."""
+        """Time the active subnet of `view` (which stays the search space it is): deployed once, timed `times` times.
+        A timing is `rounds` fresh sessions of the runtime, one at a time, each followed by one of the reference once
+        calibrated: the median of their ms (paired: of their ms over the reference's, times its calibrated ms)."""
         with tempfile.TemporaryDirectory(dir=self._folder.name) as folder:
             artifact = self._deploy(view, Path(folder))
-            timings = []
-            for _ in range(times):
-                ms = self._time(artifact)
-                if self._reference is not None:
-                    ms *= self.reference_ms / self._time(self._reference)
-                timings.append(ms)
-        return timings
+            return [self._paired(artifact) for _ in range(times)]
+
+    def _paired(self, artifact: Any) -> float:
+        rounds = []
+        for _ in range(self.rounds):
+            ms = self._time(artifact)
+            if self._reference is not None:
+                ms *= self.reference_ms / self._time(self._reference)
+            rounds.append(ms)
+        return statistics.median(rounds)
 
     def _deploy(self, view: nn.Module, folder: Path) -> Any:
         subnet = copy.deepcopy(view)
@@ -168,6 +190,8 @@ class SubnetLatency:
             "images": int(self.images.shape[0]),
             "runs": self.protocol.runs,
             "warmup": self.protocol.warmup,
+            "rounds": self.rounds,
+            "unpaired_noise": self.unpaired_noise,
             "batch_size": self.device.batch_size,
             "threads": self.device.threads,
             "runtime": self.device.runtime.name,
@@ -216,50 +240,97 @@ def subnet_at(ranks: dict[str, dict[int, float]], threshold: float) -> dict[str,
     return {name: min(choice for choice, rank in row.items() if rank <= threshold) for name, row in ranks.items()}
 
 
-class LatencyRankedSearcher(BinarySearcher):
-    """ModelOpt's FastNAS BinarySearcher with the bisection over each choice's score drop per ms it saves on the
-    device (`latency_table`, timed by `latency`) instead of over the score drop alone. ModelOpt's sensitivity map
-    (the drops; resumed from its search checkpoint) and its constraint checks are kept as they are; the thresholds
-    bisected are the distinct ranks, by position, so each step halves the subnets left, and the least narrowed
-    subnet within the budget is the best (`score_func` scores a subnet by how early it comes)."""
+def drop_ranks(drops: dict[str, dict[int, float]]) -> dict[str, dict[int, float]]:
+    """ModelOpt's order as ranks: each choice's score drop; a group's widest choice ranks first (-inf)."""
+    return {
+        name: {choice: -float("inf") if choice == max(row) else drop for choice, drop in row.items()}
+        for name, row in drops.items()
+    }
 
-    def __init__(self, latency: SubnetLatency) -> None:
+
+# The orders a latency search may bisect (compressor.latency_ranking names one, or `both`).
+ORDERS = ("drop_per_ms", "drop")
+
+
+class LatencyRankedSearcher(BinarySearcher):
+    """ModelOpt's FastNAS BinarySearcher bisecting, under a latency budget, one family of subnets per order in
+    `orders`, and taking the best of their finalists by the search's own score.
+
+    ModelOpt's sensitivity map (the drops; resumed from its search checkpoint) and its constraint checks are kept as
+    they are. An order ranks every choice of every group: `drop_per_ms`, its score drop per ms it saves on the device
+    (`latency_table`, timed by `latency`); `drop`, its score drop alone (ModelOpt's order). The subnet at a rank
+    narrows each group to its fewest channels ranked at most that (`subnet_at`), and the thresholds bisected are an
+    order's distinct ranks, by position, so each step halves the subnets left; an order's finalist is its least
+    narrowed subnet within the budget.
+
+    Each order's finalist rests on estimates: the drops are measured one group at a time (narrowing two together may
+    cost more or less than the sum), the table one group at a time. So with several orders the finalists are scored
+    as they are (ModelOpt's score function, the metric the search keeps, BatchNorm re-estimated for the subnet) and
+    the higher score wins; the record lists each order's finalist (`finalists`). With one order, or finalists that
+    are one subnet, nothing is scored beyond ModelOpt's sensitivity map. If no order has a subnet within the budget
+    but the smallest, `best` is left unsatisfied and FastNASPruning.search takes the smallest subnet (which ModelOpt
+    checked before searching).
+    """
+
+    def __init__(self, latency: SubnetLatency, orders: tuple[str, ...] = ("drop_per_ms",)) -> None:
         super().__init__()
+        unknown = set(orders) - set(ORDERS)
+        if not orders or unknown:
+            raise ValueError(f"orders: expected some of {ORDERS}, got {orders}")
         self.latency = latency
+        self.orders = orders
         self.saved_ms: dict[str, dict[int, float]] = {}
-        self.ranks: dict[str, dict[int, float]] = {}
-        self.thresholds: list[float] = []
-        self.low = self.high = self.position = 0
+        self.ranks: dict[str, dict[str, dict[int, float]]] = {}
+        self.finalists: dict[str, dict[str, Any]] = {}
+        self.true_score: Any = None
 
     def before_search(self) -> None:
+        self.true_score = self.config["score_func"]  # ModelOpt's before_search puts its own proxy in its place
         super().before_search()  # the sensitivity map and ModelOpt's checks of the smallest and largest subnets
-        choices = {name: sorted(row) for name, row in self.sensitivity_map.items()}
-        sample(self.model, max)
-        baseline_ms = self.latency(self.model)
-        self.saved_ms = latency_table(self.model, choices, self.latency, baseline_ms)
-        # A saving within the timing noise is not measured: such choices rank by their drop alone, as ModelOpt's do
-        self.ranks = drop_per_ms(self.sensitivity_map, self.saved_ms, self.latency.noise * baseline_ms)
-        self.thresholds = sorted({rank for row in self.ranks.values() for rank in row.values() if rank > -float("inf")})
-        self.low, self.high = 0, len(self.thresholds) - 1
-        self.config["score_func"] = lambda _model: -float(self.position)
+        if "drop_per_ms" in self.orders:
+            choices = {name: sorted(row) for name, row in self.sensitivity_map.items()}
+            sample(self.model, max)
+            baseline_ms = self.latency(self.model)
+            self.saved_ms = latency_table(self.model, choices, self.latency, baseline_ms)
+            # A saving within the timing noise is not measured: such choices rank by their drop alone, as in `drop`
+            floor_ms = self.latency.noise * baseline_ms
+            self.ranks["drop_per_ms"] = drop_per_ms(self.sensitivity_map, self.saved_ms, floor_ms)
+        if "drop" in self.orders:
+            self.ranks["drop"] = drop_ranks(self.sensitivity_map)
 
-    def before_step(self) -> None:
-        self.position = (self.low + self.high) // 2
+    def run_search(self) -> None:
+        for order in self.orders:
+            finalist = self._bisect(self.ranks[order])
+            if finalist is not None:
+                self.finalists[order] = finalist
+        if not self.finalists:
+            return  # only the smallest subnet (never bisected to) fits: FastNASPruning.search takes it
+        if len({json.dumps(f["config"], sort_keys=True, default=str) for f in self.finalists.values()}) > 1:
+            for finalist in self.finalists.values():
+                select(self.model, finalist["config"])
+                finalist["score"] = float(self.true_score(self.model))
+        best = max(self.finalists.values(), key=lambda finalist: finalist.get("score", 0.0))
+        self.best = {**best, "is_satisfied": True, "metric": best.get("score", 0.0)}
 
-    def sample(self) -> dict[str, Any]:
-        select(self.model, subnet_at(self.ranks, self.thresholds[self.position]), strict=False)
-        return {"config": get_subnet_config(self.model)}
+    def _bisect(self, ranks: dict[str, dict[int, float]]) -> dict[str, Any] | None:
+        """The least narrowed subnet of the order `ranks` within the budget, but for the order's last (every group at
+        its fewest channels): {config, constraints} (None if none but the last fits)."""
+        thresholds = sorted({rank for row in ranks.values() for rank in row.values() if rank > -float("inf")})
+        low, high = 0, len(thresholds) - 1
+        finalist = None
+        while low < high:
+            position = (low + high) // 2
+            select(self.model, subnet_at(ranks, thresholds[position]), strict=False)
+            satisfied, values = self.constraints_func()
+            if satisfied:
+                high, finalist = position, {"config": get_subnet_config(self.model), "constraints": values}
+            else:
+                low = position + 1
+        return finalist
 
-    def after_step(self) -> None:
-        if self.candidate["is_satisfied"]:
-            self.high = self.position
-        else:
-            self.low = self.position + 1
-
-    def early_stop(self) -> bool:
-        # The last threshold (every group at its fewest channels) was checked by ModelOpt before the search; when the
-        # bisection ends there untried, FastNASPruning.search takes that smallest subnet.
-        return self.low >= self.high
+    def after_search(self) -> None:
+        if self.best.get("is_satisfied"):
+            super().after_search()
 
 
 def deployment_of(device: TargetDevice) -> dict[str, str]:
