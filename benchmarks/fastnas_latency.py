@@ -8,15 +8,15 @@ Run 1 is `compress.py experiment=fastnas_yolo` with `compressor.constraint=flops
 report's 66 %); the latency it reached (its ONNX file's median ms over its baseline's on device=cpu, ONNX Runtime,
 timed alternately in `--rounds` rounds right after it, as the verdict times every file) becomes run 2's budget:
 `compressor.constraint=latency compressor.latency=<ratio>` (`--latency` sets another). A budget that the search
-space's smallest subnet misses, as the search times it, is
-refused by run 2 with that subnet's latency, and the benchmark prints the refusal.
+space's smallest subnet misses, as the search times it, is refused by run 2 with that subnet's latency, and the
+benchmark prints the refusal.
 Run 2 is made once per `--rankings` entry: both (the default search: a bisection by score lost per ms saved, from a
 per-layer latency table timed on the device, and one in ModelOpt's order, the finalist that scores higher kept) and
 drop (ModelOpt's order alone, the FLOPs search's, under the latency budget); `drop_per_ms` is the first alone. So the
-table shows what the ranking buys. All runs share the trained baseline (trained once, cached
-under --results), and each run 2 starts from run 1's search checkpoint (the per-group score drops: the same baseline,
-search space and score, which do not depend on the budget), so the searches differ in their constraint and ranking
-alone and compute no scores again.
+table shows what the ranking buys. All runs share the trained baseline (trained once, cached under --results), and
+each run 2 starts from run 1's search checkpoint (the per-group score drops: the same baseline, search space and
+score, which do not depend on the budget), so the searches differ in their constraint and ranking alone and compute
+no scores again.
 
 Two timings of one file a few minutes apart differ here by more than the 5 % the target allows (the same subnet
 measured 0.81 to 0.96 of its baseline across runs), so after the runs the baseline's and every subnet's ONNX file are
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = [row("flops", flops_record)]
     # The latency the FLOPs search reached: its file and the baseline's timed alternately now, as the verdict times
     # them after the runs (its record's ratio, two timings minutes apart, is off by several percent on this machine)
-    reached = alternated_ratios(rows, args)["flops"]
+    reached = rows[0]["reached"] = alternated_ratios(rows, args)["flops"]
     budget = args.latency or reached
     refused = None
     for ranking in args.rankings if budget < 1 else []:
@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         except ConfigError as err:  # the search space's smallest subnet, as the search timed it, misses the budget
             refused = str(err)
             break
-    for run, ratio in alternated_ratios(rows, args).items():
-        next(r for r in rows if r["run"] == run)["alternated"] = ratio
+    alternated = alternated_ratios(rows, args)
+    for r in rows:
+        r["alternated"] = alternated[r["run"]]
 
     first = rows[0]
     print(

@@ -40,9 +40,9 @@ called step by step, see FastNASPruning.search):
    device first, as NetAdapt's) or over the drop alone (`drop`, ModelOpt's order); by default (`both`) it runs in
    each order and keeps the finalist that scores higher. The record's `fastnas.latency` gives the budget and the
    unpruned network in ms, the chosen subnet's ms as the search timed it, the noise, the per-layer table and each
-   order's finalist. The sensitivities are written to a search checkpoint in
-   the run's artifacts folder after each group, so a killed search resumes where it stopped (the checkpoint is named
-   after the baseline's weights: another baseline starts afresh).
+   order's finalist. The sensitivities are written to a search checkpoint in the run's artifacts folder after each
+   group, so a killed search resumes where it stopped (the checkpoint is named after the baseline's weights: another
+   baseline starts afresh).
 4. The chosen subnet is exported as a plain nn.Module with fewer channels, fine-tuned for `epochs` (the report: 50)
    with the task's LightningModule and the run's optimizer at the constant `lr`, and saved with
    modelopt.torch.opt.save (`save`). `evaluate.py checkpoint=<that file>` restores it into a fresh model with
@@ -744,7 +744,7 @@ class FastNASPruning(Compressor):
         if budget:
             state["latency_budget"] = budget
             state["latency_budget"]["noise"] = latency.noise
-            state["latency_budget"]["saved_ms"] = (searcher.saved_ms or None) if ranked else None
+            state["latency_budget"]["saved_ms"] = searcher.saved_ms if ranked else None
             state["latency_budget"]["finalists"] = searcher.finalists if ranked else None
         return state
 

@@ -28,7 +28,8 @@ Three additions make the search a latency search rather than a FLOPs search with
   and each order's finalist (its least narrowed subnet within the budget) scored as it is, by the score the search
   keeps (BatchNorm re-estimated for the subnet); the higher wins. Both orders rank on estimates made one group at a
   time (a drop, a saving), which two groups narrowed together need not add up to, and the order that wins differs
-  from one model and budget to the next; two scores settle it for the price of a second bisection (~7 timed subnets).
+  from one model and budget to the next; two scores settle it for the price of a second bisection (YOLOv8n at 320 px:
+  34 subnets timed and a 571 s search, against 30 and 504 s in one order).
 - Paired, noise-aware timing. Two timings of one subnet on a shared machine minutes apart differ by several percent
   (by 13 % in a benchmark run here), more than the steps between neighbouring subnets near the budget. So every
   subnet is timed paired with the unpruned network (a session of each in turn; the ratio of the pair times the
@@ -68,6 +69,11 @@ from edgecomp.models.modelopt_artifact import ModelOptView
 # relative noise assumed (three timings of the unpruned network can agree by chance).
 CONFIRM_TIMINGS = 3
 MIN_NOISE = 0.02
+
+
+def subnet_key(config: dict[str, Any]) -> str:
+    """One string per subnet config (hparam name -> choice): what identifies a subnet the search met."""
+    return json.dumps(config, sort_keys=True, default=str)
 
 
 class SubnetLatency:
@@ -115,7 +121,7 @@ class SubnetLatency:
 
     @staticmethod
     def _key(view: nn.Module) -> str:
-        return json.dumps(get_subnet_config(view), sort_keys=True, default=str)
+        return subnet_key(get_subnet_config(view))
 
     def __call__(self, view: nn.Module) -> float:
         key = self._key(view)
@@ -305,7 +311,7 @@ class LatencyRankedSearcher(BinarySearcher):
                 self.finalists[order] = finalist
         if not self.finalists:
             return  # only the smallest subnet (never bisected to) fits: FastNASPruning.search takes it
-        if len({json.dumps(f["config"], sort_keys=True, default=str) for f in self.finalists.values()}) > 1:
+        if len({subnet_key(finalist["config"]) for finalist in self.finalists.values()}) > 1:
             for finalist in self.finalists.values():
                 select(self.model, finalist["config"])
                 finalist["score"] = float(self.true_score(self.model))
