@@ -1,54 +1,59 @@
-"""FastNAS under a FLOPs budget against FastNAS under a latency budget set at the latency the FLOPs search reached:
-each subnet's FLOPs, latency on the device's runtime and mAP, every ratio measured within its own run.
+"""FastNAS under FLOPs budgets against FastNAS under latency budgets set at the latency each FLOPs search reached:
+each subnet's FLOPs, latency on the device's runtime and mAP, with their intervals, and a verdict per budget.
 
-    python -m benchmarks.fastnas_latency          # YOLOv8n at 320 px on synthetic_sod (experiment=fastnas_yolo)
+    python -m benchmarks.fastnas_latency          # YOLOv8n at 320 px on synthetic_sod, FLOPs budgets 60, 70, 80 %
+    python -m benchmarks.fastnas_latency --flops 66% --rankings both drop
     python -m benchmarks.fastnas_latency --image-size 96 --epochs 1 --fine-tune-epochs 1 --channel-ratios 0.25 1.0
 
-Run 1 is `compress.py experiment=fastnas_yolo` with `compressor.constraint=flops compressor.flops=--flops` (the
-report's 66 %); the latency it reached (its ONNX file's median ms over its baseline's on device=cpu, ONNX Runtime,
-timed alternately in `--rounds` rounds right after it, as the verdict times every file) becomes run 2's budget:
-`compressor.constraint=latency compressor.latency=<ratio>` (`--latency` sets another). A budget that the search
-space's smallest subnet misses, as the search times it, is refused by run 2 with that subnet's latency, and the
-benchmark prints the refusal.
-Run 2 is made once per `--rankings` entry: both (the default search: a bisection by score lost per ms saved, from a
-per-layer latency table timed on the device, and one in ModelOpt's order, the finalist that scores higher kept) and
-drop (ModelOpt's order alone, the FLOPs search's, under the latency budget); `drop_per_ms` is the first alone. So the
-table shows what the ranking buys. All runs share the trained baseline (trained once, cached under --results), and
-each run 2 starts from run 1's search checkpoint (the per-group score drops: the same baseline, search space and
-score, which do not depend on the budget), so the searches differ in their constraint and ranking alone and compute
-no scores again.
+Per FLOPs budget (`--flops`): `compress.py experiment=fastnas_yolo compressor.constraint=flops compressor.flops=B`;
+its ONNX file and the baseline's are timed against each other right after it (edgecomp's paired rounds:
+edgecomp.evaluate.paired_latency), and the ratio reached becomes the budget of the latency searches
+(`compressor.constraint=latency compressor.latency=<ratio>`, one run per `--rankings` entry; `both`, the default
+search, bisects by score lost per ms saved and in ModelOpt's order and keeps the finalist that scores higher). A
+budget that the search space's smallest subnet misses is refused by the latency run, and printed. All runs share the
+trained baseline (trained once, cached under --results) and the first run's search checkpoint (the per-group score
+drops, which do not depend on the budget), so the searches differ in their constraint and ranking alone.
 
-Two timings of one file a few minutes apart differ here by more than the 5 % the target allows (the same subnet
-measured 0.81 to 0.96 of its baseline across runs), so after the runs the baseline's and every subnet's ONNX file are
-timed again alternately, one session at a time, `--rounds` times (`alternated`: the median over rounds of each
-file's ms over the baseline's in the same round); the verdict compares those.
+After the runs every file, the baseline's included, is timed against the others in `--rounds` alternating rounds
+(one session at a time): each subnet's latency ratio to the baseline, and each latency subnet's to the FLOPs subnet
+of its budget, with the t interval of the per-round ratios and its verdict. mAP comes with the bootstrap interval
+over the evaluation images that each record holds (`metrics_ci95`); the difference of two subnets' mAP gets the
+interval sqrt(h1^2 + h2^2) of the two half-widths (as if independent: both are scored on the same images, so it is
+conservative). Per budget the latency search is `ahead` (more mAP at no more latency, or less latency at no less
+mAP), `behind` (the reverse), `mixed` (faster and worse, or slower and better) or `same within noise`. The points go
+into `fastnas_latency.png` (mAP against latency ratio, both with their intervals) under --results.
 
 What it shows: FastNAS narrows the groups whose score drops least, whatever they cost; under a FLOPs budget that is
 what ModelOpt counts, under a latency budget what the runtime measures. The report's FLOPs search cut YOLOv8m's FLOPs
-by 34 % and its GPU latency by 19.6 %: latency cut / FLOPs cut = 0.58. The latency search reaches the FLOPs search's
-latency, within 5 %, with a subnet that keeps what the runtime finds cheap: as much mAP or more, at equal latency.
+by 34 % and its GPU latency by 19.6 %: latency cut / FLOPs cut = 0.58.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import math
 import shutil
-import statistics
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
 
-from benchmarks.timing import add_latency_arguments, latency_protocol, median_ms
+from benchmarks.timing import add_latency_arguments
 from edgecomp.config import resolved_config
 from edgecomp.errors import ConfigError
+from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.hardware import cpu_description
+from edgecomp.evaluate.latency import LatencyProtocol
+from edgecomp.evaluate.paired_latency import Side, time_alternately
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
+from edgecomp.evaluate.uncertainty import FASTER, SAME, SLOWER, RatioInterval
 from edgecomp.pipelines import compress
 from edgecomp.pipelines.common import Job
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 BUDGET_SLACK = 0.05  # the target: the latency search's subnet within 5 % of its budget
+PLOT = "fastnas_latency.png"
 
 
 def compose_run(overrides: list[str]):
@@ -56,24 +61,33 @@ def compose_run(overrides: list[str]):
         return compose(config_name="compress", overrides=overrides)
 
 
-def row(name: str, record: dict) -> dict:
-    """What the table shows of one compress.py record: the pruned side and the ratios to its own baseline."""
+def share_search(first_record: dict, cfg) -> None:
+    """Put the first run's search checkpoint (the baseline's per-group score drops) where `cfg`'s search looks for
+    its own."""
+    checkpoint = Path(first_record["fastnas"]["search"]["checkpoint"])
+    work_dir = Job(cfg, resolved_config(cfg), logger=None).artifacts_dir
+    if checkpoint.is_file() and not (work_dir / checkpoint.name).exists():
+        work_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(checkpoint, work_dir / checkpoint.name)
+
+
+def row(name: str, record: dict, budget_of: str) -> dict:
+    """What the table shows of one compress.py record: the pruned side, its ratios to its own baseline, its mAP's
+    bootstrap interval, and which FLOPs budget it belongs to."""
     baseline = record["baseline"]
-    latency, base_latency = record["latency_ms"]["median"], baseline["latency_ms"]["median"]
     searched = record["fastnas"].get("latency") or {}
     return {
         "run": name,
+        "flops_budget": budget_of,
         "constraint": record["compression"]["constraint"],
         "budget": record["compression"][record["compression"]["constraint"]],
         "flops": record["flops"],
         "flops_ratio": record["flops"] / baseline["flops"],
-        "latency_ms": latency,
-        "latency_ratio": latency / base_latency,
         "map": record["metrics"]["map"],
-        "baseline_flops": baseline["flops"],
-        "baseline_latency_ms": base_latency,
+        "map_ci95": (record.get("metrics_ci95") or {}).get("map"),
         "baseline_map": baseline["metrics"]["map"],
-        # the latency search's own timing of its chosen subnet and of the unpruned network
+        # the run's own paired timing against its baseline, and the latency search's timing of its subnet
+        "record_ratio": record["vs_baseline"]["latency_ratio"],
         "search_ratio": searched.get("subnet_share"),
         "subnets_measured": searched.get("subnets_measured"),
         "search_time_s": record["fastnas"]["search"]["time_s"],
@@ -82,30 +96,73 @@ def row(name: str, record: dict) -> dict:
     }
 
 
-def alternated_ratios(rows: list[dict], args: argparse.Namespace) -> dict[str, float]:
-    """Each row's ONNX file timed alternately with the baseline's, one session at a time, in `args.rounds` rounds:
-    the median over rounds of its ms over the baseline's ms of the same round, by run."""
-    files = {"baseline": rows[0]["baseline_artifact"], **{r["run"]: r["artifact"] for r in rows}}
+def paired_ratios(files: dict[str, str], pairs: list[tuple[str, str]], args: argparse.Namespace) -> dict:
+    """The files timed against each other in `args.rounds` alternating rounds (one session at a time); for each
+    (side, reference) of `pairs`, side's ms over reference's with its interval and verdict."""
+    names = list(files)
     images = torch.rand(args.images, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0))
-    protocol, runtime = latency_protocol(args), OnnxRuntime()
-    shares: dict[str, list[float]] = {run: [] for run in files if run != "baseline"}
-    for round_ in range(args.rounds):
-        timed = {
-            run: median_ms(runtime, path, images, protocol, args.threads, f"round {round_}")
-            for run, path in files.items()
-        }
-        for run in shares:
-            shares[run].append(timed[run] / timed["baseline"])
-    return {run: statistics.median(ratios) for run, ratios in shares.items()}
+    protocol = LatencyProtocol(images=args.images, runs=args.runs, warmup=args.warmup, rounds=args.rounds)
+    device = TargetDevice("cpu", "cpu", OnnxRuntime(), "fp32", batch_size=1, threads=args.threads)
+    runtime = OnnxRuntime()
+    timing = time_alternately([Side(runtime, files[name], name) for name in names], images, device, protocol)
+    return {pair: timing.ratio(names.index(pair[0]), names.index(pair[1])) for pair in pairs}
 
 
-def share_search(flops_record: dict, latency_cfg) -> None:
-    """Put run 1's search checkpoint (the baseline's per-group score drops) where run 2's search looks for its own."""
-    checkpoint = Path(flops_record["fastnas"]["search"]["checkpoint"])
-    work_dir = Job(latency_cfg, resolved_config(latency_cfg), logger=None).artifacts_dir
-    if checkpoint.is_file() and not (work_dir / checkpoint.name).exists():
-        work_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(checkpoint, work_dir / checkpoint.name)
+def map_difference(a: dict, b: dict) -> tuple[float, tuple[float, float] | None]:
+    """a's mAP minus b's, and its interval from the two bootstrap intervals (half-widths added in quadrature)."""
+    difference = a["map"] - b["map"]
+    if not a["map_ci95"] or not b["map_ci95"]:
+        return difference, None
+    half = math.hypot(*((ci[1] - ci[0]) / 2 for ci in (a["map_ci95"], b["map_ci95"])))
+    return difference, (difference - half, difference + half)
+
+
+def verdict(latency: RatioInterval, accuracy: tuple[float, float] | None) -> str:
+    """The latency search's subnet against the FLOPs search's of the same budget."""
+    better = accuracy is not None and accuracy[0] > 0
+    worse = accuracy is not None and accuracy[1] < 0
+    if (better and latency.verdict != SLOWER) or (latency.verdict == FASTER and not worse):
+        return "ahead"
+    if (worse and latency.verdict != FASTER) or (latency.verdict == SLOWER and not better):
+        return "behind"
+    return "mixed" if better or worse else SAME
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """mAP against latency ratio to the baseline, both with their intervals: the FLOPs and the latency searches."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for constraint, marker in (("flops", "o"), ("latency", "s")):
+        chosen = [r for r in rows if r["constraint"] == constraint]
+        if not chosen:
+            continue
+        x = [r["alternated"].ratio for r in chosen]
+        y = [100 * r["map"] for r in chosen]
+        xerr = [[r["alternated"].ratio - r["alternated"].ci95[0] for r in chosen],
+                [r["alternated"].ci95[1] - r["alternated"].ratio for r in chosen]]  # fmt: skip
+        yerr = [[100 * (r["map"] - (r["map_ci95"] or [r["map"]] * 2)[0]) for r in chosen],
+                [100 * ((r["map_ci95"] or [r["map"]] * 2)[1] - r["map"]) for r in chosen]]  # fmt: skip
+        axes.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, capsize=3, label=f"{constraint} search")
+        for r, xi, yi in zip(chosen, x, y, strict=True):
+            axes.annotate(r["flops_budget"], (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    axes.set_xlabel("latency / baseline (paired rounds, 95 % interval)")
+    axes.set_ylabel("mAP50-95 (%; bootstrap 95 % interval)")
+    axes.set_title("FastNAS: FLOPs-constrained vs latency-constrained subnets, by FLOPs budget")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
+
+
+def _interval(ratio: RatioInterval) -> str:
+    return f"{ratio.ratio:.3f} [{ratio.ci95[0]:.3f}, {ratio.ci95[1]:.3f}]"
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -113,21 +170,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--image-size", type=int, default=320)
     parser.add_argument("--epochs", type=int, default=20, help="training epochs of the baseline (fastnas_yolo: 20)")
     parser.add_argument("--fine-tune-epochs", type=int, default=10, help="of each pruned subnet (fastnas_yolo: 10)")
-    parser.add_argument("--flops", default="66%", help="run 1's FLOPs budget (the report's 66%%)")
+    parser.add_argument("--flops", nargs="+", default=["60%", "70%", "80%"], help="the FLOPs searches' budgets")
     parser.add_argument(
         "--channel-ratios", nargs="+", type=float, default=None, help="e.g. 0.25 1.0 (default: ModelOpt's 0.05 steps)"
     )
     parser.add_argument(
-        "--latency", type=float, default=None, help="run 2's budget, a fraction (default: the ratio run 1 reached)"
-    )
-    parser.add_argument(
-        "--rankings",
-        nargs="+",
-        default=["both", "drop"],
-        help="run 2's compressor.latency_ranking, one run each",
+        "--rankings", nargs="+", default=["both"], help="the latency searches' compressor.latency_ranking, a run each"
     )
     add_latency_arguments(parser, images=50, runs=10)
-    parser.add_argument("--rounds", type=int, default=5, help="alternated timings of every file after the runs")
+    parser.add_argument(
+        "--rounds", type=int, default=LatencyProtocol().rounds, help="alternating rounds of every paired timing"
+    )
     parser.add_argument("--results", default="results/benchmarks/fastnas_latency")
     parser.add_argument("--data", default="data", help="where the generated dataset is cached")
     args = parser.parse_args(argv)
@@ -142,72 +195,95 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"paths.results={args.results}",
         f"paths.data={args.data}",
         "logger=none",
+        "evaluate.bootstrap=1000",  # each subnet's mAP with its interval over the evaluation images
     ]
     if args.channel_ratios:
         common.append(f"compressor.channel_ratios=[{','.join(f'{r:g}' for r in args.channel_ratios)}]")
 
-    flops_record = compress.run(compose_run([*common, "compressor.constraint=flops", f"compressor.flops={args.flops}"]))
-    rows = [row("flops", flops_record)]
-    # The latency the FLOPs search reached: its file and the baseline's timed alternately now, as the verdict times
-    # them after the runs (its record's ratio, two timings minutes apart, is off by several percent on this machine)
-    reached = rows[0]["reached"] = alternated_ratios(rows, args)["flops"]
-    budget = args.latency or reached
-    refused = None
-    for ranking in args.rankings if budget < 1 else []:
-        latency_cfg = compose_run(
-            [*common, "compressor.constraint=latency", f"compressor.latency={budget:.4f}"]
-            + [f"compressor.latency_ranking={ranking}"]
-        )
-        share_search(flops_record, latency_cfg)
-        try:
-            rows.append(row(f"latency/{ranking}", compress.run(latency_cfg)))
-        except ConfigError as err:  # the search space's smallest subnet, as the search timed it, misses the budget
-            refused = str(err)
-            break
-    alternated = alternated_ratios(rows, args)
-    for r in rows:
-        r["alternated"] = alternated[r["run"]]
+    rows: list[dict] = []
+    refused: dict[str, str] = {}
+    first_search = None
+    for flops in args.flops:
+        flops_cfg = compose_run([*common, "compressor.constraint=flops", f"compressor.flops={flops}"])
+        if first_search is not None:
+            share_search(first_search, flops_cfg)
+        flops_record = compress.run(flops_cfg)
+        first_search = first_search or flops_record
+        flops_row = row(f"flops {flops}", flops_record, flops)
+        rows.append(flops_row)
+        # The latency the FLOPs search reached, its file and the baseline's timed against each other now
+        files = {"baseline": flops_row["baseline_artifact"], "flops": flops_row["artifact"]}
+        reached = flops_row["reached"] = paired_ratios(files, [("flops", "baseline")], args)[("flops", "baseline")]
+        if reached.ratio >= 1:
+            refused[flops] = f"the FLOPs subnet is no faster than its baseline ({_interval(reached)}): no latency run"
+            continue
+        for ranking in args.rankings:
+            latency_cfg = compose_run(
+                [*common, "compressor.constraint=latency", f"compressor.latency={reached.ratio:.4f}"]
+                + [f"compressor.latency_ranking={ranking}"]
+            )
+            share_search(first_search, latency_cfg)
+            try:
+                rows.append(row(f"latency/{ranking} {flops}", compress.run(latency_cfg), flops))
+            except ConfigError as err:  # the search space's smallest subnet, as the search timed it, misses it
+                refused[flops] = str(err)
+                break
 
-    first = rows[0]
-    print(
-        f"\nFastNAS, YOLOv8n at {args.image_size} px on synthetic_sod ({args.epochs}-epoch baseline, "
-        f"{args.fine_tune_epochs} fine-tune epochs); device=cpu: {cpu_description()}, ONNX Runtime, {args.threads} "
-        "threads, batch 1; latency: median ms per image, each ratio against the baseline measured in the same run"
-    )
-    print(
-        f"{'run':<20}{'budget':>8}{'GFLOPs':>9}{'FLOPs':>8}{'ms':>9}{'latency':>9}{'alternated':>12}{'mAP':>8}"
-        f"{'base mAP':>10}{'search-timed':>14}{'subnets':>9}"
-    )
+    # Every file against every other, in one paired timing: each subnet against the baseline, and each latency
+    # search's subnet against the FLOPs search's of its budget.
+    files = {"baseline": rows[0]["baseline_artifact"], **{r["run"]: r["artifact"] for r in rows}}
+    flops_run = {r["flops_budget"]: r["run"] for r in rows if r["constraint"] == "flops"}
+    pairs = [(r["run"], "baseline") for r in rows]
+    pairs += [(r["run"], flops_run[r["flops_budget"]]) for r in rows if r["constraint"] == "latency"]
+    ratios = paired_ratios(files, pairs, args)
     for r in rows:
-        search = "-" if r["search_ratio"] is None else f"{r['search_ratio']:.3f}"
+        r["alternated"] = ratios[(r["run"], "baseline")]
+        if r["constraint"] == "latency":
+            r["vs_flops_subnet"] = ratios[(r["run"], flops_run[r["flops_budget"]])]
+    plot(rows, Path(args.results) / PLOT)
+
+    print(
+        f"\nFastNAS, YOLOv8n at {args.image_size} px on synthetic_sod ({args.epochs}-epoch baseline, mAP50-95 "
+        f"{rows[0]['baseline_map']:.4f}; {args.fine_tune_epochs} fine-tune epochs); device=cpu: {cpu_description()}, "
+        f"ONNX Runtime, {args.threads} threads, batch 1; latency: each file against the baseline in {args.rounds} "
+        f"paired rounds ({args.images} images, {args.runs} timed passes per file), ratio [95 % interval]"
+    )
+    print(f"{'run':<20}{'budget':>8}{'FLOPs':>8}{'latency / baseline':>26}{'mAP [95 % interval]':>28}{'subnets':>9}")
+    for r in rows:
+        ci = r["map_ci95"]
+        accuracy = f"{r['map']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
         subnets = "-" if r["subnets_measured"] is None else str(r["subnets_measured"])
         print(
-            f"{r['run']:<20}{r['budget']:>8}{r['flops'] / 1e9:>9.3f}{r['flops_ratio']:>8.3f}{r['latency_ms']:>9.3f}"
-            f"{r['latency_ratio']:>9.3f}{r['alternated']:>12.3f}{r['map']:>8.4f}{r['baseline_map']:>10.4f}"
-            f"{search:>14}{subnets:>9}"
+            f"{r['run']:<20}{r['budget']:>8}{r['flops_ratio']:>8.3f}{_interval(r['alternated']):>26}"
+            f"{accuracy:>28}{subnets:>9}"
         )
-    print(
-        f"latency: the run's record (ratio to the baseline timed in that run); alternated: {args.rounds} rounds of "
-        f"every file timed in turn after the runs, {args.images} images x {args.runs} runs each"
-    )
-    cut = (1 - first["latency_ratio"]) / (1 - first["flops_ratio"]) if first["flops_ratio"] < 1 else float("nan")
-    print(
-        f"FLOPs search: latency cut / FLOPs cut = (1 - {first['latency_ratio']:.3f}) / (1 - {first['flops_ratio']:.3f})"
-        f" = {cut:.2f} (the report's YOLOv8m on a GPU: 0.58)"
-    )
-    if refused:
-        print(f"latency search at {budget:.3f} of the baseline's latency, refused: {refused}")
-    elif len(rows) == 1:
-        print(f"FLOPs search: its subnet is no faster than its baseline (alternated {reached:.3f}): no latency run")
-    for latency in rows[1:]:
-        within = latency["alternated"] <= budget * (1 + BUDGET_SLACK)
-        faster = latency["alternated"] <= first["alternated"]
+    for r in rows:
+        if r["constraint"] != "flops":
+            continue
+        cut = (1 - r["alternated"].ratio) / (1 - r["flops_ratio"])
         print(
-            f"{latency['run']}: budget {budget:.3f} of the baseline's latency; alternated {latency['alternated']:.3f} "
-            f"({'within' if within else 'NOT within'} {BUDGET_SLACK:.0%} of the budget; "
-            f"{'at or below' if faster else 'above'} the FLOPs subnet's {first['alternated']:.3f}); mAP "
-            f"{latency['map']:.4f} against the FLOPs search's {first['map']:.4f} ({latency['map'] - first['map']:+.4f})"
+            f"FLOPs search {r['flops_budget']}: latency cut / FLOPs cut = (1 - {r['alternated'].ratio:.3f}) / "
+            f"(1 - {r['flops_ratio']:.3f}) = {cut:.2f} (the report's YOLOv8m on a GPU: 0.58)"
         )
+    for flops, reason in refused.items():
+        print(f"FLOPs budget {flops}: latency search refused: {reason}")
+    flops_rows = {r["flops_budget"]: r for r in rows if r["constraint"] == "flops"}
+    for r in rows:
+        if r["constraint"] != "latency":
+            continue
+        against = flops_rows[r["flops_budget"]]
+        difference, interval = map_difference(r, against)
+        r["map_difference"], r["map_difference_ci95"] = difference, interval
+        r["verdict"] = verdict(r["vs_flops_subnet"], interval)
+        budget = against["reached"].ratio
+        within = r["alternated"].ci95[0] <= budget * (1 + BUDGET_SLACK)
+        accuracy = f"{difference:+.4f}" + (f" [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else "")
+        print(
+            f"{r['run']}: budget {budget:.3f}; latency vs the FLOPs subnet {_interval(r['vs_flops_subnet'])} "
+            f"{r['vs_flops_subnet'].verdict}; mAP {accuracy}; {'within' if within else 'NOT within'} "
+            f"{BUDGET_SLACK:.0%} of the budget: {r['verdict'].upper()}"
+        )
+    print(f"plot: {Path(args.results) / PLOT}")
     return rows
 
 

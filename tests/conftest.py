@@ -68,6 +68,22 @@ def train_then_compress(
     return common, trained, dict(zip(compressors, compressed, strict=True))
 
 
+def recipe_stage_record(name: str, index: int, stage: dict, previous: dict, base: dict, seed: int = 0) -> dict:
+    """A constructed record of stage `index` ("a", "b") of a two-stage recipe "r" (the report's waterfall tests)."""
+    return {
+        **stage,
+        "task": "classification",
+        "seed": seed,
+        "model": "m",
+        "dataset": "d",
+        "device": "cpu",
+        "compressor": name,
+        "baseline": base,
+        "previous": previous,
+        "recipe": {"name": "r", "stage": name, "index": index, "stages": ["a", "b"]},
+    }
+
+
 def compose_config(config_name: str = "train", overrides: list[str] | None = None):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="test"):
         return compose(config_name=config_name, overrides=overrides or [])

@@ -70,7 +70,10 @@ def test_ptq_int8_benchmark_measures_fp32_and_int8_in_one_run(tmp_path, data_dir
         record["baseline"]["latency_ms"]["median"],
         record["latency_ms"]["median"],
     )
-    assert math.isclose(row["speedup"], row["fp32_ms"] / row["int8_ms"])
+    # the speed-up is the record's paired one (the two files timed against each other in rounds), inverted
+    paired = record["vs_baseline"]["latency"]
+    assert math.isclose(row["speedup"], 1 / paired["ratio"]) and row["verdict"] == paired["verdict"]
+    assert row["speedup_ci95"] == pytest.approx((1 / paired["ci95"][1], 1 / paired["ci95"][0]))
     assert (row["fp32_top1"], row["int8_top1"]) == (record["baseline"]["metrics"]["top1"], record["metrics"]["top1"])
     assert row["drop_points"] == pytest.approx(100 * (row["fp32_top1"] - row["int8_top1"]))
     assert row["size_ratio"] == record["size_bytes"] / record["baseline"]["size_bytes"]
@@ -79,6 +82,9 @@ def test_ptq_int8_benchmark_measures_fp32_and_int8_in_one_run(tmp_path, data_dir
         f"{row['fp32_ms']:.2f}",
         f"{row['int8_ms']:.2f}",
         f"{row['speedup']:.2f}x",
+        f"[{row['speedup_ci95'][0]:.2f},",
+        f"{row['speedup_ci95'][1]:.2f}]",
+        *row["verdict"].split(),
         f"{row['fp32_top1']:.3f}",
         f"{row['int8_top1']:.3f}",
         f"{row['drop_points']:.2f}",
@@ -156,7 +162,10 @@ def test_the_channel_divisor_benchmark_times_each_count_with_the_devices_runtime
     result = channel_divisor.main(
         ["--channels", "47", "49", "--rounds", "2", "--images", "2", "--runs", "2", "--warmup", "0", "--threads", "1"]
     )
-    assert sorted(result["ms"]) == [47, 48, 49] and [(Path(name).suffix, threads) for name, _, threads in ort_loads] == [(".onnx", 1)] * 6  # a fresh session per round and count
+    assert (
+        sorted(result["ms"]) == [47, 48, 49]
+        and [(Path(name).suffix, threads) for name, _, threads in ort_loads] == [(".onnx", 1)] * 6
+    )  # a fresh session per round and count
     assert result["divisor"] == channel_divisor.fast_divisor(result["ms"], [2, 4, 8, 16, 32], 0.03)
     out = capsys.readouterr().out
     assert f"fast points: multiples of {result['divisor']}" in out

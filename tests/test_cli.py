@@ -21,7 +21,7 @@ def smoke_run(tmp_path_factory, data_dir):
 EVAL_IMAGES = 80
 
 
-def check_complete(record, dataset="synthetic_cls", model="mobilenetv3_small_100"):
+def check_complete(record, dataset="synthetic_cls", model="mobilenetv3_small_100", paired=False):
     assert set(REQUIRED_FIELDS) <= set(record)
     assert record["task"] == "classification" and record["dataset"] == dataset and record["model"] == model
     assert record["compressor"] == "none" and record["device"] == "cpu" and record["hardware"]
@@ -33,10 +33,17 @@ def check_complete(record, dataset="synthetic_cls", model="mobilenetv3_small_100
     assert isinstance(record["flops"], int) and record["flops"] > record["params"]
     latency = record["latency_ms"]
     assert set(LATENCY_FIELDS) <= set(latency)
-    assert (latency["runs"], latency["warmup"], latency["images"]) == (10, 1, 16)
-    # The statistics are those of the 10 timed passes recorded beside them
+    # One timing: 10 passes after 1 warm-up; a side of a paired comparison: the smoke preset's 5 rounds of 1 warm-up
+    # and 2 timed passes
+    runs = 10
+    assert (latency["runs"], latency["warmup"], latency["images"]) == (runs, 1, 16)
+    assert latency.get("rounds") == (5 if paired else None)
+    # The statistics are those of the timed passes recorded beside them, the median's interval among them
     passes = latency["passes_ms_per_image"]
-    assert len(passes) == 10 and min(passes) <= latency["median"] <= latency["p90"] <= max(passes)
+    assert len(passes) == runs and min(passes) <= latency["median"] <= latency["p90"] <= max(passes)
+    # x(k)..x(n+1-k), k the largest with binomial coverage >= 95 %: k = 2 of 10 (97.9 %)
+    k = 2
+    assert [sorted(passes)[k - 1], sorted(passes)[runs - k]] == latency["ci95"]
     assert min(passes) <= latency["mean"] <= max(passes)
     assert isinstance(record["size_bytes"], int) and 0 < record["gzip_bytes"] < record["size_bytes"]
     assert record["params"] * 4 < record["size_bytes"] < record["params"] * 4 * 1.1  # FP32 weights, no optimiser
@@ -208,9 +215,12 @@ def test_compress_none_reuses_the_trained_baseline_and_records_both_sides(smoke_
     proc = run_cli("compress.py", "experiment=smoke", *overrides, "logger=none")
     assert "reusing the baseline trained with this config" in proc.stderr + proc.stdout
     (record,) = read_jsonl(tmp_path / "records.jsonl")
-    check_complete(record)
+    check_complete(record, paired=True)
     assert record["checkpoint"] == trained["checkpoint"] and record["baseline"]["checkpoint"] == trained["checkpoint"]
-    # compressor=none deploys the baseline: one file, named by the trained weights, measured once for both sides
+    # compressor=none deploys the baseline: one file, named by the trained weights, evaluated for both sides and
+    # timed against itself (what the comparison's interval then shows is the protocol's own noise)
+    paired = record["vs_baseline"]["latency"]
+    assert paired["rounds"] == 5 and paired["ci95"][0] <= paired["ratio"] <= paired["ci95"][1]
     assert record["artifact"] == record["baseline"]["artifact"]
     assert Path(record["artifact"]).name == Path(trained["artifact"]).name
     assert record["baseline"]["metrics"] == record["metrics"] == trained["metrics"]

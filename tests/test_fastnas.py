@@ -191,8 +191,9 @@ def test_the_pruned_classifier_fits_the_flops_budget_and_has_fewer_parameters(pr
     # The latency ratio next to the FLOPs ratio, each compressed / baseline.
     ratios = record["vs_baseline"]
     assert ratios["flops_ratio"] == pytest.approx(record["flops"] / baseline["flops"])
-    median = record["latency_ms"]["median"] / baseline["latency_ms"]["median"]
-    assert ratios["latency_ratio"] == pytest.approx(median) and ratios["latency_stat"] == "median"
+    # the latency ratio from the two sides timed in paired rounds, with its interval and verdict
+    assert ratios["latency_ratio"] == ratios["latency"]["ratio"] and ratios["latency_stat"] == "paired rounds"
+    assert ratios["latency"]["ci95"][0] <= ratios["latency_ratio"] <= ratios["latency"]["ci95"][1]
     # The search scored the baseline, then every searchable layer's half-width choice once, on the task's metric;
     # only the layers of `search_layers` were searched.
     search = fastnas["search"]

@@ -248,12 +248,27 @@ def test_a_subnet_timed_far_over_the_budget_is_not_timed_again(tmp_path, one_tor
 
 def test_rounds_of_paired_timings_outvote_a_burst_that_catches_one_session(tmp_path, one_torch_thread):
     """The same noisy first session (1.9 ms against a 1.6 ms budget) in a timing of 3 rounds: the other two pairs
-    read 1.5 ms, their median ratio counts, and the subnet is taken after one timing."""
+    read 1.5 ms, their median ratio counts, and the subnet is taken. The burst widens the subnet's interval over the
+    budget, so it is timed again (3 timings, 9 pairs) before the median decides."""
     latency = FakeLatency(STEM, first_timings={(64, 16, 32): 1.9}, rounds=3)
     pruner = FastNASPruning("fastnas", constraint="latency", latency="80%", **HALVES)
     state, network = run_search(pruner, tmp_path, latency)
     assert kept(network) == {WIDE: 64, STEM: 16, LAST: 32}
-    assert state["best"]["constraints"]["latency"] == 1.5 and latency.confirmed == 0
+    assert state["best"]["constraints"]["latency"] == 1.5 and latency.confirmed == 1
+    key = next(key for key, ms in latency.measured.items() if ms == 1.5 and "64" in key)
+    assert latency.ratios[key] == pytest.approx([0.95] + [0.75] * 8)
+
+
+def test_a_subnet_whose_interval_clears_the_budget_is_taken_after_one_timing(tmp_path, one_torch_thread):
+    """Three pairs that agree (1.5 ms each against a 1.6 ms budget): the interval lies below the budget, so the
+    subnet is accepted on its first timing; every subnet is decided by its interval, none by a point."""
+    latency = FakeLatency(STEM, rounds=3)
+    pruner = FastNASPruning("fastnas", constraint="latency", latency="80%", **HALVES)
+    state, network = run_search(pruner, tmp_path, latency)
+    assert kept(network) == {WIDE: 64, STEM: 16, LAST: 32}
+    key = next(key for key, ms in latency.measured.items() if ms == 1.5 and "64" in key)
+    assert latency.interval_ms(key)[1] < 1.6 and len(latency.timings[key]) == 1
+    assert latency.confirmed == 0 and latency.decided_by_point == 0
 
 
 def balanced_score(view: nn.Module) -> float:
@@ -424,23 +439,40 @@ def test_a_latency_constrained_smoke_search_meets_a_loose_budget(tmp_path, data_
 
 @pytest.mark.slow
 def test_the_fastnas_latency_benchmark_runs_a_flops_then_a_latency_search(tmp_path, data_dir, capsys):
-    """Tiny settings (96 px, 1 epoch, two channel ratios): run 2's budget is run 1's file timed alternately with the
-    baseline's right after it, once per ranking, each starting from run 1's sensitivities; every file is timed again
-    alternately with the baseline after the runs."""
+    """Tiny settings (96 px, 1 epoch, two channel ratios, one FLOPs budget): the latency search's budget is the FLOPs
+    file timed against the baseline's right after it, once per ranking, each starting from the first run's
+    sensitivities; every file is then timed against the others in paired rounds, with intervals and a verdict."""
     from benchmarks import fastnas_latency
 
     rows = fastnas_latency.main(
         ["--image-size", "96", "--epochs", "1", "--fine-tune-epochs", "0", "--channel-ratios", "0.25", "1.0"]
-        + ["--threads", "1", "--results", str(tmp_path), "--data", str(data_dir)]
-        + ["--rounds", "2", "--images", "4", "--runs", "2"]
+        + ["--threads", "1", "--results", str(tmp_path), "--data", str(data_dir), "--flops", "66%"]
+        + ["--rounds", "2", "--images", "4", "--runs", "2", "--rankings", "both", "drop"]
     )
     out = capsys.readouterr().out
-    assert "latency cut / FLOPs cut" in out
+    assert "latency cut / FLOPs cut" in out and (tmp_path / fastnas_latency.PLOT).is_file()
     flops = rows[0]
     assert flops["constraint"] == "flops" and flops["flops_ratio"] <= 0.66
-    assert all(r["alternated"] > 0 and Path(r["artifact"]).is_file() for r in rows)
+    for r in rows:
+        assert Path(r["artifact"]).is_file() and r["alternated"].rounds == 2
+        assert r["alternated"].ci95[0] <= r["alternated"].ratio <= r["alternated"].ci95[1]
     for latency in rows[1:]:  # the FLOPs search's subnet was faster than its baseline: latency runs at that ratio
         budget = float(latency["budget"].rstrip("%")) / 100
-        assert latency["constraint"] == "latency" and budget == pytest.approx(flops["reached"], abs=1e-4)
+        assert latency["constraint"] == "latency" and budget == pytest.approx(flops["reached"].ratio, abs=1e-4)
         assert latency["search_ratio"] <= budget
-    assert [r["run"] for r in rows[1:]] in ([], ["latency/both", "latency/drop"])
+        assert latency["verdict"] in ("ahead", "behind", "mixed", "same within noise")
+    assert [r["run"] for r in rows[1:]] in ([], ["latency/both 66%", "latency/drop 66%"])
+
+
+def test_the_benchmark_verdict_weighs_both_intervals():
+    from benchmarks.fastnas_latency import verdict
+    from edgecomp.evaluate.uncertainty import ratio_interval
+
+    faster, same = ratio_interval([0.9, 0.91, 0.89]), ratio_interval([0.95, 1.05, 1.0])
+    slower = ratio_interval([1.1, 1.12, 1.09])
+    assert verdict(same, (0.001, 0.01)) == "ahead"  # more mAP at no more latency
+    assert verdict(faster, (-0.004, 0.003)) == "ahead"  # less latency at no less mAP
+    assert verdict(same, (-0.01, -0.001)) == "behind"
+    assert verdict(slower, None) == "behind"
+    assert verdict(faster, (-0.01, -0.002)) == "mixed"
+    assert verdict(same, (-0.004, 0.003)) == "same within noise"

@@ -235,6 +235,7 @@ def test_compress_prunes_fine_tunes_and_records_both_sides(tmp_path, data_dir, m
         "trainer.max_epochs=1",
         "latency.images=4",
         "latency.runs=2",
+        "latency.rounds=2",
         f"paths.results={tmp_path}",
         f"paths.data={data_dir}",
         "logger=none",
@@ -257,6 +258,7 @@ def test_compress_prunes_fine_tunes_and_records_both_sides(tmp_path, data_dir, m
     assert record["gzip_bytes"] < 0.8 * baseline["gzip_bytes"]
     for latency in (record["latency_ms"], baseline["latency_ms"]):  # both sides under the protocol asked for
         assert (latency["images"], latency["runs"], len(latency["passes_ms_per_image"])) == (4, 2, 2)
+        assert latency["rounds"] == 2  # timed against each other: one pass of each per round
 
 
 def test_a_bad_sparsity_fails_in_one_line_before_any_work(tmp_path, data_dir):

@@ -47,10 +47,23 @@ def test_the_record_says_what_ran_and_what_it_cost(compressed):
         assert record["baseline"]["runtime"]["runtime"] == "onnxruntime"
         assert record["baseline"]["runtime"]["precision"] == "fp32"
         assert record["compression"]["precision"] == precision
-        # Both sides timed under the smoke protocol (16 images, 10 runs after 1 warm-up).
+        # Both sides timed under the smoke protocol (16 images, 10 runs), against each other in its 5 alternating
+        # rounds of 2 timed passes each (after 1 warm-up each round).
         for latency in (record["latency_ms"], record["baseline"]["latency_ms"]):
-            assert (latency["images"], latency["runs"], latency["warmup"]) == (16, 10, 1)
+            assert (latency["images"], latency["runs"], latency["warmup"], latency["rounds"]) == (16, 10, 1, 5)
             assert len(latency["passes_ms_per_image"]) == 10
+        # The ratio is the geometric mean of the per-round ratios of the two sides' medians, recomputed here from the
+        # passes the record holds, with the t interval's verdict.
+        rounds = [np.median(np.reshape(side["latency_ms"]["passes_ms_per_image"], (5, 2)), axis=1)
+                  for side in (record, record["baseline"])]  # fmt: skip
+        logs = np.log(rounds[0] / rounds[1])
+        paired = record["vs_baseline"]["latency"]
+        assert paired["ratio"] == pytest.approx(np.exp(logs.mean())) == record["vs_baseline"]["latency_ratio"]
+        half = 2.776445 * logs.std(ddof=1) / np.sqrt(5)  # t(0.975, 4 df)
+        assert paired["ci95"] == pytest.approx([np.exp(logs.mean() - half), np.exp(logs.mean() + half)], rel=1e-5)
+        low, high = paired["ci95"]
+        assert paired["rounds"] == 5
+        assert paired["verdict"] == ("faster" if high < 1 else "slower" if low > 1 else "same within noise")
     assert compressed["int8"]["compression"]["calib_images"] == 128
 
 

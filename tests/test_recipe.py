@@ -21,7 +21,7 @@ from edgecomp.pipelines import compress
 from edgecomp.pipelines.recipe import STAGE_DONE
 from edgecomp.pipelines.report import write_report
 from edgecomp.report.waterfall import waterfall_table
-from tests.conftest import REPO, compose_config, read_jsonl, run_cli
+from tests.conftest import REPO, compose_config, read_jsonl, recipe_stage_record, run_cli
 
 # The benchmark paper's methods chained on the smoke classifier: prune 50 % (1 fine-tune epoch), KD recovery from
 # the unpruned baseline (1 epoch), INT8.
@@ -73,6 +73,17 @@ def test_each_stage_is_recorded_against_the_original_and_the_stage_before(chaine
     for before, after in zip(records, records[1:], strict=False):
         for key in ("metrics", "latency_ms", "size_bytes", "params", "flops", "runtime"):
             assert after["previous"][key] == before[key], key
+    # Each stage timed against the original and the stage before in one paired timing: the stage's own passes are
+    # its record's, and both ratios carry an interval and a verdict (the first stage's previous is the original).
+    for record in records:
+        latency = record["latency_ms"]
+        assert latency["rounds"] == 5 and len(latency["passes_ms_per_image"]) == latency["runs"] == 10
+        for paired in (record["vs_baseline"]["latency"], record["vs_baseline"]["latency_vs_previous"]):
+            low, high = paired["ci95"]
+            assert low <= paired["ratio"] <= high and paired["rounds"] == 5
+            assert paired["verdict"] == ("faster" if high < 1 else "slower" if low > 1 else "same within noise")
+    assert records[0]["vs_baseline"]["latency"] == records[0]["vs_baseline"]["latency_vs_previous"]
+    assert records[1]["vs_baseline"]["latency"] != records[1]["vs_baseline"]["latency_vs_previous"]
     prune, recover, quantize = records
     assert prune["compression"]["sparsity_reached"] == pytest.approx(0.5, abs=0.01)
     assert recover["compression"]["student_start"] == "input"
@@ -151,18 +162,7 @@ def test_the_chain_table_gives_deltas_the_records_imply():
 
     base, first, second = measured(0.80, 4.0, 1000), measured(0.70, 2.0, 1000), measured(0.75, 1.0, 250)
     records = [
-        {
-            **stage,
-            "task": "classification",
-            "seed": 0,
-            "model": "m",
-            "dataset": "d",
-            "device": "cpu",
-            "compressor": name,
-            "baseline": base,
-            "previous": previous,
-            "recipe": {"name": "r", "stage": name, "index": index, "stages": ["a", "b"]},
-        }  # fmt: skip
+        recipe_stage_record(name, index, stage, previous, base)
         for index, (name, stage, previous) in enumerate([("a", first, base), ("b", second, first)])
     ]
     rows = [line.split(" | ") for line in waterfall_table(records).splitlines() if line.startswith("| 2. b")]
@@ -171,11 +171,13 @@ def test_the_chain_table_gives_deltas_the_records_imply():
     # original; a quarter of the original's size.
     assert row[3:6] == ["75.00", "+5.00", "-5.00"]
     assert row[7:9] == ["2.00x", "4.00x"] and row[10] == "0.25x"
-    # Two seeds: mean +- sample std per cell (the second seed 10 points higher at stage b).
+    # Two seeds (the second 10 points higher at stage b): mean +- sample std and the t interval (half width
+    # 12.71 * 7.07 / sqrt(2) = 63.53) per cell; the change to the stage before paired by seed (+5 and +15 points), its
+    # interval and verdict.
     other = [{**r, "seed": 1} for r in records]
     other[1] = {**other[1], "metrics": {"top1": 0.85}}
     (row,) = [line.split(" | ") for line in waterfall_table([*records, *other]).splitlines() if "| 2. b" in line]
-    assert row[3] == "80.00 ± 7.07" and row[4] == "+10.00 ± 7.07"
+    assert row[3] == "80.00 ± 7.07 [16.47, 143.53]" and row[4] == "+10.00 [-53.53, +73.53] same within noise"
 
 
 @pytest.mark.parametrize(
@@ -234,7 +236,7 @@ def _comparable(record: dict) -> dict:
             for k, v in record["compression"].items()
             if k not in {"time_s", "rss_added_peak_bytes", "teacher_checkpoint"}  # a path in each run's own folder
         },
-        "vs_baseline": {k: v for k, v in record["vs_baseline"].items() if k != "latency_ratio"},
+        "vs_baseline": {k: v for k, v in record["vs_baseline"].items() if k in {"params_ratio", "flops_ratio"}},
         "baseline": {k: v for k, v in record["baseline"].items() if k in {"metrics", "size_bytes", "params"}},
         "previous": {k: v for k, v in record["previous"].items() if k in {"metrics", "size_bytes", "params"}},
         "recipe": {k: v for k, v in record["recipe"].items()},

@@ -1,5 +1,6 @@
-"""evaluate.py report=DIR: the table (mean ± std over seeds, deltas to the records' own baselines), its CSV, the
-Pareto plot, the W&B table, and bad input. The records are built here with known numbers."""
+"""evaluate.py report=DIR: the table (mean ± std and the t interval over seeds, changes to the records' own
+baselines), its CSV, the Pareto plot, the W&B table, and bad input. The records are built here with known numbers.
+(tests/test_report_intervals.py: the intervals and verdicts themselves.)"""
 
 import csv
 import json
@@ -35,6 +36,8 @@ COMPRESSIONS = {
 ORT_FP32 = {"accelerator": "cpu", "precision": "fp32", "batch_size": 1, "threads": 2, "runtime": "onnxruntime"}
 ORT_INT8 = {**ORT_FP32, "precision": "int8"}
 TORCH_FP32 = {**ORT_FP32, "runtime": "torch"}
+# Student's t for a 95 % interval from 2 seeds (1 degree of freedom): the half width is T_1 * std / sqrt(2).
+T_1 = 12.7062047
 # compress.py measures the baseline again in its own run: its latency differs from train.py's by this much, so
 # that a delta taken against the train.py row instead of the record's own baseline would show.
 REMEASURED_LATENCY_MS = 1.0
@@ -154,7 +157,7 @@ def test_each_configuration_is_one_row_and_each_sparsity_its_own(sweep):
     assert not any("reached" in label or "epochs" in label for _, label in labels)
 
 
-def test_cells_are_mean_and_sample_std_over_the_seeds(sweep):
+def test_cells_are_mean_sample_std_and_t_interval_over_the_seeds(sweep):
     _, report = sweep
     base = row_of(report.rows, SMALL, "none")
     assert base.accuracy_pct.mean == pytest.approx(82.0) and base.accuracy_pct.std == pytest.approx(math.sqrt(8))
@@ -162,11 +165,14 @@ def test_cells_are_mean_and_sample_std_over_the_seeds(sweep):
     assert base.gzip_bytes.mean == pytest.approx(5_550_000) and base.gzip_bytes.std == pytest.approx(
         70_710.678, abs=1e-2
     )
+    # two seeds: the half width is T_1 * std / sqrt(2), 12.71 * sqrt(8) / sqrt(2) = 25.41 points
+    assert base.accuracy_pct.n == 2 and base.accuracy_pct.ci95 == pytest.approx((82.0 - 2 * T_1, 82.0 + 2 * T_1))
+    assert base.latency_ms.ci95 == pytest.approx((11.0 - T_1, 11.0 + T_1))
     assert base.compression_time_s is None and base.is_baseline
     cells = markdown_row(report.markdown, SMALL, "none")
     assert (cells["accuracy (%)"], cells["latency (ms, median)"], cells["size (MB)"], cells["gzip (MB)"]) == (
-        "82.00 ± 2.83",
-        "11.00 ± 1.41",
+        "82.00 ± 2.83 [56.59, 107.41]",
+        "11.00 ± 1.41 [-1.71, 23.71]",
         "6.00 ± 0.00",
         "5.55 ± 0.07",
     )
@@ -180,8 +186,11 @@ def test_deltas_compare_with_the_records_own_baselines(sweep):
     ptq = row_of(report.rows, SMALL, "ptq_int8")
     assert ptq.accuracy_pct.mean == pytest.approx(72.0) and ptq.accuracy_pct.std == pytest.approx(math.sqrt(8))
     assert ptq.delta_accuracy_pts == pytest.approx(-10.0)
-    # (5.5 + 6.5) / 2 over the re-measured baselines (11 + 13) / 2, not over train.py's (10 + 12) / 2
+    # -10 points in each seed: no spread, an interval of width 0 below 0
+    assert ptq.accuracy_change.ci95 == pytest.approx((-10.0, -10.0)) and ptq.accuracy_change.verdict == "worse"
+    # 5.5 / 11 and 6.5 / 13 against the re-measured baselines, not against train.py's 10 and 12
     assert ptq.speedup == pytest.approx(2.0)  # baseline / compressed: twice as fast
+    assert ptq.speedup_interval.ci95 == pytest.approx((2.0, 2.0)) and ptq.speedup_interval.verdict == "faster"
     assert ptq.size_ratio == pytest.approx(0.25) and ptq.gzip_ratio == pytest.approx(0.25)
     assert ptq.compression_time_s.mean == pytest.approx(3.0) and ptq.compression_time_s.std == pytest.approx(
         math.sqrt(2)
@@ -194,10 +203,10 @@ def test_deltas_compare_with_the_records_own_baselines(sweep):
         # runtime, n, accuracy %, Δ points, latency ms, speed-up, size MB, ×, gzip MB, ×, compression s
         "onnxruntime int8",
         "2",
-        "72.00 ± 2.83",
-        "-10.00",
-        "6.00 ± 0.71",
-        "2.00x",
+        "72.00 ± 2.83 [46.59, 97.41]",
+        "-10.00 [-10.00, -10.00] worse",
+        "6.00 ± 0.71 [-0.35, 12.35]",
+        "2.00x [2.00x, 2.00x] faster",
         "1.50 ± 0.00",
         "0.25x",
         "1.39 ± 0.02",
@@ -222,13 +231,22 @@ def test_csv_parses_back_to_the_same_numbers(sweep):
         assert float(line["accuracy_pct_std"]) == row.accuracy_pct.std
         assert float(line["latency_ms_mean"]) == row.latency_ms.mean
         assert float(line["gzip_bytes_mean"]) == row.gzip_bytes.mean
+        assert float(line["accuracy_pct_ci95_low"]) == row.accuracy_pct.ci95[0]
+        assert float(line["latency_ms_ci95_high"]) == row.latency_ms.ci95[1]
+        # two seeds: the interval is over them, none of one run's own
+        assert line["accuracy_pct_images_ci95_low"] == line["latency_ms_passes_ci95_low"] == ""
         if row.is_baseline:
             assert line["delta_accuracy_pts"] == line["speedup"] == line["compression_time_s_mean"] == ""
+            assert line["delta_accuracy_verdict"] == line["speedup_verdict"] == line["speedup_ci95_low"] == ""
         else:
             assert float(line["delta_accuracy_pts"]) == row.delta_accuracy_pts
+            assert float(line["delta_accuracy_pts_ci95_high"]) == row.accuracy_change.ci95[1]
             assert float(line["speedup"]) == row.speedup
+            assert float(line["speedup_ci95_low"]) == row.speedup_interval.ci95[0]
     pruned = next(line for line in parsed if line["settings"] == "sparsity=0.25" and line["model"] == SMALL)
     assert float(pruned["gzip_ratio"]) == pytest.approx(0.6)
+    # -2 points in both seeds, at the same latency as its baseline (ratio 1 in both): worse, no faster or slower
+    assert (pruned["delta_accuracy_verdict"], pruned["speedup_verdict"]) == ("worse", "same within noise")
 
 
 def test_markdown_file_is_the_printed_table_and_the_plot_a_real_png(sweep):
@@ -400,7 +418,9 @@ def test_a_baseline_no_record_measured_is_a_row_and_rows_never_mix_runtimes():
     assert torch_baseline.latency_ms.mean == pytest.approx(11.0)  # train.py's (10 + 12) / 2
     assert onnx_baseline.latency_ms.mean == pytest.approx(12.0)  # the re-measured FP32 file's (11 + 13) / 2
     assert onnx_baseline.is_baseline and onnx_baseline.size_bytes.mean == pytest.approx(6_000_000)
-    assert ptq.latency_ms.mean == pytest.approx(6.0) and ptq.speedup == pytest.approx(onnx_baseline.latency_ms.mean / 6.0)
+    assert ptq.latency_ms.mean == pytest.approx(6.0) and ptq.speedup == pytest.approx(
+        onnx_baseline.latency_ms.mean / 6.0
+    )
 
 
 def test_compress_none_is_a_baseline_row_without_deltas():

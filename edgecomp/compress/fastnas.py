@@ -121,7 +121,9 @@ UNSEARCHABLE = {
     ),
 }
 SEARCH_CHECKPOINT = "fastnas_search-{fingerprint}.pth"
-SEARCHED = "fastnas_searched-{fingerprint}.pt"  # under trainer=ddp: the subnet rank 0 found, which every rank fine-tunes
+SEARCHED = (
+    "fastnas_searched-{fingerprint}.pt"  # under trainer=ddp: the subnet rank 0 found, which every rank fine-tunes
+)
 BUDGET_TOLERANCE = 0.005  # of the baseline's FLOPs: how far above the budget check() still lets a search space pass
 # Of the budget: how far above it check() still lets the smallest subnet's latency pass. check() times a model with
 # random weights once, on a machine whose other work it does not control; the search measures again and says so.
@@ -615,10 +617,11 @@ class FastNASPruning(Compressor):
                 "subnet_ms": constraints.get("latency"),
                 "subnet_share": _ratio(constraints.get("latency"), budget["baseline_ms"]),
                 "subnets_measured": len(latency.measured),
-                # timed again because the first timing was within the noise (relative, from the unpruned network's
-                # repeated timings) of the budget
+                # timed again because their 95 % interval held the budget (with one pair per timing: the first
+                # timing within `noise`, relative, of the budget), and of those, decided by the median at the end
                 "noise": budget["noise"],
                 "subnets_confirmed": latency.confirmed,
+                "subnets_decided_by_point": latency.decided_by_point,
                 "ranking": self.latency_ranking,
                 # drop_per_ms: the ms each choice saves when its group alone takes it (the per-layer latency table)
                 "saved_ms": None

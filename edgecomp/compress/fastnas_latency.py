@@ -35,9 +35,12 @@ Three additions make the search a latency search rather than a FLOPs search with
   subnet is timed paired with the unpruned network (a session of each in turn; the ratio of the pair times the
   unpruned network's calibrated ms), in `rounds` such pairs whose median ratio counts (one pair caught by a burst of
   other work on the host is outvoted: a single pair put a searched subnet at 0.71 of the unpruned network where five
-  alternated rounds after the search measured 0.80), and a subnet within the noise of the budget (`noise`: the
-  relative spread of the unpruned network's timings as a subnet's are made, paired with itself, at least MIN_NOISE)
-  is timed CONFIRM_TIMINGS times in all; the median decides.
+  alternated rounds after the search measured 0.80). A subnet is accepted or refused by the 95 % interval of its
+  latency (the t interval of its pairs' ratios, edgecomp.evaluate.uncertainty.ratio_interval), not by a point:
+  while the interval holds the budget, the subnet is timed again, up to CONFIRM_TIMINGS timings in all, after which
+  the median decides (the record counts those, `decided_by_point`). With one pair per timing (rounds=1) there is no
+  interval until the second timing, and a first timing within the noise of the budget (`noise`: the relative spread
+  of the unpruned network's timings as a subnet's are made, paired with itself, at least MIN_NOISE) is retimed.
 """
 
 from __future__ import annotations
@@ -63,9 +66,10 @@ from tqdm.auto import tqdm
 from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
+from edgecomp.evaluate.uncertainty import ratio_interval
 from edgecomp.models.modelopt_artifact import ModelOptView
 
-# How often a subnet timed within the noise of the budget is timed in all before the median decides, and the least
+# How often a subnet whose interval holds the budget is timed in all before the median decides, and the least
 # relative noise assumed (three timings of the unpruned network can agree by chance).
 CONFIRM_TIMINGS = 3
 MIN_NOISE = 0.02
@@ -88,7 +92,8 @@ class SubnetLatency:
     with the budget is a ratio measured in one breath, not two timings minutes apart; a burst that catches one side
     of a pair only is outvoted by the other `rounds` - 1 pairs of the timing (their median ratio counts). Each
     distinct subnet is deployed once and timed once, except near the budget: with `budget_ms` set, a subnet whose
-    latency is within `noise` (relative) of it is timed CONFIRM_TIMINGS times in all and the median decides.
+    95 % interval (`interval_ms`, from all its pairs) holds the budget is timed again, up to CONFIRM_TIMINGS timings
+    in all, and then the median decides.
     `timings` maps subnet configs to their timings (ms).
     """
 
@@ -101,10 +106,12 @@ class SubnetLatency:
         self.protocol = protocol
         self.rounds = rounds
         self.timings: dict[str, list[float]] = {}
+        # Each subnet's paired rounds: its ms over the reference's in the same pair, one entry per pair timed.
+        self.ratios: dict[str, list[float]] = {}
         self.budget_ms: float | None = None
         self.noise = MIN_NOISE
         self.unpaired_noise: float | None = None  # the relative spread of the unpruned network's unpaired sessions
-        self.retimed: set[str] = set()  # subnets timed again because they were timed within the noise of the budget
+        self.retimed: set[str] = set()  # subnets timed again because their interval held the budget
         self.reference_ms: float | None = None  # the unpruned network's calibrated ms, once `calibrate` has run
         self._reference: Any = None  # its deployed artifact, kept until `close`
         self._folder = tempfile.TemporaryDirectory(prefix="edgecomp-fastnas-")
@@ -116,7 +123,7 @@ class SubnetLatency:
 
     @property
     def confirmed(self) -> int:
-        """How many subnets were timed again because their first timing was within the noise of the budget."""
+        """How many subnets were timed again because their interval held the budget."""
         return len(self.retimed)
 
     @staticmethod
@@ -126,15 +133,39 @@ class SubnetLatency:
     def __call__(self, view: nn.Module) -> float:
         key = self._key(view)
         if key not in self.timings:
-            self.timings[key] = self.measure(view)
+            self.timings[key] = self.measure(view, key=key)
         timed = self.timings[key]
-        if len(timed) < CONFIRM_TIMINGS and self.near_budget(statistics.median(timed)):
-            timed += self.measure(view, CONFIRM_TIMINGS - len(timed))
+        while len(timed) < CONFIRM_TIMINGS and self.undecided(key):
+            timed += self.measure(view, key=key)
             self.retimed.add(key)
         return statistics.median(timed)
 
+    def interval_ms(self, key: str) -> tuple[float, float] | None:
+        """The 95 % interval of the subnet's latency from its paired rounds (the t interval of its ratio to the
+        reference, times the reference's ms: edgecomp.evaluate.uncertainty.ratio_interval); None below 2 pairs."""
+        ratios = self.ratios.get(key, [])
+        if len(ratios) < 2 or self.reference_ms is None:
+            return None
+        low, high = ratio_interval(ratios).ci95
+        return low * self.reference_ms, high * self.reference_ms
+
+    def undecided(self, key: str) -> bool:
+        """Whether the subnet's timings cannot yet tell which side of the budget it is on: its interval holds the
+        budget (or, with fewer than 2 paired rounds, its ms is within `noise` of it)."""
+        if self.budget_ms is None:
+            return False
+        interval = self.interval_ms(key)
+        if interval is None:
+            return self.near_budget(statistics.median(self.timings[key]))
+        return interval[0] <= self.budget_ms <= interval[1]
+
     def near_budget(self, ms: float) -> bool:
         return self.budget_ms is not None and abs(ms - self.budget_ms) <= self.noise * self.budget_ms
+
+    @property
+    def decided_by_point(self) -> int:
+        """How many subnets were still undecided after CONFIRM_TIMINGS timings: their median ms decided."""
+        return sum(1 for key in self.retimed if self.undecided(key))
 
     def calibrate(self, view: nn.Module) -> float:
         """Time the active subnet (the unpruned network) CONFIRM_TIMINGS times, in fresh sessions of one export that
@@ -154,20 +185,24 @@ class SubnetLatency:
         self.unpaired_noise = (max(timed) - min(timed)) / median
         return median
 
-    def measure(self, view: nn.Module, times: int = 1) -> list[float]:
+    def measure(self, view: nn.Module, times: int = 1, key: str | None = None) -> list[float]:
         """Time the active subnet of `view` (which stays the search space it is): deployed once, timed `times` times.
         A timing is `rounds` fresh sessions of the runtime, one at a time, each followed by one of the reference once
-        calibrated: the median of their ms (paired: of their ms over the reference's, times its calibrated ms)."""
+        calibrated: the median of their ms (paired: of their ms over the reference's, times its calibrated ms). The
+        pairs' ratios are kept under `key` (`ratios`) for the subnet's interval."""
         with tempfile.TemporaryDirectory(dir=self._folder.name) as folder:
             artifact = self._deploy(view, Path(folder))
-            return [self._paired(artifact) for _ in range(times)]
+            return [self._paired(artifact, key) for _ in range(times)]
 
-    def _paired(self, artifact: Any) -> float:
+    def _paired(self, artifact: Any, key: str | None = None) -> float:
         rounds = []
         for _ in range(self.rounds):
             ms = self._time(artifact)
             if self._reference is not None:
-                ms *= self.reference_ms / self._time(self._reference)
+                ratio = ms / self._time(self._reference)
+                if key is not None:
+                    self.ratios.setdefault(key, []).append(ratio)
+                ms = ratio * self.reference_ms
             rounds.append(ms)
         return statistics.median(rounds)
 

@@ -18,12 +18,15 @@ where ONNX Runtime runs it faster so, as measured on the device:
    mAP50-95) of the FP32 and the mixed files on `ACCURACY_IMAGES` held-out training images (never the evaluation
    split). While the mixed file (or full INT8, where the cut kept every node in INT8) loses more than `max_drop`
    points, the INT8 nodes that buy the least time are put back in FP32, 1, then 2, 4, ... at a time.
-5. Whole files decide: the FP32 file and those of the full INT8 and mixed files within the budget are timed one
-   at a time, twice over, by the latency protocol on the device; the fastest is written. Where that is the FP32
-   file, INT8 pays nowhere on this target and the record says so (every quantized node listed in FP32).
+5. Whole files decide: the FP32 file and those of the full INT8 and mixed files within the budget are timed against
+   each other in alternating rounds, one session at a time (edgecomp.evaluate.paired_latency); a quantized file is
+   written only where its speed-up over FP32 has a 95 % interval above 1 (verdict `faster`), the fastest such.
+   Otherwise the FP32 file is: INT8 pays nowhere on this target, as far as the host's noise lets one tell, and the
+   record says so (every quantized node listed in FP32).
 
 The record's `compression` gains `fp32_nodes` (each node left in FP32: name, op, why, its profiled INT8 and FP32
-ms per image) and `mixed_precision` (the candidates' latency and held-out metric, which was written).
+ms per image) and `mixed_precision` (the candidates' latency, ratio to FP32 with its interval and verdict, held-out
+metric, and which was written).
 """
 
 from __future__ import annotations
@@ -44,9 +47,11 @@ from edgecomp.compress.context import CompressionContext
 from edgecomp.compress.node_attribution import Attribution, attribute, quantized_nodes
 from edgecomp.compress.precision_partition import PrecisionPartition
 from edgecomp.evaluate.evaluator import ACCURACY_METRIC
-from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
+from edgecomp.evaluate.latency import LatencyProtocol
+from edgecomp.evaluate.paired_latency import Side, time_alternately
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.evaluate.runtimes.onnxruntime_profile import profile_nodes
+from edgecomp.evaluate.uncertainty import FASTER
 
 log = logging.getLogger("edgecomp")
 
@@ -54,7 +59,7 @@ if TYPE_CHECKING:
     from edgecomp.compress.ptq_int8 import Int8Quantization
 
 ROUNDS = 3  # cut -> re-quantize -> profile rounds
-TIMING_ROUNDS = 2  # the whole files are timed this many times each, alternately; each one's best median counts
+TIMING_ROUNDS = 20  # the whole files are timed against each other in this many alternating rounds (as latency.rounds)
 
 
 class LatencyChosenPrecision:
@@ -166,8 +171,11 @@ class LatencyChosenPrecision:
             if current != full:
                 files["mixed"] = current
             files = {name: path for name, path in files.items() if self._drop(reference, scores[name]) <= self.max_drop}
-            latency = self._time(files, context)
-            chosen = min(files, key=latency.get)
+            # A quantized file is written only where its speed-up's interval lies above 1 (its paired ratio to FP32
+            # is `faster`); the fastest such, else the FP32 file.
+            latency, vs_fp32 = self._time(files, context)
+            paying = [name for name, ratio in vs_fp32.items() if ratio.verdict == FASTER]
+            chosen = min(paying, key=lambda name: vs_fp32[name].ratio) if paying else "fp32"
             shutil.copyfile(files[chosen], output)
 
         if chosen == "fp32":
@@ -189,6 +197,7 @@ class LatencyChosenPrecision:
                 "candidates": {
                     name: {
                         "latency_ms": latency.get(name),
+                        "vs_fp32": vs_fp32[name].as_record() if name in vs_fp32 else None,
                         metric: scores[name],
                         "drop_points": self._drop(reference, scores[name]),
                     }
@@ -228,21 +237,21 @@ class LatencyChosenPrecision:
     def _drop(reference: float, score: float) -> float:
         return 100.0 * (reference - score)
 
-    def _time(self, files: dict[str, Path], context: CompressionContext) -> dict[str, float]:
-        """Median ms per image of each file, timed one at a time (a session is closed before the next is
-        timed), `TIMING_ROUNDS` times in turn; each file's best median."""
+    def _time(self, files: dict[str, Path], context: CompressionContext) -> tuple[dict[str, float], dict[str, Any]]:
+        """Each file's median ms per image and each quantized file's ratio to the FP32 file (`files["fp32"]`) with its
+        95 % interval and verdict: the files timed against each other in `TIMING_ROUNDS` alternating rounds, one
+        session at a time (edgecomp.evaluate.paired_latency), `profile_runs` timed passes each."""
+        if len(files) < 2:
+            return {}, {}
         device = context.device
         images = context.datamodule.fixed_images(max(self.profile_images, device.batch_size))
-        protocol = LatencyProtocol(images=len(images), runs=self.profile_runs, warmup=2)
+        protocol = LatencyProtocol(
+            images=len(images), runs=max(self.profile_runs, TIMING_ROUNDS), warmup=1, rounds=TIMING_ROUNDS
+        )
         runtime = OnnxRuntime()
-        best: dict[str, float] = {}
-        for _ in range(TIMING_ROUNDS):
-            for name, path in files.items():
-                with device.pinned_threads():
-                    predictor = runtime.load(path, device)
-                    median = measure_latency(predictor, images, device.batch_size, protocol, desc=f"time {name}")[
-                        "median"
-                    ]
-                del predictor
-                best[name] = min(best.get(name, float("inf")), median)
-        return best
+        names = list(files)
+        timing = time_alternately([Side(runtime, files[name], name) for name in names], images, device, protocol)
+        latency = {name: timing.latency(index)["median"] for index, name in enumerate(names)}
+        reference = names.index("fp32")
+        vs_fp32 = {name: timing.ratio(index, reference) for index, name in enumerate(names) if name != "fp32"}
+        return latency, vs_fp32

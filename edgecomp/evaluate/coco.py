@@ -111,6 +111,12 @@ def coco_metrics(index: DetectionIndex, detections: list[dict[str, Any]]) -> dic
     are validated like `load_predictions`' entries (DatasetError on a bad one) and neither they nor the index are
     modified (pycocotools writes into the annotation dicts it is given, so it gets copies).
     """
+    return evaluation_metrics(coco_evaluation(index, detections))
+
+
+def coco_evaluation(index: DetectionIndex, detections: list[dict[str, Any]]) -> COCOeval:
+    """The COCOeval of `detections` against `index` after evaluate, accumulate and summarize: what coco_metrics
+    reads its numbers from (see there), with the per-image evaluations (`evalImgs`) a bootstrap re-accumulates."""
     detections = validate_predictions(detections, index)
     ground_truth = COCO()
     ground_truth.dataset = copy.deepcopy(index.to_coco())
@@ -126,6 +132,11 @@ def coco_metrics(index: DetectionIndex, detections: list[dict[str, Any]]) -> dic
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
+    return evaluation
+
+
+def evaluation_metrics(evaluation: COCOeval) -> dict[str, float]:
+    """METRIC_KEYS of a summarized COCOeval (see coco_metrics)."""
     metrics = {
         key: _nan_if_missing(float(value)) for key, value in zip(METRIC_KEYS[:9], evaluation.stats[:9], strict=True)
     }

@@ -4,7 +4,9 @@ The deployed network (the predictor the target device's runtime made of the dete
 file run by ONNX Runtime) runs on the letterboxed S x S images, and the adapter's `decode` (its family's decoding
 and NMS) turns its outputs into detections; a family whose detections need more than `forward` (Faster R-CNN) runs
 its eager `predict` on the device's accelerator and precision instead. Each detection goes back to the original image's pixels and the dataset's
-category ids, and pycocotools compares them with the split's full ground truth (edgecomp.evaluate.coco).
+category ids, and pycocotools compares them with the split's full ground truth (edgecomp.evaluate.coco). With a
+bootstrap, `map` and `map_small` get intervals over the images from pycocotools' per-image matches, re-accumulated
+for each resample (edgecomp.evaluate.coco_bootstrap: nothing is matched again).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from edgecomp.data.detection.letterbox import to_original_boxes
-from edgecomp.evaluate.coco import METRIC_KEYS, coco_metrics
-from edgecomp.evaluate.evaluator import Evaluator
+from edgecomp.evaluate.coco import METRIC_KEYS, coco_evaluation, coco_metrics, evaluation_metrics
+from edgecomp.evaluate.coco_bootstrap import ResampledAP
+from edgecomp.evaluate.evaluator import Evaluation, Evaluator, bootstrap_ci95, check_resamples
 from edgecomp.evaluate.runtimes.base import Predictor
 from edgecomp.models.detection.base import DetectorAdapter
 
@@ -82,10 +85,30 @@ def coco_detections(
 
 
 class CocoEvaluator(Evaluator):
-    """map, map50, map75, map_small, map_medium, map_large, ar1, ar10, ar100, recall (edgecomp.evaluate.coco)."""
+    """map, map50, map75, map_small, map_medium, map_large, ar1, ar10, ar100, recall (edgecomp.evaluate.coco);
+    `evaluate` adds the bootstrap intervals of map and map_small over the images (`bootstrap` resamples, 0: none)."""
 
     metric_names = METRIC_KEYS
+    BOOTSTRAPPED = {"map": "all", "map_small": "small"}  # metric: COCO area range (at 100 detections per image)
+
+    def __init__(self, bootstrap: int = 0) -> None:
+        self.bootstrap = check_resamples(bootstrap)
 
     def __call__(self, model, predictor: Predictor, datamodule, device) -> dict[str, float]:
         detections = coco_detections(model, predictor, datamodule, device.torch_device, device.dtype)
         return coco_metrics(datamodule.eval_index, detections)
+
+    def evaluate(self, model, predictor: Predictor, datamodule, device) -> Evaluation:
+        detections = coco_detections(model, predictor, datamodule, device.torch_device, device.dtype)
+        return coco_evaluation_with_intervals(datamodule.eval_index, detections, self.bootstrap)
+
+
+def coco_evaluation_with_intervals(index, detections: list[dict[str, Any]], bootstrap: int) -> Evaluation:
+    """coco_metrics of `detections` against `index`, and the bootstrap intervals of map and map_small over the
+    index's images (`bootstrap` resamples, 0: none)."""
+    evaluation = coco_evaluation(index, detections)
+    statistics = {}
+    if bootstrap:
+        statistics = {name: ResampledAP(evaluation, area) for name, area in CocoEvaluator.BOOTSTRAPPED.items()}
+    images = len(evaluation._paramsEval.imgIds)
+    return Evaluation(evaluation_metrics(evaluation), bootstrap_ci95(statistics, images, bootstrap))

@@ -2,13 +2,17 @@
 
 A fixed set of N images is run through the predictor `warmup + runs` times in batches of the device's batch
 size. Each pass is timed as a whole (the clock read after synchronising the device) and gives
-ms per image = pass time x 1000 / N. The warm-up passes are discarded; the statistics are over the rest.
+ms per image = pass time x 1000 / N. The warm-up passes are discarded; the statistics are over the rest, with the
+distribution-free 95 % interval of their median (`ci95`, edgecomp.evaluate.uncertainty.median_interval). Two
+artifacts compared are timed in alternating rounds instead (edgecomp.evaluate.paired_latency, `rounds`).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +20,7 @@ from tqdm.auto import tqdm
 
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.runtimes.base import Predictor
+from edgecomp.evaluate.uncertainty import median_interval
 
 
 @dataclass(frozen=True)
@@ -23,24 +28,56 @@ class LatencyProtocol:
     images: int = 1000
     runs: int = 10
     warmup: int = 1
+    # Two artifacts compared are timed in this many alternating rounds, `runs` timed passes of each spread over them
+    # (at least one a round: edgecomp.evaluate.paired_latency); a single artifact's timing is one round.
+    rounds: int = 20
 
     def __post_init__(self) -> None:
-        if self.images < 1 or self.runs < 2 or self.warmup < 0:
+        if self.images < 1 or self.runs < 2 or self.warmup < 0 or self.rounds < 2:
             raise ConfigError(
-                f"latency needs images >= 1, runs >= 2 and warmup >= 0; got images={self.images}, "
-                f"runs={self.runs}, warmup={self.warmup}"
+                f"latency needs images >= 1, runs >= 2, warmup >= 0 and rounds >= 2; got images={self.images}, "
+                f"runs={self.runs}, warmup={self.warmup}, rounds={self.rounds}"
             )
 
+    @property
+    def runs_per_round(self) -> int:
+        """The timed passes of each side in one round of a paired timing: `runs` spread over the rounds, at least 1."""
+        return max(1, math.ceil(self.runs / self.rounds))
 
-def latency_stats(ms_per_image: list[float]) -> dict[str, float]:
-    """mean, sample standard deviation, median and 90th percentile of per-pass ms per image."""
+
+def latency_stats(ms_per_image: list[float]) -> dict[str, Any]:
+    """mean, sample standard deviation, median, 90th percentile of per-pass ms per image, and the 95 % interval of
+    the median (`ci95`, null below the 6 passes it needs)."""
     values = np.asarray(ms_per_image, dtype=np.float64)
+    interval = median_interval(ms_per_image)
     return {
         "mean": float(values.mean()),
-        "std": float(values.std(ddof=1)),
+        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
         "median": float(np.median(values)),
         "p90": float(np.percentile(values, 90)),
+        "ci95": None if interval is None else list(interval),
     }
+
+
+def time_passes(
+    predictor: Predictor, batches: list[Any], count: int, passes: int, desc: str = "latency"
+) -> list[float]:
+    """ms per image of each of `passes` passes over prepared `batches` (`count` images in all)."""
+    timed = []
+    for _ in tqdm(range(passes), desc=desc, unit="pass", disable=None, leave=False):
+        start = time.perf_counter()
+        for batch in batches:
+            predictor(batch)
+        predictor.synchronize()
+        timed.append((time.perf_counter() - start) * 1000.0 / count)
+    return timed
+
+
+def prepared_batches(predictor: Predictor, images: torch.Tensor, batch_size: int) -> list[Any]:
+    """`images` (N, 3, H, W) in batches as the predictor takes them, on its device: the untimed part."""
+    batches = [predictor.prepare(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]
+    predictor.synchronize()
+    return batches
 
 
 def measure_latency(
@@ -49,16 +86,8 @@ def measure_latency(
     """Time `protocol.warmup + protocol.runs` passes over `images` (N, 3, H, W) in batches of `batch_size`."""
     count = images.shape[0]
     # Inputs are moved to the device before the clock starts: the network forward is what is timed.
-    batches = [predictor.prepare(images[i : i + batch_size]) for i in range(0, count, batch_size)]
-    predictor.synchronize()
-    passes = []
-    for _ in tqdm(range(protocol.warmup + protocol.runs), desc=desc, unit="pass", disable=None, leave=False):
-        start = time.perf_counter()
-        for batch in batches:
-            predictor(batch)
-        predictor.synchronize()
-        passes.append((time.perf_counter() - start) * 1000.0 / count)
-    timed = passes[protocol.warmup :]
+    batches = prepared_batches(predictor, images, batch_size)
+    timed = time_passes(predictor, batches, count, protocol.warmup + protocol.runs, desc)[protocol.warmup :]
     return {
         **latency_stats(timed),
         "runs": protocol.runs,

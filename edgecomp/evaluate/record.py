@@ -71,6 +71,26 @@ _METRICS = (
     lambda v: isinstance(v, dict) and all(isinstance(k, str) and (x is None or _is_number(x)) for k, x in v.items()),
     "an object of metric names to numbers (or null)",
 )
+
+
+def _is_interval(value: Any) -> bool:
+    """[low, high] with low <= high, or null (a metric without an interval)."""
+    if value is None:
+        return True
+    return isinstance(value, list) and len(value) == 2 and all(map(_is_number, value)) and value[0] <= value[1]
+
+
+_METRICS_CI95 = (
+    lambda v: (
+        v is None
+        or (
+            isinstance(v, dict)
+            and ("resamples" not in v or (_is_count(v["resamples"]) and v["resamples"] >= 1))
+            and all(isinstance(k, str) and _is_interval(x) for k, x in v.items() if k != "resamples")
+        )
+    ),
+    'null or {metric: [low, high] or null, ..., "resamples": N >= 1}',
+)
 _LATENCY = (
     lambda v: v is None or (isinstance(v, dict) and _is_number(v.get("median", v.get("mean")))),
     "null or an object with the median (or mean) ms per image",
@@ -98,6 +118,10 @@ class Record:
     latency_ms: dict[str, Any] | None
     size_bytes: int | None
     gzip_bytes: int | None
+    # 95 % bootstrap intervals of metrics over the evaluation images, with the resample count: {"top1": [low, high],
+    # "resamples": N} (config evaluate.bootstrap; a metric that most resamples leave undefined is null); null when
+    # no bootstrap ran
+    metrics_ci95: dict[str, Any] | None = None
     created: str | None = None
     edgecomp_version: str | None = None
     checkpoint: str | None = None  # the weights the artifact came from
@@ -124,6 +148,7 @@ class Record:
         "device": _OPT_STR,
         "hardware": _OPT_STR,
         "metrics": _METRICS,
+        "metrics_ci95": _METRICS_CI95,
         "params": _OPT_COUNT,
         "flops": _OPT_NUMBER,
         "latency_ms": _LATENCY,
@@ -132,7 +157,10 @@ class Record:
         "created": _OPT_STR,
         "edgecomp_version": _OPT_STR,
         "checkpoint": _OPT_STR,
-        "input_size": (lambda v: v is None or (isinstance(v, list) and all(_is_count(x) for x in v)), "a list of sizes"),
+        "input_size": (
+            lambda v: v is None or (isinstance(v, list) and all(_is_count(x) for x in v)),
+            "a list of sizes",
+        ),
         "runtime": _OPT_DICT,
         "export_time_s": _OPT_NUMBER,
         "baseline": _OPT_DICT,

@@ -15,14 +15,16 @@ from omegaconf import DictConfig
 
 from edgecomp.config import build, config_hash, resolved_config, run_id
 from edgecomp.errors import ConfigError
+from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.latency import LatencyProtocol
+from edgecomp.evaluate.paired_latency import PairedTiming, Side
 from edgecomp.evaluate.record import Record, append_record
 from edgecomp.lit import distributed
 from edgecomp.lit.training import Training
 from edgecomp.models.detection.base import DetectorAdapter
-from edgecomp.pipelines.measure import measure_model
+from edgecomp.pipelines.measure import deployed_side, measure_compared, measure_model
 from edgecomp.pipelines.summary import format_summary
 from edgecomp.tracking.loggers import close_logger, log_record
 from edgecomp.tracking.sweep import current_sweep
@@ -48,9 +50,21 @@ class Job:
         """How this job's config trains a model (edgecomp.lit.training)."""
         return Training(self.cfg, self.config, self.datamodule, self.logger)
 
-    def measure(self, model: nn.Module) -> dict[str, Any]:
-        """The model's measurement on the job's dataset, device and latency protocol (pipelines.measure)."""
-        return measure_model(model, self.datamodule, self.device, self.protocol, self.evaluator, self.deploy_dir)
+    def measure(self, model: nn.Module | ExportedModel, latency: bool = True) -> dict[str, Any]:
+        """The model's measurement on the job's dataset, device and latency protocol (pipelines.measure); without
+        its latency where a paired timing will give it."""
+        return measure_model(
+            model, self.datamodule, self.device, self.protocol, self.evaluator, self.deploy_dir, latency=latency
+        )
+
+    def measure_compared(self, models: list[nn.Module | ExportedModel]) -> tuple[list[dict[str, Any]], PairedTiming]:
+        """The models measured as `measure` does, their latencies timed against each other in alternating rounds
+        (pipelines.measure.measure_compared)."""
+        return measure_compared(models, self.datamodule, self.device, self.protocol, self.evaluator, self.deploy_dir)
+
+    def deployed_side(self, model: nn.Module | ExportedModel) -> Side:
+        """What a paired timing loads of `model` as the job's device deploys it."""
+        return deployed_side(model, self.datamodule.image_size, self.device, self.deploy_dir)
 
     @property
     def deploy_dir(self) -> Path:
@@ -77,7 +91,9 @@ class Job:
         """Append the record to the results' records.jsonl, send it to the logger, print its summary; returns it as
         written."""
         if (sweep := current_sweep()) is not None:
-            record.extra["sweep"] = sweep  # the multirun job this is (a search's trial): its sweep folder, number, overrides
+            record.extra["sweep"] = (
+                sweep  # the multirun job this is (a search's trial): its sweep folder, number, overrides
+            )
         line = append_record(self.records_path, record)
         data = record.to_json()
         log_record(self.logger, data)
@@ -157,9 +173,7 @@ def _check_runtime_deploys_model(device: TargetDevice, model: nn.Module, cfg: Di
         )
 
 
-def run_job(
-    cfg: DictConfig, work: Callable[[Job], Any], measures_a_model: bool = True, trains: bool = True
-) -> Any:
+def run_job(cfg: DictConfig, work: Callable[[Job], Any], measures_a_model: bool = True, trains: bool = True) -> Any:
     """Start the job, run `work` on it, and close its logger whatever happens (a multirun's next job must
     start a W&B run of its own). A job that `trains` under trainer=ddp runs in every rank: the other ranks run
     `<work's module>.run(cfg)` (the pipeline's entry) and get None from `work` once released

@@ -63,12 +63,15 @@ def compress(job: Job) -> dict[str, Any] | None:
     # The baseline deployed the way the compressed model is (e.g. exported to FP32 ONNX for PTQ), so that sizes
     # and latencies compare like with like.
     deployed_baseline = compressor.deploy_baseline(baseline, context)
-    base = job.measure(deployed_baseline)
-    result = base if compressor.deploys_baseline else job.measure(compressed)
+    # Both sides' latencies are timed against each other in alternating rounds (a compressor that deploys the
+    # baseline is timed against itself: the comparison then shows the protocol's own noise).
+    deployed = deployed_baseline if compressor.deploys_baseline else compressed
+    (base, result), timing = job.measure_compared([deployed_baseline, deployed])
     record = build_record(job.config, job.device, result, weights)
     record.baseline = measured_side(base, checkpoint)  # the baseline's own evaluation
     record.compression = {**cost.as_record(), **compressor.compression_fields()}
-    record.vs_baseline = vs_baseline(record.to_json())  # params, FLOPs and latency ratios side by side
+    # params, FLOPs and latency ratios side by side; the latency's from the paired rounds, with its interval
+    record.vs_baseline = vs_baseline(record.to_json(), timing.ratio(1, 0))
     record.extra = compressor.record_fields()
     try:
         record.validate()

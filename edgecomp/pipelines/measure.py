@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,38 @@ from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.flops import count_flops, count_params
 from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
+from edgecomp.evaluate.paired_latency import PairedTiming, Side, time_alternately
 from edgecomp.evaluate.record import Record
 from edgecomp.evaluate.size import gzip_size, weights_bytes
+
+
+def deployed_side(model: nn.Module | ExportedModel, input_size: int, device: TargetDevice, deploy_dir: Path) -> Side:
+    """What a latency timing loads of `model` as deployed on `device` (see measure_model): its file and runtime, or
+    the module run by the device's runtime."""
+    if not isinstance(model, ExportedModel):
+        model = device.runtime.deploy(model, input_size, deploy_dir)
+    if isinstance(model, ExportedModel):
+        return Side(model.runtime, model.path, f"{model.runtime.name} {model.precision}")
+    return Side(device.runtime, model, device.runtime.name)
+
+
+def measure_compared(
+    models: Sequence[nn.Module | ExportedModel],
+    datamodule,
+    device: TargetDevice,
+    protocol: LatencyProtocol,
+    evaluator: Evaluator,
+    deploy_dir: Path,
+) -> tuple[list[dict[str, Any]], PairedTiming]:
+    """Each of `models` measured as measure_model does, but their latencies timed against each other in alternating
+    rounds (edgecomp.evaluate.paired_latency): each one's `latency_ms` is its passes of the paired timing, and the
+    timing itself is returned for the ratios (`PairedTiming.ratio`)."""
+    measured = [measure_model(m, datamodule, device, protocol, evaluator, deploy_dir, latency=False) for m in models]
+    sides = [deployed_side(m, datamodule.image_size, device, deploy_dir) for m in models]
+    timing = time_alternately(sides, datamodule.fixed_images(protocol.images), device, protocol)
+    for index, measurement in enumerate(measured):
+        measurement["latency_ms"] = timing.latency(index)
+    return measured, timing
 
 
 def measure_model(
@@ -25,6 +56,7 @@ def measure_model(
     protocol: LatencyProtocol,
     evaluator: Evaluator,
     deploy_dir: Path,
+    latency: bool = True,
 ) -> dict[str, Any]:
     """The task's metrics on the evaluation split (`evaluator`: top-1, COCO metrics) and latency through the
     runtime and precision that deploy the model; params, FLOPs per image at the evaluated input size; the
@@ -32,7 +64,8 @@ def measure_model(
     as it is). An nn.Module is deployed by the device's runtime (`Runtime.deploy`: eager PyTorch runs the module,
     its weights being what is deployed; ONNX Runtime runs an FP32 ONNX file exported into `deploy_dir`); an
     ExportedModel (a quantizer's file) by its own runtime. For a detector, FLOPs and latency are those of the
-    deployable network (`forward`: backbone, neck and head; no box decoding or NMS)."""
+    deployable network (`forward`: backbone, neck and head; no box decoding or NMS). With `latency` off, `latency_ms`
+    is left None for a paired timing to fill (measure_compared)."""
     size = datamodule.image_size
     if not isinstance(model, ExportedModel):
         model = device.runtime.deploy(model, size, deploy_dir)
@@ -60,15 +93,27 @@ def measure_model(
     }
     predictor = runtime.load(loaded, device)
     with device.pinned_threads():
-        result["metrics"] = evaluator(network, predictor, datamodule, device)
-        images = datamodule.fixed_images(protocol.images)
-        result["latency_ms"] = measure_latency(predictor, images, device.batch_size, protocol)
+        result["metrics"], result["metrics_ci95"] = evaluator.evaluate(network, predictor, datamodule, device)
+        result["latency_ms"] = None
+        if latency:
+            images = datamodule.fixed_images(protocol.images)
+            result["latency_ms"] = measure_latency(predictor, images, device.batch_size, protocol)
     return result
 
 
 # What a record keeps of a measurement it compares with (compress.py's `baseline`; a recipe stage's `baseline` and
 # `previous`).
-MEASURED_FIELDS = ("metrics", "params", "flops", "latency_ms", "size_bytes", "gzip_bytes", "runtime", "export_time_s")
+MEASURED_FIELDS = (
+    "metrics",
+    "metrics_ci95",
+    "params",
+    "flops",
+    "latency_ms",
+    "size_bytes",
+    "gzip_bytes",
+    "runtime",
+    "export_time_s",
+)
 
 
 def measured_side(measurement: dict[str, Any], checkpoint: str | Path) -> dict[str, Any]:

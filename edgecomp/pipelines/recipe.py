@@ -36,6 +36,7 @@ from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build, config_hash, run_id
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
+from edgecomp.evaluate.paired_latency import time_alternately
 from edgecomp.evaluate.record import Record, read_records
 from edgecomp.lit import distributed
 from edgecomp.lit.training import WEIGHTS
@@ -252,7 +253,7 @@ def run_recipe(job: Job, stages: list[Stage]) -> list[dict[str, Any]] | None:
             if not stage.compressor.trains and not distributed.release_workers():
                 return None  # trainer=ddp: what follows runs on rank 0 alone
             given, data = _run_stage(
-                job, stage, given, previous, baseline, folder, recipe_field, checkpoint, teacher_config
+                job, stage, given, previous, baseline, folder, recipe_field, checkpoint, teacher_config, original
             )
             if data is None:  # another DDP rank: the stage as rank 0 saved it
                 given, data = _finished_stage(job, done, recipe_field)
@@ -280,6 +281,7 @@ def _run_stage(
     recipe_field: dict[str, Any],
     checkpoint: Path,
     teacher_config: DictConfig,
+    original: nn.Module,
 ) -> tuple[StageModel | None, dict[str, Any] | None]:
     """Compress `given` with the stage's compressor (in every DDP rank if it trains), then, in rank 0 alone, save,
     measure and record it and write its `stage.json`. Returns what the next stage gets and the record; (None, None)
@@ -303,26 +305,42 @@ def _run_stage(
         output = stage.compressor.compress(copy.deepcopy(given.model), context)
 
     def record_stage() -> tuple[StageModel, dict[str, Any]]:
-        compared_previous = previous
+        compared_previous, previous_model = previous, given.model
         # A stage that deploys its result through another runtime than the device's (PTQ's ONNX Runtime file on an
         # eager device) is compared with its input deployed that way, never across runtimes.
         compared = stage.compressor.deploy_baseline(given.model, context)
         if isinstance(compared, ExportedModel) and compared.runtime.name != (previous.get("runtime") or {}).get(
             "runtime"
         ):
-            compared_previous = measured_side(job.measure(compared), given.weights)
+            compared_previous = measured_side(job.measure(compared, latency=False), given.weights)
+            previous_model = compared
         saved = _save_stage_model(job, stage, output, given, folder)
         # What the next stage gets, and what is measured, is the stage's model as saved, loaded back: a resumed run
         # gets exactly that too (in memory a pruned model's parameters are in another order, say, which changes the
         # exported file's bytes though not its weights).
         if not isinstance(saved.model, ExportedModel):
             saved = _load_stage_model(job, saved.weights, saved.architecture)
-        record = build_record(job.config, job.device, job.measure(saved.model), saved.weights)
+        measured = job.measure(saved.model, latency=False)
+        # The original, the stage before (where it is another model) and this stage timed against each other in
+        # alternating rounds: the stage's latency and both of its ratios come from the one paired timing.
+        sides = [job.deployed_side(original)]
+        if previous_model is not original:
+            sides.append(job.deployed_side(previous_model))
+        sides.append(job.deployed_side(saved.model))
+        timing = time_alternately(sides, job.datamodule.fixed_images(job.protocol.images), job.device, job.protocol)
+        last = len(sides) - 1
+        measured["latency_ms"] = timing.latency(last)
+        record = build_record(job.config, job.device, measured, saved.weights)
         record.compressor = stage.compressor.name
+        # `baseline` and `previous` stay as they were measured (a stage's `previous` is what the stage before
+        # recorded); the ratios are the paired timing's.
         record.baseline = baseline
         record.previous = compared_previous
         record.compression = {**cost.as_record(), **stage.compressor.compression_fields()}
-        record.vs_baseline = vs_baseline(record.to_json())
+        record.vs_baseline = {
+            **vs_baseline(record.to_json(), timing.ratio(last, 0)),
+            "latency_vs_previous": timing.ratio(last, last - 1).as_record(),
+        }
         record.recipe = recipe_field
         record.extra = stage.compressor.record_fields()
         record.validate()

@@ -28,11 +28,15 @@ def format_summary(record: dict[str, Any], records_path: str, line: int, title: 
     rows = [("run", run), *_metric_rows(record["metrics"])]
     if record.get("latency_ms"):
         lat, runtime = record["latency_ms"], record["runtime"]
+        interval = f" [{lat['ci95'][0]:.3f}, {lat['ci95'][1]:.3f}]" if lat.get("ci95") else ""
+        passes = f"{lat['runs']} runs + {lat['warmup']} warm-up"
+        if lat.get("rounds"):
+            passes = f"{lat['runs']} runs in {lat['rounds']} paired rounds (+ {lat['warmup']} warm-up each)"
         rows += [
             (
                 "latency",
-                f"{lat['mean']:.3f} ms/image (std {lat['std']:.3f}, median {lat['median']:.3f}, p90 {lat['p90']:.3f}); "
-                f"{lat['runs']} runs + {lat['warmup']} warm-up over {lat['images']} images",
+                f"{lat['mean']:.3f} ms/image (std {lat['std']:.3f}, median {lat['median']:.3f}{interval}, "
+                f"p90 {lat['p90']:.3f}); {passes} over {lat['images']} images",
             ),
             (
                 "target",

@@ -4,13 +4,17 @@ change), which compress.py prints and writes next to the artifact.
 
 The report's point is the gap between the FLOPs ratio and the latency ratio (-34 % FLOPs gave -19.6 % latency on
 its GPU): both stand side by side here. Latency is the median ms per image of the latency protocol's passes (the
-median, not the mean: one slow pass on a shared CPU should not decide a ratio). Pure functions on record dicts.
+median, not the mean: one slow pass on a shared CPU should not decide a ratio); the latency ratio is that of the two
+sides timed in paired alternating rounds, with its 95 % interval and verdict (`vs_baseline.latency`), where the
+record has it. Pure functions on record dicts.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from edgecomp.evaluate.uncertainty import RatioInterval
 
 LATENCY_STAT = "median"
 # The metrics the table shows, by task, with the report's names for them: COCO mAP50-95 and recall for a detector.
@@ -32,14 +36,19 @@ def median_latency(measured: dict[str, Any]) -> float | None:
     return (measured.get("latency_ms") or {}).get(LATENCY_STAT)
 
 
-def vs_baseline(record: dict[str, Any]) -> dict[str, Any]:
-    """Compressed / baseline for params, FLOPs and latency (median ms per image), None where a side is unknown."""
+def vs_baseline(record: dict[str, Any], latency: RatioInterval | None = None) -> dict[str, Any]:
+    """Compressed / baseline for params, FLOPs and latency, None where a side is unknown. With `latency` (the two
+    sides timed in paired rounds: edgecomp.evaluate.paired_latency) the latency ratio is its ratio and `latency`
+    holds it with its interval, rounds and verdict; without, the ratio of the two medians, and no interval."""
     baseline = record["baseline"]
     return {
         "params_ratio": ratio(record.get("params"), baseline.get("params")),
         "flops_ratio": ratio(record.get("flops"), baseline.get("flops")),
-        "latency_ratio": ratio(median_latency(record), median_latency(baseline)),
-        "latency_stat": LATENCY_STAT,
+        "latency_ratio": (
+            latency.ratio if latency is not None else ratio(median_latency(record), median_latency(baseline))
+        ),
+        "latency_stat": "paired rounds" if latency is not None else LATENCY_STAT,
+        "latency": None if latency is None else latency.as_record(),
     }
 
 
@@ -68,6 +77,15 @@ def _change(ratio: float | None) -> str:
     return "-" if ratio is None else f"{100 * (ratio - 1):+.1f}%"
 
 
+def _latency_change(ratios: dict[str, Any]) -> str:
+    """The latency's change, with the paired timing's 95 % interval and verdict where there is one."""
+    paired = ratios.get("latency")
+    if not paired:
+        return _change(ratios.get("latency_ratio"))
+    low, high = paired["ci95"]
+    return f"{_change(paired['ratio'])} [{_change(low)}, {_change(high)}] {paired['verdict']}"
+
+
 def _score(value: Any) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
@@ -82,7 +100,7 @@ def comparison_table(record: dict[str, Any]) -> str:
     """The report's table as Markdown (also readable as plain text): one row per measure, columns baseline,
     compressed and the change (relative for counts and time, in percentage points for metrics)."""
     baseline = record["baseline"]
-    ratios = vs_baseline(record)
+    ratios = record.get("vs_baseline") or vs_baseline(record)
     rows = [
         ("Parameters", _count(baseline.get("params"), ""), _count(record.get("params"), ""), ratios["params_ratio"]),
         ("FLOPs", _count(baseline.get("flops"), ""), _count(record.get("flops"), ""), ratios["flops_ratio"]),
@@ -94,7 +112,7 @@ def comparison_table(record: dict[str, Any]) -> str:
             f"Latency (ms, {LATENCY_STAT})",
             "-" if latency_before is None else f"{latency_before:.2f}",
             "-" if latency_after is None else f"{latency_after:.2f}",
-            _change(ratios["latency_ratio"]),
+            _latency_change(ratios),
         )
     )
     lines.append(("Runtime", runtime_text(baseline), runtime_text(record), ""))

@@ -1,6 +1,11 @@
 """The Pareto plot: accuracy vs latency of every row of the table, one panel per (task, dataset, device), since
 latencies on different devices or accuracies on different datasets do not compare.
 
+Each point carries its 95 % intervals where its row has them: on the accuracy axis the t interval over the seeds,
+or for a row of one seed the bootstrap interval over its evaluation images (`metrics_ci95`); on the latency axis the
+t interval over the seeds, or for one seed the interval of the median of its timed passes (`latency_ms.ci95`). A
+side with no interval gets no bar.
+
 Drawn on a bare matplotlib Figure (rendered by the Agg canvas), never through pyplot: no GUI backend is needed and
 no global state is touched.
 """
@@ -16,6 +21,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from edgecomp.report.table import Row
+
+# The bars thin: two seeds give a wide t interval, which must not hide the points.
+ERRORBAR_STYLE = {"elinewidth": 0.9, "capsize": 2.5, "capthick": 0.9}
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 # Latency on a log axis once the fastest and the slowest point are this far apart.
@@ -49,10 +57,26 @@ def _panels(rows: Sequence[Row]) -> dict[tuple[str, str, str], list[Row]]:
     return panels
 
 
+def _bar(mean: float, ci95: tuple[float, float] | None) -> list[list[float]] | None:
+    """matplotlib's asymmetric error of `mean` for the interval (below, above), None without one. An interval
+    that does not hold the mean (a bootstrap's percentiles can miss it) is drawn from the mean to its far end."""
+    if ci95 is None:
+        return None
+    low, high = ci95
+    return [[max(mean - low, 0.0)], [max(high - mean, 0.0)]]
+
+
 def plot_pareto(rows: Sequence[Row]) -> bytes:
-    """The PNG bytes of the plot: per row a marker at (mean latency, mean accuracy) with error bars of the std over
-    seeds, the marker's shape by compressor and its colour by model, the row's settings written beside it, and the
-    Pareto front as a step line (the best accuracy within each latency budget)."""
+    """The PNG bytes of `pareto_figure(rows)`."""
+    buffer = io.BytesIO()
+    pareto_figure(rows).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def pareto_figure(rows: Sequence[Row]) -> Figure:
+    """The plot: per row a marker at (mean latency, mean accuracy) with bars of its 95 % intervals on both axes
+    where it has them, the marker's shape by compressor and its colour by model, the row's settings written beside
+    it, and the Pareto front as a step line (the best accuracy within each latency budget)."""
     panels = _panels(rows)
     compressors = sorted({row.key.compressor or "-" for row in rows}, key=lambda c: (c != "none", c))
     models = sorted({row.key.model or "-" for row in rows})
@@ -75,13 +99,13 @@ def plot_pareto(rows: Sequence[Row]) -> bytes:
             axes.errorbar(
                 row.latency_ms.mean,
                 row.accuracy_pct.mean,
-                xerr=row.latency_ms.std or 0.0,
-                yerr=row.accuracy_pct.std or 0.0,
+                xerr=_bar(row.latency_ms.mean, row.latency_ci95),
+                yerr=_bar(row.accuracy_pct.mean, row.accuracy_ci95),
                 marker=marker[row.key.compressor or "-"],
                 color=colour[row.key.model or "-"],
                 markersize=7,
-                capsize=2,
                 linestyle="none",
+                **ERRORBAR_STYLE,
             )
             # The runtime and precision beside every point: a deployed baseline and a quantized file share the
             # panel, and a point's runtime is part of what it means.
@@ -140,8 +164,19 @@ def plot_pareto(rows: Sequence[Row]) -> bytes:
     ]
     handles += [Line2D([], [], color=colour[name], linewidth=4, label=name) for name in models]
     handles.append(Line2D([], [], color="0.4", linestyle="--", label="Pareto front"))
+    if any(row.accuracy_ci95 or row.latency_ci95 for panel_rows in panels.values() for row in panel_rows):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="|",
+                markersize=9,
+                linestyle="-",
+                linewidth=0.9,
+                label="95 % interval: over seeds;\none seed: images, passes",
+            )
+        )
     if panels:
         figure.legend(handles=handles, loc="outside right upper", fontsize=8, title="compressor / model")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure

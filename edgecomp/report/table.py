@@ -1,11 +1,21 @@
 """The paper-style table: one row per (dataset, device, model, compressor and its settings, runtime and precision),
-each measure as mean ± sample std over the seeds, and the deltas of a compressed row to its own baseline.
+each measure over the seeds (n, mean ± sample std and the Student's t 95 % interval of the mean), and the changes of
+a compressed row to its own baselines.
 
 One latency statistic and one runtime per comparison: a record's latency is its median ms per image (the statistic
 compress.py's own comparison uses, edgecomp.report.comparison); records measured by different runtimes or
 precisions never share a row; and the baseline each compressed record was compared with (its `baseline`: the
-deployed FP32 network on the same runtime) is a row of its own, so the table shows both sides of every ratio. The
-speed-up is baseline / compressed (> 1: the compressed model is faster); size ratios are compressed / baseline.
+deployed FP32 network on the same runtime) is a row of its own, so the table shows both sides of every ratio.
+
+The changes are paired by seed: each compressed record is compared with the baseline measured in its own run (same
+seed), and the per-seed changes are what the interval is over, so that the spread the seeds share drops out. The
+accuracy change is the mean per-seed difference in points with its t interval and a verdict (`better`, `worse`,
+`same within noise`). The speed-up is baseline / compressed latency (> 1: the compressed model is faster): per seed
+the record's paired ratio (baseline and compressed timed in alternating rounds, `vs_baseline.latency`; the ratio of
+the medians for a record older than that), over the seeds their geometric mean with the t interval of the log
+ratios, for one seed the record's own interval over its rounds; a verdict `faster`, `slower` or `same within noise`.
+A row of one seed has no interval over seeds and says so (edgecomp.report.intervals). Size ratios are compressed /
+baseline.
 
 Pure functions on lists of record dicts (edgecomp.evaluate.record), apart from `load_records`, which reads them.
 """
@@ -15,10 +25,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +35,19 @@ from typing import Any
 from edgecomp.errors import DatasetError
 from edgecomp.evaluate.evaluator import ACCURACY_METRIC  # the metric a row's accuracy is, by the record's task
 from edgecomp.evaluate.record import read_records
+from edgecomp.evaluate.uncertainty import MeanInterval, PairedDifference, mean_interval, paired_difference
 from edgecomp.report.comparison import median_latency, runtime_label
+from edgecomp.report.intervals import (
+    MB,
+    Speedup,
+    difference_text,
+    interval,
+    mean_std_text,
+    measure_text,
+    seed_latency_ratio,
+    speedup_over_seeds,
+    speedup_text,
+)
 
 RECORDS_FILE = "records.jsonl"
 # The keys of a record's `compression` that are settings and so tell rows apart (pruning at 0.25 and at 0.5 are two
@@ -35,7 +56,6 @@ RECORDS_FILE = "records.jsonl"
 LABEL_SETTINGS = ("sparsity", "T", "alpha", "teacher")
 # Config keys of the compressor that are its identity, not a setting.
 _COMPRESSOR_IDENTITY = ("_target_", "name")
-MB = 1e6  # sizes are shown in MB of 10^6 bytes, as edgecomp's run summary does
 
 
 # --------------------------------------------------------------------------------------------------- reading
@@ -85,23 +105,6 @@ def load_records(folder: Path) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class Stat:
-    """Mean and sample standard deviation of the values of one measure over a row's seeds (std None if n < 2)."""
-
-    mean: float
-    std: float | None
-    n: int
-
-    @classmethod
-    def of(cls, values: Iterable[Any]) -> Stat | None:
-        """None when no value is known (e.g. no latency for a scored predictions file); nulls are left out."""
-        known = [float(v) for v in values if v is not None]
-        if not known:
-            return None
-        return cls(statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else None, len(known))
-
-
-@dataclass(frozen=True)
 class RowKey:
     """What tells rows apart. `settings` are (key, value) pairs: the compressor's label settings, plus any other
     compressor setting that differs between records that would otherwise share the row."""
@@ -126,22 +129,52 @@ class RowKey:
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the table. Accuracy is in percent (top-1, or COCO mAP50-95 for detection); the deltas compare a
-    compressed row with the baselines recorded alongside it, and are None for a baseline row."""
+    """One line of the table. Each measure over the row's seeds is a MeanInterval (n, mean, sample std, t interval;
+    None when no seed has it, e.g. no latency for a scored predictions file). Accuracy is in percent (top-1, or COCO
+    mAP50-95 for detection); the changes compare a compressed row with the baselines recorded alongside it, seed by
+    seed, and are None for a baseline row."""
 
     key: RowKey
     metric: str
     seeds: tuple[Any, ...]
-    accuracy_pct: Stat | None
-    latency_ms: Stat | None
-    size_bytes: Stat | None
-    gzip_bytes: Stat | None
-    compression_time_s: Stat | None
-    is_baseline: bool  # no record of the row compares with a baseline (train.py, evaluate.py, compressor=none): no deltas
-    delta_accuracy_pts: float | None = None
-    speedup: float | None = None  # baseline latency / compressed latency: > 1 is faster
+    accuracy_pct: MeanInterval | None
+    latency_ms: MeanInterval | None
+    size_bytes: MeanInterval | None
+    gzip_bytes: MeanInterval | None
+    compression_time_s: MeanInterval | None
+    # No record of the row compares with a baseline (train.py, evaluate.py, compressor=none): no changes.
+    is_baseline: bool
+    accuracy_change: PairedDifference | None = None  # points, compressed - own baseline per seed
+    speedup_interval: Speedup | None = None  # baseline / compressed latency: > 1 is faster
     size_ratio: float | None = None
     gzip_ratio: float | None = None
+    # A row of one seed has no interval over seeds; these are the intervals its one run measured itself.
+    accuracy_images_ci95: tuple[float, float] | None = None  # percent: the bootstrap over the evaluation images
+    latency_passes_ci95: tuple[float, float] | None = None  # ms: the interval of the median of the timed passes
+
+    @property
+    def delta_accuracy_pts(self) -> float | None:
+        """The mean per-seed accuracy change in points."""
+        return None if self.accuracy_change is None else self.accuracy_change.mean
+
+    @property
+    def speedup(self) -> float | None:
+        """Baseline / compressed latency over the seeds (their paired ratios' geometric mean, inverted)."""
+        return None if self.speedup_interval is None else self.speedup_interval.value
+
+    @property
+    def accuracy_ci95(self) -> tuple[float, float] | None:
+        """The accuracy's interval: the t interval over seeds, or for one seed the bootstrap over its images."""
+        if self.accuracy_pct is None:
+            return None
+        return self.accuracy_pct.ci95 or self.accuracy_images_ci95
+
+    @property
+    def latency_ci95(self) -> tuple[float, float] | None:
+        """The latency's interval: the t interval over seeds, or for one seed that of the median of its passes."""
+        if self.latency_ms is None:
+            return None
+        return self.latency_ms.ci95 or self.latency_passes_ci95
 
 
 def _format_setting(value: Any) -> str:
@@ -224,6 +257,14 @@ def _mean_pair(pairs: list[tuple[float | None, float | None]]) -> tuple[float, f
     return statistics.fmean(a for a, _ in known), statistics.fmean(b for _, b in known)
 
 
+def _one_run_interval(
+    records: list[dict[str, Any]], value: Callable[[dict[str, Any]], Any], scale: float = 1.0
+) -> tuple[float, float] | None:
+    """A row of one record: the interval that record measured itself (`value(record)`, times `scale`), None for
+    several seeds (whose interval is the one over them)."""
+    return interval(value(records[0]), scale) if len(records) == 1 else None
+
+
 def _ratio(pairs: list[tuple[float | None, float | None]]) -> float | None:
     means = _mean_pair(pairs)
     if means is None or not means[1]:
@@ -242,8 +283,14 @@ def baseline_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         made.append(
             {
-                **{key: record.get(key) for key in ("task", "dataset", "device", "model", "seed", "created", "hardware")},
-                **{key: baseline.get(key) for key in ("metrics", "latency_ms", "size_bytes", "gzip_bytes", "runtime")},
+                **{
+                    key: record.get(key)
+                    for key in ("task", "dataset", "device", "model", "seed", "created", "hardware")
+                },
+                **{
+                    key: baseline.get(key)
+                    for key in ("metrics", "metrics_ci95", "latency_ms", "size_bytes", "gzip_bytes", "runtime")
+                },
                 "compressor": "none",
                 "artifact": baseline.get("artifact"),
                 "config": {"compressor": {"name": "none"}},
@@ -253,20 +300,22 @@ def baseline_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def aggregate(key: RowKey, records: list[dict[str, Any]]) -> Row:
-    """One row from the records of one key: each measure over the seeds, and the deltas to the baselines that the
-    compressed records carry (averaged over the same seeds: compressed mean / baseline mean for the ratios)."""
+    """One row from the records of one key: each measure over the seeds, and the changes to the baselines that the
+    compressed records carry, paired by seed (the size ratios, which seeds barely move: compressed mean / baseline
+    mean over the same seeds)."""
     records = _one_record_per_seed(records)
     metric = ACCURACY_METRIC[key.task]
     # compressor=none deploys the baseline itself: its compress.py record (baseline = itself) is a baseline row
     compressed = [r for r in records if isinstance(r.get("baseline"), dict) and r.get("compressor") != "none"]
-    deltas: dict[str, float | None] = {}
+    changes: dict[str, Any] = {}
     if compressed:
-        accuracy = _mean_pair(
-            [(_accuracy(r["metrics"], metric), _accuracy(r["baseline"].get("metrics"), metric)) for r in compressed]
-        )
-        deltas = {
-            "delta_accuracy_pts": None if accuracy is None else accuracy[0] - accuracy[1],
-            "speedup": _ratio([(median_latency(r["baseline"]), median_latency(r)) for r in compressed]),
+        differences = []
+        for record in compressed:
+            after, before = _accuracy(record["metrics"], metric), _accuracy(record["baseline"].get("metrics"), metric)
+            differences.append(None if after is None or before is None else after - before)
+        changes = {
+            "accuracy_change": paired_difference(differences),
+            "speedup_interval": speedup_over_seeds([seed_latency_ratio(r, r["baseline"]) for r in compressed]),
             "size_ratio": _ratio([(r.get("size_bytes"), r["baseline"].get("size_bytes")) for r in compressed]),
             "gzip_ratio": _ratio([(r.get("gzip_bytes"), r["baseline"].get("gzip_bytes")) for r in compressed]),
         }
@@ -274,13 +323,15 @@ def aggregate(key: RowKey, records: list[dict[str, Any]]) -> Row:
         key=key,
         metric=metric,
         seeds=tuple(r["seed"] for r in records),
-        accuracy_pct=Stat.of(_accuracy(r["metrics"], metric) for r in records),
-        latency_ms=Stat.of(median_latency(r) for r in records),
-        size_bytes=Stat.of(r.get("size_bytes") for r in records),
-        gzip_bytes=Stat.of(r.get("gzip_bytes") for r in records),
-        compression_time_s=Stat.of((r.get("compression") or {}).get("time_s") for r in records),
+        accuracy_pct=mean_interval([_accuracy(r["metrics"], metric) for r in records]),
+        latency_ms=mean_interval([median_latency(r) for r in records]),
+        size_bytes=mean_interval([r.get("size_bytes") for r in records]),
+        gzip_bytes=mean_interval([r.get("gzip_bytes") for r in records]),
+        compression_time_s=mean_interval([(r.get("compression") or {}).get("time_s") for r in records]),
         is_baseline=not compressed,
-        **deltas,
+        accuracy_images_ci95=_one_run_interval(records, lambda r: (r.get("metrics_ci95") or {}).get(metric), 100.0),
+        latency_passes_ci95=_one_run_interval(records, lambda r: (r.get("latency_ms") or {}).get("ci95")),
+        **changes,
     )
 
 
@@ -351,16 +402,31 @@ CSV_COLUMNS = (
     "seeds",
     "accuracy_pct_mean",
     "accuracy_pct_std",
+    "accuracy_pct_ci95_low",  # the t interval over the seeds (empty for one seed)
+    "accuracy_pct_ci95_high",
+    "accuracy_pct_images_ci95_low",  # one seed: the bootstrap interval over its evaluation images, where recorded
+    "accuracy_pct_images_ci95_high",
     "latency_ms_mean",
     "latency_ms_std",
+    "latency_ms_ci95_low",
+    "latency_ms_ci95_high",
+    "latency_ms_passes_ci95_low",  # one seed: the interval of the median of its timed passes, where recorded
+    "latency_ms_passes_ci95_high",
     "size_bytes_mean",
     "size_bytes_std",
     "gzip_bytes_mean",
     "gzip_bytes_std",
     "compression_time_s_mean",
     "compression_time_s_std",
-    "delta_accuracy_pts",
+    "delta_accuracy_pts",  # the mean per-seed difference to the record's own baseline
+    "delta_accuracy_pts_ci95_low",
+    "delta_accuracy_pts_ci95_high",
+    "delta_accuracy_verdict",  # better, worse, same within noise; one seed
     "speedup",
+    "speedup_ci95_low",  # over the seeds, or for one seed over its paired timing rounds
+    "speedup_ci95_high",
+    "speedup_verdict",  # faster, slower, same within noise; empty without an interval
+    "speedup_rounds",  # one seed: the paired rounds its interval is from
     "size_ratio",
     "gzip_ratio",
 )
@@ -392,8 +458,13 @@ def csv_values(row: Row) -> list[Any]:
     """The row's CSV cells in CSV_COLUMNS order: raw numbers (bytes, ms, percent, seconds), None where unknown."""
     key = row.key
 
-    def stat(value: Stat | None) -> list[float | None]:
+    def stat(value: MeanInterval | None) -> list[float | None]:
         return [None, None] if value is None else [value.mean, value.std]
+
+    def bounds(ci95: tuple[float, float] | None) -> list[float | None]:
+        return [None, None] if ci95 is None else list(ci95)
+
+    change, speedup = row.accuracy_change, row.speedup_interval
 
     return [
         key.task,
@@ -407,12 +478,21 @@ def csv_values(row: Row) -> list[Any]:
         len(row.seeds),
         ";".join(str(seed) for seed in row.seeds),
         *stat(row.accuracy_pct),
+        *bounds(row.accuracy_pct and row.accuracy_pct.ci95),
+        *bounds(row.accuracy_images_ci95),
         *stat(row.latency_ms),
+        *bounds(row.latency_ms and row.latency_ms.ci95),
+        *bounds(row.latency_passes_ci95),
         *stat(row.size_bytes),
         *stat(row.gzip_bytes),
         *stat(row.compression_time_s),
         row.delta_accuracy_pts,
+        *bounds(change and change.ci95),
+        change and change.verdict,
         row.speedup,
+        *bounds(speedup and speedup.ci95),
+        speedup and speedup.verdict,
+        speedup and speedup.rounds,
         row.size_ratio,
         row.gzip_ratio,
     ]
@@ -426,17 +506,6 @@ def to_csv(rows: Sequence[Row]) -> str:
     for row in rows:
         writer.writerow(["" if value is None else value for value in csv_values(row)])
     return buffer.getvalue()
-
-
-def _mean_std(value: Stat | None, scale: float = 1.0, digits: int = 2) -> str:
-    if value is None or not math.isfinite(value.mean):
-        return ""
-    text = f"{value.mean / scale:.{digits}f}"
-    return text if value.std is None else f"{text} ± {value.std / scale:.{digits}f}"
-
-
-def _signed(value: float | None) -> str:
-    return "" if value is None else f"{value:+.2f}"
 
 
 def _times(value: float | None) -> str:
@@ -454,15 +523,15 @@ def markdown_cells(row: Row) -> list[str]:
         key.runtime or "-",
         str(len(row.seeds)),
         row.metric,
-        _mean_std(row.accuracy_pct),
-        _signed(row.delta_accuracy_pts),
-        _mean_std(row.latency_ms),
-        _times(row.speedup),
-        _mean_std(row.size_bytes, MB),
+        measure_text(row.accuracy_pct, one_run=row.accuracy_images_ci95, one_run_label="images"),
+        difference_text(row.accuracy_change),
+        measure_text(row.latency_ms, one_run=row.latency_passes_ci95, one_run_label="passes"),
+        speedup_text(row.speedup_interval),
+        mean_std_text(row.size_bytes, MB),
         _times(row.size_ratio),
-        _mean_std(row.gzip_bytes, MB),
+        mean_std_text(row.gzip_bytes, MB),
         _times(row.gzip_ratio),
-        _mean_std(row.compression_time_s, digits=1),
+        mean_std_text(row.compression_time_s, digits=1),
     ]
 
 

@@ -1,37 +1,41 @@
 """A recipe's waterfall: the original model, then each stage's result, each with its change from the stage before
 and from the original (accuracy in points; latency as a speed-up, before / after, > 1 faster; size, params and
-FLOPs as after / before). Records of several seeds of one recipe give mean +- sample std per cell.
+FLOPs as after / before).
+
+Records of several seeds of one recipe give, per cell, what the report's table gives (edgecomp.report.intervals):
+accuracy and latency as mean ± std with the t 95 % interval over the seeds; the changes paired by seed (each seed's
+stage against that seed's stage before and original) with their interval and verdict (`better`, `worse`,
+`same within noise`); the speed-ups from each stage record's paired timing rounds (`vs_baseline.latency_vs_previous`
+and `vs_baseline.latency`; the ratio of the medians for a record older than those), their geometric mean over the
+seeds with its interval and verdict (`faster`, `slower`, `same within noise`). A waterfall of one seed says so in
+its title and shows only the intervals that run measured itself (its paired rounds); a stage that fewer seeds
+reached says `1 seed` in the cells of one.
 
 Pure functions on record dicts (the `recipe`, `baseline` and `previous` fields compress.py writes for a stage).
 """
 
 from __future__ import annotations
 
-import math
-import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from edgecomp.evaluate.uncertainty import mean_interval, paired_difference
 from edgecomp.report.comparison import LATENCY_STAT, median_latency, ratio, runtime_text
+from edgecomp.report.intervals import (
+    MB,
+    difference_text,
+    mean_std_text,
+    measure_text,
+    ratio_text,
+    seed_latency_ratio,
+    speedup_over_seeds,
+    speedup_text,
+)
 
 # The task's metrics in the waterfall: the headline accuracy, then what a detector is judged on besides.
 WATERFALL_METRICS = {"classification": ("top1",), "detection": ("map", "map_small")}
-MB = 1e6
-
-
-def _mean_std(values: Sequence[float | None]) -> tuple[float, float | None] | None:
-    known = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not known:
-        return None
-    return statistics.fmean(known), (statistics.stdev(known) if len(known) > 1 else None)
-
-
-def _cell(values: Sequence[float | None], form: Callable[[float], str]) -> str:
-    stat = _mean_std(values)
-    if stat is None:
-        return "-"
-    mean, std = stat
-    return form(mean) if std is None else f"{form(mean)} ± {form(std).lstrip('+')}"
+# Where a stage record keeps its paired latency ratio against the stage before and against the original.
+PAIRED_LATENCY_KEYS = {1: "latency_vs_previous", 2: "latency"}
 
 
 def _metric(measured: dict[str, Any], key: str) -> float | None:
@@ -67,36 +71,47 @@ def waterfall_table(records: Sequence[dict[str, Any]]) -> str:
         "× FLOPs base",
     ]
 
+    # One seed in all: the title says so once, not every cell.
+    seed_note = len(seeds) > 1
+
+    def or_dash(text: str) -> str:
+        return text or "-"
+
     def row(name: str, compressor: str, group: list[tuple[dict, dict | None, dict | None]]) -> list[str]:
         """`group`: (measured, previous, original) per seed."""
         cells = [name, compressor, runtime_text(group[0][0])]
         for key in metrics:
-            cells.append(_cell([_metric(m, key) for m, _, _ in group], lambda v: f"{v:.2f}"))
+            cells.append(
+                or_dash(measure_text(mean_interval([_metric(m, key) for m, _, _ in group]), seed_note=seed_note))
+            )
             for side in (1, 2):
+                if group[0][side] is None:
+                    cells.append("")
+                    continue
                 deltas = [
                     None
                     if item[side] is None or _metric(item[0], key) is None or _metric(item[side], key) is None
                     else _metric(item[0], key) - _metric(item[side], key)
                     for item in group
                 ]
-                cells.append(_cell(deltas, lambda v: f"{v:+.2f}") if group[0][side] is not None else "")
-        cells.append(_cell([median_latency(m) for m, _, _ in group], lambda v: f"{v:.2f}"))
+                cells.append(or_dash(difference_text(paired_difference(deltas), seed_note=seed_note)))
+        cells.append(
+            or_dash(measure_text(mean_interval([median_latency(m) for m, _, _ in group]), seed_note=seed_note))
+        )
         for side in (1, 2):
-            speedups = [
-                None if item[side] is None else ratio(median_latency(item[side]), median_latency(item[0]))
-                for item in group
-            ]
-            cells.append(_cell(speedups, lambda v: f"{v:.2f}x") if group[0][side] is not None else "")
-        cells.append(_cell([None if m.get("size_bytes") is None else m["size_bytes"] / MB for m, _, _ in group],
-                           lambda v: f"{v:.2f}"))  # fmt: skip
-        sizes = [None if o is None else ratio(m.get("size_bytes"), o.get("size_bytes")) for m, _, o in group]
-        cells.append(_cell(sizes, lambda v: f"{v:.2f}x") if group[0][2] is not None else "")
-        cells.append(_cell([None if m.get("params") is None else m["params"] / 1e6 for m, _, _ in group],
-                           lambda v: f"{v:.3f}"))  # fmt: skip
-        cells.append(_cell([None if m.get("flops") is None else m["flops"] / 1e6 for m, _, _ in group],
-                           lambda v: f"{v:.1f}"))  # fmt: skip
+            if group[0][side] is None:
+                cells.append("")
+                continue
+            ratios = [seed_latency_ratio(item[0], item[side], PAIRED_LATENCY_KEYS[side]) for item in group]
+            cells.append(or_dash(speedup_text(speedup_over_seeds(ratios), seed_note=seed_note)))
+        sizes = mean_interval([m.get("size_bytes") for m, _, _ in group])
+        cells.append(or_dash(mean_std_text(sizes, MB)))
+        size_ratios = [None if o is None else ratio(m.get("size_bytes"), o.get("size_bytes")) for m, _, o in group]
+        cells.append(or_dash(ratio_text(mean_interval(size_ratios))) if group[0][2] is not None else "")
+        cells.append(or_dash(mean_std_text(mean_interval([m.get("params") for m, _, _ in group]), 1e6, digits=3)))
+        cells.append(or_dash(mean_std_text(mean_interval([m.get("flops") for m, _, _ in group]), 1e6, digits=1)))
         flops = [None if o is None else ratio(m.get("flops"), o.get("flops")) for m, _, o in group]
-        cells.append(_cell(flops, lambda v: f"{v:.2f}x") if group[0][2] is not None else "")
+        cells.append(or_dash(ratio_text(mean_interval(flops))) if group[0][2] is not None else "")
         return cells
 
     lines = [row("baseline", "-", [(original, None, None) for original in originals])]
@@ -113,7 +128,11 @@ def waterfall_table(records: Sequence[dict[str, Any]]) -> str:
     title = (
         f"recipe={recipe['name']}: {first['model']} on {first['dataset']}, device={first['device']}, "
         f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-        + (" (mean ± std)" if len(seeds) > 1 else "")
+        + (
+            " (mean ± std [95 % interval over the seeds]; changes paired by seed)"
+            if len(seeds) > 1
+            else " (one seed: no interval over seeds)"
+        )
         + (f"; stages' settings {recipe['variant']}" if recipe.get("variant") else "")
     )
     rule = "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|"
