@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import shutil
 from pathlib import Path
@@ -89,11 +90,32 @@ def row(name: str, record: dict, budget_of: str) -> dict:
         # the run's own paired timing against its baseline, and the latency search's timing of its subnet
         "record_ratio": record["vs_baseline"]["latency_ratio"],
         "search_ratio": searched.get("subnet_share"),
+        "search_budget": searched.get("share"),
         "subnets_measured": searched.get("subnets_measured"),
         "search_time_s": record["fastnas"]["search"]["time_s"],
         "artifact": record["artifact"],
         "baseline_artifact": baseline["artifact"],
     }
+
+
+def rows_from_records(path: Path) -> list[dict]:
+    """The rows of the FastNAS records in `path`, in the order they were written: each latency search belongs to
+    the FLOPs search before it (the order `main` runs them in)."""
+    rows, budget_of = [], None
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("compressor") != "fastnas":
+            continue
+        constraint = record["compression"]["constraint"]
+        if constraint == "flops":
+            budget_of = str(record["compression"]["flops"])
+            rows.append(row(f"flops {budget_of}", record, budget_of))
+        elif budget_of is not None:
+            ranking = record["compression"].get("latency_ranking", "both")
+            rows.append(row(f"latency/{ranking} {budget_of}", record, budget_of))
+    if not rows:
+        raise SystemExit(f"{path}: no FastNAS records to judge")
+    return rows
 
 
 def paired_ratios(files: dict[str, str], pairs: list[tuple[str, str]], args: argparse.Namespace) -> dict:
@@ -183,6 +205,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--results", default="results/benchmarks/fastnas_latency")
     parser.add_argument("--data", default="data", help="where the generated dataset is cached")
+    parser.add_argument(
+        "--from-records",
+        action="store_true",
+        help="run no search: time and judge the subnets whose records --results already holds (a run cut short)",
+    )
     args = parser.parse_args(argv)
     common = [
         "experiment=fastnas_yolo",
@@ -203,7 +230,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows: list[dict] = []
     refused: dict[str, str] = {}
     first_search = None
-    for flops in args.flops:
+    if args.from_records:
+        rows = rows_from_records(Path(args.results) / "records.jsonl")
+    for flops in [] if args.from_records else args.flops:
         flops_cfg = compose_run([*common, "compressor.constraint=flops", f"compressor.flops={flops}"])
         if first_search is not None:
             share_search(first_search, flops_cfg)
@@ -246,7 +275,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"\nFastNAS, YOLOv8n at {args.image_size} px on synthetic_sod ({args.epochs}-epoch baseline, mAP50-95 "
         f"{rows[0]['baseline_map']:.4f}; {args.fine_tune_epochs} fine-tune epochs); device=cpu: {cpu_description()}, "
         f"ONNX Runtime, {args.threads} threads, batch 1; latency: each file against the baseline in {args.rounds} "
-        f"paired rounds ({args.images} images, {args.runs} timed passes per file), ratio [95 % interval]"
+        f"paired rounds ({args.images} images, {args.rounds * math.ceil(args.runs / args.rounds)} timed passes per file), ratio [95 % interval]"
     )
     print(f"{'run':<20}{'budget':>8}{'FLOPs':>8}{'latency / baseline':>26}{'mAP [95 % interval]':>28}{'subnets':>9}")
     for r in rows:
@@ -275,7 +304,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         difference, interval = map_difference(r, against)
         r["map_difference"], r["map_difference_ci95"] = difference, interval
         r["verdict"] = verdict(r["vs_flops_subnet"], interval)
-        budget = against["reached"].ratio
+        budget = r["search_budget"]
         within = r["alternated"].ci95[0] <= budget * (1 + BUDGET_SLACK)
         accuracy = f"{difference:+.4f}" + (f" [{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else "")
         print(
