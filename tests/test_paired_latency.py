@@ -43,7 +43,7 @@ class SimulatedHost:
 
 
 def timing(passes) -> PairedTiming:
-    return PairedTiming(passes=passes, runs_per_round=2, warmup=1, images=8, batch_size=1)
+    return PairedTiming(passes=passes, warmup=1, images=8, batch_size=1)
 
 
 def test_rounds_alternate_their_order():

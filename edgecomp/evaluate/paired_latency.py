@@ -48,7 +48,6 @@ class PairedTiming:
     """Per side, per round, the timed passes (ms per image), as `alternate` made them."""
 
     passes: list[list[list[float]]]
-    runs_per_round: int
     warmup: int
     images: int
     batch_size: int
@@ -124,7 +123,6 @@ def time_alternately(
     timers = [session_timer(side, batch, device, protocol) for side, batch in zip(sides, per_side, strict=True)]
     return PairedTiming(
         passes=alternate(timers, protocol.rounds),
-        runs_per_round=protocol.runs_per_round,
         warmup=protocol.warmup,
         images=int(per_side[0].shape[0]),
         batch_size=device.batch_size,

@@ -19,12 +19,12 @@ from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.latency import LatencyProtocol
-from edgecomp.evaluate.paired_latency import PairedTiming, Side
+from edgecomp.evaluate.paired_latency import PairedTiming
 from edgecomp.evaluate.record import Record, append_record
 from edgecomp.lit import distributed
 from edgecomp.lit.training import Training
 from edgecomp.models.detection.base import DetectorAdapter
-from edgecomp.pipelines.measure import deployed_side, measure_compared, measure_model
+from edgecomp.pipelines.measure import measure_compared, measure_model, time_deployed
 from edgecomp.pipelines.summary import format_summary
 from edgecomp.tracking.loggers import close_logger, log_record
 from edgecomp.tracking.sweep import current_sweep
@@ -62,9 +62,9 @@ class Job:
         (pipelines.measure.measure_compared)."""
         return measure_compared(models, self.datamodule, self.device, self.protocol, self.evaluator, self.deploy_dir)
 
-    def deployed_side(self, model: nn.Module | ExportedModel) -> Side:
-        """What a paired timing loads of `model` as the job's device deploys it."""
-        return deployed_side(model, self.datamodule.image_size, self.device, self.deploy_dir)
+    def time_deployed(self, models: list[nn.Module | ExportedModel]) -> PairedTiming:
+        """The models, deployed on the job's device, timed against each other (pipelines.measure.time_deployed)."""
+        return time_deployed(models, self.datamodule, self.device, self.protocol, self.deploy_dir)
 
     @property
     def deploy_dir(self) -> Path:
@@ -91,9 +91,8 @@ class Job:
         """Append the record to the results' records.jsonl, send it to the logger, print its summary; returns it as
         written."""
         if (sweep := current_sweep()) is not None:
-            record.extra["sweep"] = (
-                sweep  # the multirun job this is (a search's trial): its sweep folder, number, overrides
-            )
+            # the multirun job this is (a search's trial): its sweep folder, number, overrides
+            record.extra["sweep"] = sweep
         line = append_record(self.records_path, record)
         data = record.to_json()
         log_record(self.logger, data)

@@ -30,6 +30,19 @@ def deployed_side(model: nn.Module | ExportedModel, input_size: int, device: Tar
     return Side(device.runtime, model, device.runtime.name)
 
 
+def time_deployed(
+    models: Sequence[nn.Module | ExportedModel],
+    datamodule,
+    device: TargetDevice,
+    protocol: LatencyProtocol,
+    deploy_dir: Path,
+) -> PairedTiming:
+    """`models`, each deployed on `device` as measure_model deploys it, timed against each other in alternating
+    rounds on the latency protocol's fixed images (edgecomp.evaluate.paired_latency)."""
+    sides = [deployed_side(m, datamodule.image_size, device, deploy_dir) for m in models]
+    return time_alternately(sides, datamodule.fixed_images(protocol.images), device, protocol)
+
+
 def measure_compared(
     models: Sequence[nn.Module | ExportedModel],
     datamodule,
@@ -38,12 +51,15 @@ def measure_compared(
     evaluator: Evaluator,
     deploy_dir: Path,
 ) -> tuple[list[dict[str, Any]], PairedTiming]:
-    """Each of `models` measured as measure_model does, but their latencies timed against each other in alternating
-    rounds (edgecomp.evaluate.paired_latency): each one's `latency_ms` is its passes of the paired timing, and the
+    """Each of `models` measured as measure_model does (a model given twice is evaluated once), but their latencies
+    timed against each other (time_deployed): each one's `latency_ms` is its passes of the paired timing, and the
     timing itself is returned for the ratios (`PairedTiming.ratio`)."""
-    measured = [measure_model(m, datamodule, device, protocol, evaluator, deploy_dir, latency=False) for m in models]
-    sides = [deployed_side(m, datamodule.image_size, device, deploy_dir) for m in models]
-    timing = time_alternately(sides, datamodule.fixed_images(protocol.images), device, protocol)
+    evaluated: dict[int, dict[str, Any]] = {}
+    for m in models:
+        if id(m) not in evaluated:
+            evaluated[id(m)] = measure_model(m, datamodule, device, protocol, evaluator, deploy_dir, latency=False)
+    measured = [dict(evaluated[id(m)]) for m in models]
+    timing = time_deployed(models, datamodule, device, protocol, deploy_dir)
     for index, measurement in enumerate(measured):
         measurement["latency_ms"] = timing.latency(index)
     return measured, timing

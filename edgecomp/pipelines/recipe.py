@@ -36,7 +36,6 @@ from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build, config_hash, run_id
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
-from edgecomp.evaluate.paired_latency import time_alternately
 from edgecomp.evaluate.record import Record, read_records
 from edgecomp.lit import distributed
 from edgecomp.lit.training import WEIGHTS
@@ -323,12 +322,9 @@ def _run_stage(
         measured = job.measure(saved.model, latency=False)
         # The original, the stage before (where it is another model) and this stage timed against each other in
         # alternating rounds: the stage's latency and both of its ratios come from the one paired timing.
-        sides = [job.deployed_side(original)]
-        if previous_model is not original:
-            sides.append(job.deployed_side(previous_model))
-        sides.append(job.deployed_side(saved.model))
-        timing = time_alternately(sides, job.datamodule.fixed_images(job.protocol.images), job.device, job.protocol)
-        last = len(sides) - 1
+        timed = [original, *([previous_model] if previous_model is not original else []), saved.model]
+        timing = job.time_deployed(timed)
+        last = len(timed) - 1
         measured["latency_ms"] = timing.latency(last)
         record = build_record(job.config, job.device, measured, saved.weights)
         record.compressor = stage.compressor.name
