@@ -3,8 +3,9 @@
     python -m benchmarks.cpu_runtimes                      # mobilenetv3_small_100, mobilenetv3_large_100 at 224 px
     python -m benchmarks.cpu_runtimes --models efficientnet_b1 --images 200 --threads 4
 
-Both runtimes time the same fixed images, with the same thread count, in the same process, so the ratio is
-measured, not compared across runs. Random-init weights: latency does not depend on the values.
+Both runtimes time the same fixed images, with the same thread count, in the same process, against each other in
+alternating rounds (edgecomp's paired timing: benchmarks.timing.time_sides), so the ratio is measured, with its 95 %
+interval and verdict, not compared across runs. Random-init weights: latency does not depend on the values.
 """
 
 from __future__ import annotations
@@ -16,30 +17,29 @@ from pathlib import Path
 import timm
 import torch
 
-from benchmarks.timing import add_latency_arguments, latency_protocol, median_ms
+from benchmarks.timing import add_latency_arguments, median_ms, protocol_description, speedup_fields, time_sides
 from edgecomp.evaluate.hardware import cpu_description
-from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.onnx_export import export_onnx
+from edgecomp.evaluate.paired_latency import Side
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerRuntime
 
 
-def compare(model_name: str, image_size: int, protocol: LatencyProtocol, threads: int, num_classes: int) -> dict:
-    """Median ms/image of torch eager and ONNX Runtime FP32 for one model, and their ratio."""
+def compare(model_name: str, args: argparse.Namespace) -> dict:
+    """Median ms/image of torch eager and ONNX Runtime FP32 for one model, timed against each other, and ONNX
+    Runtime's speed-up with its interval."""
     torch.manual_seed(0)
-    images = torch.rand(protocol.images, 3, image_size, image_size)
-    model = timm.create_model(model_name, pretrained=False, num_classes=num_classes).eval()
+    images = torch.rand(args.images, 3, args.image_size, args.image_size)
+    model = timm.create_model(model_name, pretrained=False, num_classes=args.num_classes).eval()
     with tempfile.TemporaryDirectory() as folder:
-        onnx_file = export_onnx(model, Path(folder) / "model.onnx", image_size)
-        medians = {
-            runtime.name: median_ms(runtime, artifact, images, protocol, threads, runtime.name)
-            for runtime, artifact in ((TorchEagerRuntime(), model), (OnnxRuntime(), onnx_file))
-        }
+        onnx_file = export_onnx(model, Path(folder) / "model.onnx", args.image_size)
+        sides = [Side(TorchEagerRuntime(), model, "torch"), Side(OnnxRuntime(), onnx_file, "onnxruntime")]
+        timing = time_sides(sides, images, args)
     return {
         "model": model_name,
-        "torch_ms": medians["torch"],
-        "onnxruntime_ms": medians["onnxruntime"],
-        "speedup": medians["torch"] / medians["onnxruntime"],
+        "torch_ms": median_ms(timing, 0),
+        "onnxruntime_ms": median_ms(timing, 1),
+        **speedup_fields(timing.ratio(1, 0)),
     }
 
 
@@ -50,16 +50,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     add_latency_arguments(parser, images=100, runs=10)
     parser.add_argument("--num-classes", type=int, default=102)
     args = parser.parse_args(argv)
-    protocol = latency_protocol(args)
-    print(
-        f"{cpu_description()}, {args.threads} threads, batch 1, {args.image_size}px, median ms/image over "
-        f"{args.runs} runs of {args.images} images (+{args.warmup} warm-up)"
-    )
-    print(f"{'model':<28}{'torch eager':>14}{'ORT FP32':>12}{'ORT speed-up':>15}")
+    print(f"{cpu_description()}, {args.image_size}px, {protocol_description(args)}; speed-up [95 % interval] verdict")
+    print(f"{'model':<28}{'torch eager':>14}{'ORT FP32':>12}  ORT speed-up")
     rows = []
     for name in args.models:
-        row = compare(name, args.image_size, protocol, args.threads, args.num_classes)
-        print(f"{name:<28}{row['torch_ms']:>14.2f}{row['onnxruntime_ms']:>12.2f}{row['speedup']:>14.2f}x")
+        row = compare(name, args)
+        print(f"{name:<28}{row['torch_ms']:>14.2f}{row['onnxruntime_ms']:>12.2f}  {row['cell']}")
         rows.append(row)
     return rows
 

@@ -3,6 +3,8 @@ each subnet's FLOPs, latency on the device's runtime and mAP, with their interva
 
     python -m benchmarks.fastnas_latency          # YOLOv8n at 320 px on synthetic_sod, FLOPs budgets 60, 70, 80 %
     python -m benchmarks.fastnas_latency --flops 66% --rankings both drop
+    python -m benchmarks.fastnas_latency --flops 70% 80%   # adds budgets to --results' runs, reusing their search
+    python -m benchmarks.fastnas_latency --from-records    # every run --results holds, timed and judged together
     python -m benchmarks.fastnas_latency --image-size 96 --epochs 1 --fine-tune-epochs 1 --channel-ratios 0.25 1.0
 
 Per FLOPs budget (`--flops`): `compress.py experiment=fastnas_yolo compressor.constraint=flops compressor.flops=B`;
@@ -11,8 +13,9 @@ edgecomp.evaluate.paired_latency), and the ratio reached becomes the budget of t
 (`compressor.constraint=latency compressor.latency=<ratio>`, one run per `--rankings` entry; `both`, the default
 search, bisects by score lost per ms saved and in ModelOpt's order and keeps the finalist that scores higher). A
 budget that the search space's smallest subnet misses is refused by the latency run, and printed. All runs share the
-trained baseline (trained once, cached under --results) and the first run's search checkpoint (the per-group score
-drops, which do not depend on the budget), so the searches differ in their constraint and ranking alone.
+trained baseline (trained once, cached under --results) and one search checkpoint (the per-group score drops, which
+do not depend on the budget: the first run's, or an earlier invocation's on the same --results with the same search
+settings), so the searches differ in their constraint and ranking alone.
 
 After the runs every file, the baseline's included, is timed against the others in `--rounds` alternating rounds
 (one session at a time): each subnet's latency ratio to the baseline, and each latency subnet's to the FLOPs subnet
@@ -39,14 +42,13 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from benchmarks.timing import add_latency_arguments
+from benchmarks.timing import add_latency_arguments, protocol_description, time_sides
 from edgecomp.config import resolved_config
 from edgecomp.errors import ConfigError
-from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.hardware import cpu_description
-from edgecomp.evaluate.latency import LatencyProtocol
-from edgecomp.evaluate.paired_latency import Side, time_alternately
+from edgecomp.evaluate.paired_latency import Side
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.evaluate.uncertainty import FASTER, SAME, SLOWER, RatioInterval
 from edgecomp.pipelines import compress
@@ -63,7 +65,7 @@ def compose_run(overrides: list[str]):
 
 
 def share_search(first_record: dict, cfg) -> None:
-    """Put the first run's search checkpoint (the baseline's per-group score drops) where `cfg`'s search looks for
+    """Put `first_record`'s search checkpoint (the baseline's per-group score drops) where `cfg`'s search looks for
     its own."""
     checkpoint = Path(first_record["fastnas"]["search"]["checkpoint"])
     work_dir = Job(cfg, resolved_config(cfg), logger=None).artifacts_dir
@@ -118,15 +120,36 @@ def rows_from_records(path: Path) -> list[dict]:
     return rows
 
 
+BUDGET_KEYS = ("constraint", "flops", "latency", "latency_ranking")  # what the runs of one benchmark differ in
+
+
+def earlier_search(path: Path, cfg) -> dict | None:
+    """A FastNAS record in `path` whose search checkpoint still exists and whose search settings are `cfg`'s but for
+    the budget: a budget added to an earlier run (`--flops 70% 80%` after `--flops 60%`) reuses its per-group score
+    drops instead of measuring them again (about 9 minutes for YOLOv8n at 320 px). The checkpoint is named after the
+    baseline's weights, so a run on another baseline does not find it and searches anew."""
+    if not path.is_file():
+        return None
+    wanted = search_settings(OmegaConf.to_container(cfg.compressor, resolve=True))
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        checkpoint = ((record.get("fastnas") or {}).get("search") or {}).get("checkpoint")
+        compressor = (record.get("config") or {}).get("compressor") or {}
+        if checkpoint and Path(checkpoint).is_file() and search_settings(compressor) == wanted:
+            return record
+    return None
+
+
+def search_settings(compressor: dict) -> dict:
+    return {key: value for key, value in compressor.items() if key not in BUDGET_KEYS}
+
+
 def paired_ratios(files: dict[str, str], pairs: list[tuple[str, str]], args: argparse.Namespace) -> dict:
     """The files timed against each other in `args.rounds` alternating rounds (one session at a time); for each
     (side, reference) of `pairs`, side's ms over reference's with its interval and verdict."""
     names = list(files)
     images = torch.rand(args.images, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0))
-    protocol = LatencyProtocol(images=args.images, runs=args.runs, warmup=args.warmup, rounds=args.rounds)
-    device = TargetDevice("cpu", "cpu", OnnxRuntime(), "fp32", batch_size=1, threads=args.threads)
-    runtime = OnnxRuntime()
-    timing = time_alternately([Side(runtime, files[name], name) for name in names], images, device, protocol)
+    timing = time_sides([Side(OnnxRuntime(), files[name], name) for name in names], images, args)
     return {pair: timing.ratio(names.index(pair[0]), names.index(pair[1])) for pair in pairs}
 
 
@@ -200,9 +223,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--rankings", nargs="+", default=["both"], help="the latency searches' compressor.latency_ranking, a run each"
     )
     add_latency_arguments(parser, images=50, runs=10)
-    parser.add_argument(
-        "--rounds", type=int, default=LatencyProtocol().rounds, help="alternating rounds of every paired timing"
-    )
     parser.add_argument("--results", default="results/benchmarks/fastnas_latency")
     parser.add_argument("--data", default="data", help="where the generated dataset is cached")
     parser.add_argument(
@@ -234,6 +254,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows = rows_from_records(Path(args.results) / "records.jsonl")
     for flops in [] if args.from_records else args.flops:
         flops_cfg = compose_run([*common, "compressor.constraint=flops", f"compressor.flops={flops}"])
+        first_search = first_search or earlier_search(Path(args.results) / "records.jsonl", flops_cfg)
         if first_search is not None:
             share_search(first_search, flops_cfg)
         flops_record = compress.run(flops_cfg)
@@ -274,8 +295,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(
         f"\nFastNAS, YOLOv8n at {args.image_size} px on synthetic_sod ({args.epochs}-epoch baseline, mAP50-95 "
         f"{rows[0]['baseline_map']:.4f}; {args.fine_tune_epochs} fine-tune epochs); device=cpu: {cpu_description()}, "
-        f"ONNX Runtime, {args.threads} threads, batch 1; latency: each file against the baseline in {args.rounds} "
-        f"paired rounds ({args.images} images, {args.rounds * math.ceil(args.runs / args.rounds)} timed passes per file), ratio [95 % interval]"
+        f"ONNX Runtime; latency: every file against every other, {protocol_description(args)}; shown as each file's "
+        "ratio to the baseline [95 % interval]"
     )
     print(f"{'run':<20}{'budget':>8}{'FLOPs':>8}{'latency / baseline':>26}{'mAP [95 % interval]':>28}{'subnets':>9}")
     for r in rows:

@@ -5,7 +5,9 @@
 
 Per model (random-init weights: latency does not depend on the values, and the INT8 graphs are calibrated on random
 images, so accuracy is not measured here; `benchmarks.ptq_int8` measures it on trained models), every runtime times
-the same fixed images, with the same thread count, in the same process, under the latency protocol:
+the same fixed images, with the same thread count, in the same process; each runtime's FP32 and INT8 sides are timed
+against each other in alternating rounds (edgecomp's paired timing), so each speed-up comes with its 95 % interval
+and verdict:
 
 - `ort`: ONNX Runtime, FP32 file vs edgecomp's `ptq_int8` file (QDQ, per-channel), all graph optimisations. This is
   the comparison `compress.py compressor=ptq_int8` records.
@@ -27,11 +29,11 @@ from pathlib import Path
 import timm
 import torch
 
-from benchmarks.timing import add_latency_arguments, latency_protocol, median_ms
+from benchmarks.timing import add_latency_arguments, median_ms, protocol_description, speedup_fields, time_sides
 from edgecomp.compress.ptq_int8 import Int8Quantization
 from edgecomp.evaluate.hardware import cpu_description
-from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.onnx_export import export_onnx
+from edgecomp.evaluate.paired_latency import Side
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor, TorchEagerRuntime
 
@@ -74,29 +76,30 @@ class _CompiledRuntime(TorchEagerRuntime):
         return TorchEagerPredictor(artifact, device.torch_device, device.dtype)
 
 
-def compare(name: str, runtimes: list[str], image_size: int, protocol: LatencyProtocol, threads: int) -> list[dict]:
+def compare(name: str, runtimes: list[str], args: argparse.Namespace) -> list[dict]:
     torch.manual_seed(0)
-    images = torch.rand(protocol.images, 3, image_size, image_size)
+    images = torch.rand(args.images, 3, args.image_size, args.image_size)
     model = timm.create_model(name, pretrained=False, num_classes=10).eval()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        fp32, int8 = _onnx_pair(model, Path(folder), image_size)
+        fp32, int8 = _onnx_pair(model, Path(folder), args.image_size)
         for runtime_name in runtimes:
             if runtime_name == "inductor":
-                artifacts, runtime = _inductor_pair(model, image_size), _CompiledRuntime()
+                artifacts, runtime = _inductor_pair(model, args.image_size), _CompiledRuntime()
             else:
                 artifacts, runtime = (fp32, int8), OnnxRuntime(layout_optimizations=runtime_name == "ort")
-            fp32_ms, int8_ms = (
-                median_ms(runtime, artifact, images, protocol, threads, f"{name} {runtime_name} {precision}")
+            sides = [
+                Side(runtime, artifact, f"{name} {runtime_name} {precision}")
                 for artifact, precision in zip(artifacts, ("fp32", "int8"), strict=True)
-            )
+            ]
+            timing = time_sides(sides, images, args)
             rows.append(
                 {
                     "model": name,
                     "runtime": runtime_name,
-                    "fp32_ms": fp32_ms,
-                    "int8_ms": int8_ms,
-                    "speedup": fp32_ms / int8_ms,
+                    "fp32_ms": median_ms(timing, 0),
+                    "int8_ms": median_ms(timing, 1),
+                    **speedup_fields(timing.ratio(1, 0)),
                 }
             )
     return rows
@@ -113,17 +116,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if "inductor" in runtimes and importlib.util.find_spec("torchao") is None:
         print("inductor: skipped, torchao is not installed (pip install torchao -c constraints.txt)")
         runtimes.remove("inductor")
-    protocol = latency_protocol(args)
-    rows = [row for name in args.models for row in compare(name, runtimes, args.image_size, protocol, args.threads)]
-    print(
-        f"\n{cpu_description()}, {args.threads} threads, batch 1, {args.image_size}px, median ms/image over "
-        f"{args.runs} runs of {args.images} images (+{args.warmup} warm-up)"
-    )
-    print(f"{'model':<24}{'runtime':<16}{'FP32 ms':>9}{'INT8 ms':>9}{'INT8 speed-up':>15}")
+    rows = [row for name in args.models for row in compare(name, runtimes, args)]
+    print(f"\n{cpu_description()}, {args.image_size}px, {protocol_description(args)}; speed-up [95 % interval] verdict")
+    print(f"{'model':<24}{'runtime':<16}{'FP32 ms':>9}{'INT8 ms':>9}  INT8 speed-up")
     for row in rows:
-        print(
-            f"{row['model']:<24}{row['runtime']:<16}{row['fp32_ms']:>9.2f}{row['int8_ms']:>9.2f}{row['speedup']:>14.2f}x"
-        )
+        print(f"{row['model']:<24}{row['runtime']:<16}{row['fp32_ms']:>9.2f}{row['int8_ms']:>9.2f}  {row['cell']}")
     return rows
 
 

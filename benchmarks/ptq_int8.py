@@ -23,8 +23,10 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+from benchmarks.timing import speedup_fields
 from edgecomp.evaluate.evaluator import ACCURACY_METRIC
 from edgecomp.evaluate.hardware import cpu_description
+from edgecomp.evaluate.uncertainty import RatioInterval
 from edgecomp.pipelines import compress
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -87,9 +89,9 @@ def measure(model: str, variant: str, args: argparse.Namespace) -> dict:
         "metric": metric,
         "fp32_ms": fp32_ms,
         "int8_ms": int8_ms,
-        "speedup": 1 / paired["ratio"],
-        "speedup_ci95": (1 / paired["ci95"][1], 1 / paired["ci95"][0]),
-        "verdict": paired["verdict"],
+        **speedup_fields(RatioInterval(paired["ratio"], tuple(paired["ci95"]), paired["rounds"], paired["verdict"])),
+        "rounds": paired["rounds"],
+        "passes": record["latency_ms"]["runs"],
         f"fp32_{metric}": fp32_score,
         f"int8_{metric}": int8_score,
         "drop_points": 100 * (fp32_score - int8_score),
@@ -121,8 +123,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     rows = [measure(model, variant, args) for model in args.models for variant in args.variants]
     print(
-        f"\n{cpu_description()}, ONNX Runtime, {args.threads} threads, batch 1, median ms/image over 10 runs of "
-        f"{args.images} images, FP32 and INT8 timed against each other in 5 alternating rounds (speed-up: FP32 / INT8, "
+        f"\n{cpu_description()}, ONNX Runtime, {args.threads} threads, batch 1, median ms/image over "
+        f"{rows[0]['passes']} passes of {args.images} images, FP32 and INT8 timed against each other in "
+        f"{rows[0]['rounds']} alternating rounds (speed-up: FP32 / INT8, "
         f"[95 % interval] and verdict); classifiers: synthetic_cls at {args.image_size} px, {args.epochs} training epochs "
         f"(top-1); YOLOv8n: synthetic_sod at {args.detector_size} px, {args.detector_epochs} epochs (mAP50-95)"
     )
@@ -134,11 +137,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for row in rows:
         metric = row["metric"]
         in_run = row.get("full_int8_speedup_in_run")
-        low, high = row["speedup_ci95"]
-        speedup = f"{row['speedup']:.2f}x [{low:.2f}, {high:.2f}] {row['verdict']}"
         print(
             f"{row['model']:<24}{row['variant']:<20}{row['fp32_ms']:>9.2f}{row['int8_ms']:>9.2f}"
-            f"  {speedup:>36}{row[f'fp32_{metric}']:>10.3f}{row[f'int8_{metric}']:>10.3f}"
+            f"  {row['cell']:>36}{row[f'fp32_{metric}']:>10.3f}{row[f'int8_{metric}']:>10.3f}"
             f"{row['drop_points']:>11.2f}{row['size_ratio']:>6.2f}x  {row['written']:<8}"
             f"{row.get('int8_nodes', '-'):>11}{(f'{in_run:.2f}x' if in_run else '-'):>13}"
         )

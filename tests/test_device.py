@@ -63,3 +63,22 @@ def test_every_device_option_composes():
     for name in ("cpu", "cuda", "jetson_nano", "jetson_xavier_nx"):
         cfg = compose_config("train", [f"device={name}"])
         assert cfg.device.name == name and cfg.device.batch_size >= 1
+
+
+def test_the_hardware_names_the_cpus_int8_instructions(tmp_path):
+    """What decides whether INT8 pays on a CPU is in the record's `hardware`: the best 8-bit dot-product set."""
+    for case, (flags, expected) in enumerate(
+        [
+            ("fpu sse avx2 avx512f avx512_vnni amx_bf16 amx_int8", "AMX"),
+            ("fpu sse avx2 avx512f avx512_vnni", "AVX-512 VNNI"),
+            ("fpu sse avx2 avx_vnni", "AVX-VNNI"),
+            ("fpu sse avx2", "AVX2"),
+            ("fpu neon", None),
+        ]
+    ):
+        cpuinfo = tmp_path / f"cpuinfo{case}"  # a file each: the answer is cached per file
+        cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+        assert hardware.cpu_int8_instructions(cpuinfo) == expected, flags
+    assert hardware.cpu_int8_instructions(tmp_path / "missing") is None
+    found = hardware.cpu_int8_instructions()
+    assert hardware.cpu_description().endswith(f", {found})" if found else " logical CPUs)")

@@ -137,7 +137,12 @@ def test_a_recipe_sharing_the_stages_reuses_their_work_and_records_them_as_its_o
     # The report writes each recipe's waterfall.
     report = write_report(results)
     assert [w.splitlines()[0].split(":")[0] for w in report.waterfalls] == ["recipe=again", "recipe=prune_kd_int8"]
-    assert (results / "report" / "recipes.md").read_text() == "\n".join(report.waterfalls)
+    # and sets the two against each other: every stage is the same run, shared, not a difference of zero
+    (contrast,) = report.contrasts
+    assert contrast.splitlines()[0].startswith("recipe=again - recipe=prune_kd_int8")
+    stage_rows = [line for line in contrast.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(stage_rows) == 3 and all(line.endswith("| the same run |") for line in stage_rows)
+    assert (results / "report" / "recipes.md").read_text() == "\n".join(report.waterfalls + report.contrasts)
 
 
 def test_through_the_command_line_the_recovery_stage_starts_from_the_pruned_weights(tmp_path, data_dir):

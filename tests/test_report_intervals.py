@@ -229,6 +229,73 @@ def test_a_waterfall_of_one_seed_says_so_and_prints_no_interval_over_seeds():
     assert "[" not in row[3] and "[" not in row[4]
 
 
+def _two_recipes(control_b_top1s, shared_first_stage=False):
+    """Recipe "r" (stages a, b) and its control "r_control" over 3 seeds: per seed the same original and stage a;
+    stage b of "r" at R_TOP1S[seed][2], the control's at `control_b_top1s[seed]`. As compress.py records them: the
+    two recipes' stage settings differ (their `variant`), each seed's baseline is one checkpoint for both."""
+    records = []
+    for seed, (top1s, control_b) in enumerate(zip(R_TOP1S, control_b_top1s, strict=True)):
+        for name, b in (("r", top1s[2]), ("r_control", control_b)):
+            for record in _stage_records(seed, (*top1s[:2], b), paired=False):
+                record["recipe"].update(name=name, variant=f"settings-of-{name}")
+                record["baseline"] = {**record["baseline"], "checkpoint": f"baseline-s{seed}.ckpt"}
+                record["artifact"] = f"{name if record['recipe']['index'] or not shared_first_stage else 'r'}-{seed}"
+                records.append(record)
+    return records
+
+
+R_TOP1S = [(0.70, 0.671, 0.680), (0.75, 0.745, 0.755), (0.80, 0.829, 0.840)]
+
+
+def test_two_recipes_are_set_against_each_other_stage_by_stage_paired_by_seed():
+    from edgecomp.report.recipe_contrast import recipe_contrasts
+
+    # stage b: r - r_control = [+0.9, +1.0, +1.1] points though the seeds' b spread over 16 points: better
+    (table,) = recipe_contrasts(_two_recipes([0.671, 0.745, 0.829]))
+    assert table.splitlines()[0].startswith("recipe=r - recipe=r_control: m on d, device=cpu, seeds 0, 1, 2")
+    assert _waterfall_row(table, "2")[1:] == ["b", "b", "+1.00 [+0.75, +1.25] better |"]
+    # [-2.0, +0.5, +4.0] points: same within noise; the same seeds' first stage, equal, reads no difference
+    (table,) = recipe_contrasts(_two_recipes([0.700, 0.750, 0.800]))
+    mean, (low, high) = t_interval([-2.0, 0.5, 4.0])
+    assert _waterfall_row(table, "2")[3] == f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] same within noise |"
+    assert _waterfall_row(table, "1")[3].startswith("+0.00 [+0.00, +0.00] same within noise")
+    # a stage both recipes share (one run per seed, the same artifact) says so instead of a difference of zero
+    (table,) = recipe_contrasts(_two_recipes([0.700, 0.750, 0.800], shared_first_stage=True))
+    assert _waterfall_row(table, "1")[3] == "the same run |"
+
+
+def test_one_recipe_alone_or_one_seed_of_two_has_no_interval_to_contrast():
+    from edgecomp.report.recipe_contrast import recipe_contrasts
+
+    records = _two_recipes([0.671, 0.745, 0.829])
+    assert recipe_contrasts([r for r in records if r["recipe"]["name"] == "r"]) == []
+    (table,) = recipe_contrasts([r for r in records if r["seed"] == 1])
+    assert table.splitlines()[0].endswith("seed 1 (one seed: no interval over seeds)")
+    assert _waterfall_row(table, "2")[3] == "+1.00 |" and "[" not in table
+
+
+def test_a_contrast_pairs_only_seeds_from_the_same_baseline_and_says_when_a_stage_has_fewer():
+    from edgecomp.report.recipe_contrast import recipe_contrasts
+
+    records = _two_recipes([0.671, 0.745, 0.829])
+    # the control's seed 2 stopped after its first stage: stage b over 2 seeds ([+0.9, +1.0] points), and says so
+    cut_short = [
+        r for r in records if not (r["recipe"]["name"] == "r_control" and r["seed"] == 2 and r["recipe"]["index"])
+    ]
+    (table,) = recipe_contrasts(cut_short)
+    mean, (low, high) = t_interval([0.9, 1.0])
+    assert _waterfall_row(table, "2")[3] == f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] better (2 of 3 seeds) |"
+    # seed 0's control trained from another baseline: seed 0 is left out, not paired across baselines
+    for record in records:
+        if record["recipe"]["name"] == "r_control" and record["seed"] == 0:
+            record["baseline"] = {**record["baseline"], "checkpoint": "another-baseline.ckpt"}
+    (table,) = recipe_contrasts(records)
+    assert "seeds 1, 2 (" in table.splitlines()[0]
+    # a recipe of another length is not set against these stage by stage
+    longer = [{**r, "recipe": {**r["recipe"], "name": "r3", "stages": ["a", "b", "c"]}} for r in records[:2]]
+    assert len(recipe_contrasts(records + longer)) == 1
+
+
 # --------------------------------------------------------------------------------------------------- Pareto plot
 
 BLUE = np.array([31, 119, 180])  # matplotlib's C0: the first model's colour

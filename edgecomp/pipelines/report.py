@@ -1,8 +1,10 @@
 """evaluate.py report=DIR: turn a results folder's records into the paper-style table and the Pareto plot.
 
 Reads DIR/records.jsonl and every records.jsonl under DIR (a sweep's jobs), writes `table.md`, `table.csv` and
-`pareto.png` (and `recipes.md`, each recipe's waterfall over its seeds, where records of recipes are) into DIR/report/ (each atomically: written beside and renamed over, so a killed run leaves the old file
-or the new one), prints the table, and with logger=wandb logs it as a W&B Table with the plot as an Image.
+`pareto.png` (and `recipes.md` where records of recipes are: each recipe's waterfall over its seeds, then each pair
+of recipes run on the same data, model and device against each other, paired by seed) into DIR/report/ (each
+atomically: written beside and renamed over, so a killed run leaves the old file or the new one), prints the
+table, and with logger=wandb logs it as a W&B Table with the plot as an Image.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from edgecomp.config import build
 from edgecomp.pipelines.common import write_atomically
 from edgecomp.report.pareto import plot_pareto
+from edgecomp.report.recipe_contrast import recipe_contrasts
 from edgecomp.report.table import CSV_COLUMNS, Row, build_rows, csv_values, load_records, to_csv, to_markdown
 from edgecomp.report.waterfall import recipe_waterfalls
 
@@ -31,6 +34,7 @@ class Report:
     rows: list[Row]
     markdown: str
     waterfalls: list[str]
+    contrasts: list[str]  # recipes against each other, stage by stage (edgecomp.report.recipe_contrast)
 
     def path(self, name: str) -> Path:
         return self.folder / name
@@ -45,13 +49,14 @@ def write_report(source: str | os.PathLike) -> Report:
     folder = (source.parent if source.is_file() else source) / REPORT_FOLDER
     markdown = to_markdown(rows)
     waterfalls = recipe_waterfalls(records)
+    contrasts = recipe_contrasts(records)
     # Everything is rendered before the first file is written: bad input leaves no partial report behind.
     outputs = {TABLE_MD: markdown.encode(), TABLE_CSV: to_csv(rows).encode(), PARETO_PNG: plot_pareto(rows)}
     if waterfalls:
-        outputs[RECIPES_MD] = "\n".join(waterfalls).encode()
+        outputs[RECIPES_MD] = "\n".join(waterfalls + contrasts).encode()
     for name, data in outputs.items():
         write_atomically(folder / name, data)
-    return Report(source, folder, rows, markdown, waterfalls)
+    return Report(source, folder, rows, markdown, waterfalls, contrasts)
 
 
 def _is_wandb(logger_cfg: Any) -> bool:
@@ -89,8 +94,8 @@ def run(cfg: DictConfig) -> Report:
     report = write_report(cfg.report)
     print(f"\nedgecomp report: {len(report.rows)} rows from {report.source}\n", flush=True)
     print(report.markdown, flush=True)
-    for waterfall in report.waterfalls:
-        print(waterfall, flush=True)
+    for table in report.waterfalls + report.contrasts:
+        print(table, flush=True)
     written = (TABLE_MD, TABLE_CSV, PARETO_PNG, *((RECIPES_MD,) if report.waterfalls else ()))
     print(f"wrote {', '.join(str(report.path(n)) for n in written)}", flush=True)
     log_report(cfg.logger, report)

@@ -38,7 +38,7 @@ WATERFALL_METRICS = {"classification": ("top1",), "detection": ("map", "map_smal
 PAIRED_LATENCY_KEYS = {1: "latency_vs_previous", 2: "latency"}
 
 
-def _metric(measured: dict[str, Any], key: str) -> float | None:
+def metric_points(measured: dict[str, Any], key: str) -> float | None:
     value = (measured.get("metrics") or {}).get(key)
     return None if value is None else 100 * float(value)
 
@@ -82,7 +82,7 @@ def waterfall_table(records: Sequence[dict[str, Any]]) -> str:
         cells = [name, compressor, runtime_text(group[0][0])]
         for key in metrics:
             cells.append(
-                or_dash(measure_text(mean_interval([_metric(m, key) for m, _, _ in group]), seed_note=seed_note))
+                or_dash(measure_text(mean_interval([metric_points(m, key) for m, _, _ in group]), seed_note=seed_note))
             )
             for side in (1, 2):
                 if group[0][side] is None:
@@ -90,8 +90,10 @@ def waterfall_table(records: Sequence[dict[str, Any]]) -> str:
                     continue
                 deltas = [
                     None
-                    if item[side] is None or _metric(item[0], key) is None or _metric(item[side], key) is None
-                    else _metric(item[0], key) - _metric(item[side], key)
+                    if item[side] is None
+                    or metric_points(item[0], key) is None
+                    or metric_points(item[side], key) is None
+                    else metric_points(item[0], key) - metric_points(item[side], key)
                     for item in group
                 ]
                 cells.append(or_dash(difference_text(paired_difference(deltas), seed_note=seed_note)))
@@ -140,21 +142,26 @@ def waterfall_table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join([title, "", "| " + " | ".join(header) + " |", rule, *body]) + "\n"
 
 
-def recipe_waterfalls(records: Sequence[dict[str, Any]]) -> list[str]:
-    """One waterfall per recipe (and variant of its stages' settings) run on one (dataset, model, device), its seeds
-    together; a stage recorded twice for a seed (a re-run) counts once, the latest."""
-    groups: dict[tuple, dict[tuple, dict[str, Any]]] = {}
+def recipe_stage_records(records: Sequence[dict[str, Any]]) -> dict[tuple, dict[str, dict[tuple[int, int], dict]]]:
+    """The stage records of recipes, grouped by what makes two recipes comparable (their stages' settings variant,
+    task, dataset, model, device), then by recipe name, then by (seed, stage index); a stage recorded twice for a
+    seed (a re-run) counts once, the latest."""
+    groups: dict[tuple, dict[str, dict[tuple[int, int], dict[str, Any]]]] = {}
     for record in sorted(records, key=lambda r: str(r.get("created") or "")):
         recipe = record.get("recipe")
         if not recipe:
             continue
-        group = (
-            recipe["name"],
-            recipe.get("variant"),
-            record["task"],
-            record["dataset"],
-            record["model"],
-            record["device"],
-        )
-        groups.setdefault(group, {})[(record["seed"], recipe["index"])] = record
-    return [waterfall_table(list(stages.values())) for _, stages in sorted(groups.items(), key=lambda g: g[0])]
+        group = (recipe.get("variant") or "", record["task"], record["dataset"], record["model"], record["device"])
+        groups.setdefault(group, {}).setdefault(recipe["name"], {})[(record["seed"], recipe["index"])] = record
+    return groups
+
+
+def recipe_waterfalls(records: Sequence[dict[str, Any]]) -> list[str]:
+    """One waterfall per recipe (and variant of its stages' settings) run on one (dataset, model, device), its seeds
+    together, in the order of the recipes' names."""
+    waterfalls = [
+        (name, group, waterfall_table(list(stages.values())))
+        for group, recipes in recipe_stage_records(records).items()
+        for name, stages in recipes.items()
+    ]
+    return [table for *_, table in sorted(waterfalls, key=lambda item: (item[0], tuple(map(str, item[1]))))]

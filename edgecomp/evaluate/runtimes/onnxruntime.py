@@ -35,17 +35,14 @@ from edgecomp.models.fingerprint import weights_fingerprint
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def session_options(
-    threads: int | None, layout_optimizations: bool = True, allow_spinning: bool = True
-) -> ort.SessionOptions:
+def session_options(threads: int | None, layout_optimizations: bool = True) -> ort.SessionOptions:
     """The session settings edgecomp runs ONNX files with: `threads` intra-op threads (a device's `threads`; None or
-    0: ONNX Runtime's default), one inter-op thread, every graph optimisation (or all but the layout ones); idle
-    threads spin unless `allow_spinning` is off."""
+    0: ONNX Runtime's default), one inter-op thread, every graph optimisation (or all but the layout ones). Idle
+    threads spin, as deployed: two files are compared one session at a time instead (edgecomp.evaluate.
+    paired_latency), since spinning off was measured 1.30x slower (docs/measurement.md)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or 0  # 0 = ORT's default
     options.inter_op_num_threads = 1
-    if not allow_spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if layout_optimizations
@@ -83,12 +80,8 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     runs_files = True
 
-    def __init__(self, layout_optimizations: bool = True, allow_spinning: bool = True) -> None:
+    def __init__(self, layout_optimizations: bool = True) -> None:
         self.layout_optimizations = layout_optimizations
-        # ONNX Runtime's intra-op threads spin between runs by default (lower latency for back-to-back calls); in a
-        # process that holds several sessions, an idle session's spinning threads take the cores from the one being
-        # timed. False makes them sleep: for benchmarks that keep sessions of several files alive.
-        self.allow_spinning = allow_spinning
 
     def deploy(self, model: nn.Module, input_size: int, folder: Path) -> ExportedModel:
         """`model` as an FP32 ONNX file in `folder`, exported once for its weights and input size: the file is named
@@ -106,7 +99,6 @@ class OnnxRuntime(Runtime):
         return {
             "provider": PROVIDERS[device.accelerator],
             "layout_optimizations": self.layout_optimizations,
-            "allow_spinning": self.allow_spinning,
         }
 
     def load(self, artifact: str | os.PathLike, device) -> OnnxRuntimePredictor:
@@ -136,6 +128,6 @@ class OnnxRuntime(Runtime):
                 f"device={device.name} needs ONNX Runtime's {provider}, but this onnxruntime {ort.__version__} "
                 f"has only {available}. Install onnxruntime-gpu, or use accelerator=cpu."
             )
-        options = session_options(device.threads, self.layout_optimizations, self.allow_spinning)
+        options = session_options(device.threads, self.layout_optimizations)
         session = ort.InferenceSession(str(path), options, providers=[provider])
         return OnnxRuntimePredictor(session)
