@@ -14,7 +14,9 @@ from edgecomp.evaluate.record import REQUIRED_FIELDS, RecordError, append_record
 from edgecomp.pipelines import evaluate
 from edgecomp.pipelines.report import PARETO_PNG, TABLE_CSV, TABLE_MD, write_report
 from edgecomp.report.pareto import pareto_front
-from edgecomp.report.table import CSV_COLUMNS, build_rows, load_records
+from edgecomp.report.records import load_records
+from edgecomp.report.table import build_rows
+from edgecomp.report.table_format import CSV_COLUMNS
 from tests.conftest import compose_config, run_cli
 from tests.wandb_log import read_run
 

@@ -12,7 +12,8 @@ from matplotlib.container import ErrorbarContainer
 from PIL import Image
 
 from edgecomp.report.pareto import pareto_figure
-from edgecomp.report.table import build_rows, to_csv, to_markdown
+from edgecomp.report.table import build_rows
+from edgecomp.report.table_format import to_csv, to_markdown
 from edgecomp.report.waterfall import waterfall_table
 from tests.conftest import recipe_stage_record
 from tests.test_report import ORT_FP32, ORT_INT8, make_record, markdown_row

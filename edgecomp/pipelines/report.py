@@ -20,7 +20,9 @@ from edgecomp.config import build
 from edgecomp.pipelines.common import write_atomically
 from edgecomp.report.pareto import plot_pareto
 from edgecomp.report.recipe_contrast import recipe_contrasts
-from edgecomp.report.table import CSV_COLUMNS, Row, build_rows, csv_values, load_records, to_csv, to_markdown
+from edgecomp.report.records import load_records
+from edgecomp.report.table import Row, build_rows
+from edgecomp.report.table_format import CSV_COLUMNS, csv_values, to_csv, to_markdown
 from edgecomp.report.waterfall import recipe_waterfalls
 
 REPORT_FOLDER = "report"

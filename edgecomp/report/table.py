@@ -17,88 +17,35 @@ ratios, for one seed the record's own interval over its rounds; a verdict `faste
 A row of one seed has no interval over seeds and says so (edgecomp.report.intervals). Size ratios are compressed /
 baseline.
 
-Pure functions on lists of record dicts (edgecomp.evaluate.record), apart from `load_records`, which reads them.
+Pure functions on lists of record dicts (edgecomp.evaluate.record; edgecomp.report.records reads them from a
+results folder, edgecomp.report.table_format writes the rows as CSV and Markdown).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from edgecomp.errors import DatasetError
 from edgecomp.evaluate.evaluator import ACCURACY_METRIC  # the metric a row's accuracy is, by the record's task
-from edgecomp.evaluate.record import read_records
 from edgecomp.evaluate.uncertainty import MeanInterval, PairedDifference, mean_interval, paired_difference
 from edgecomp.report.comparison import median_latency, runtime_label
 from edgecomp.report.intervals import (
-    MB,
     Speedup,
-    difference_text,
     interval,
-    mean_std_text,
-    measure_text,
     seed_latency_ratio,
     speedup_over_seeds,
-    speedup_text,
 )
 
-RECORDS_FILE = "records.jsonl"
 # The keys of a record's `compression` that are settings and so tell rows apart (pruning at 0.25 and at 0.5 are two
 # rows; distillation from two teachers too). The rest of `compression` is measured (time_s, rss_added_peak_bytes,
 # sparsity_reached, kd's loss) and stays out of the label.
 LABEL_SETTINGS = ("sparsity", "T", "alpha", "teacher")
 # Config keys of the compressor that are its identity, not a setting.
 _COMPRESSOR_IDENTITY = ("_target_", "name")
-
-
-# --------------------------------------------------------------------------------------------------- reading
-
-
-def find_record_files(folder: Path) -> list[Path]:
-    """`folder/records.jsonl` and every records.jsonl below it (a sweep's jobs may write into subfolders), sorted;
-    `folder` may also be one records file."""
-    folder = Path(folder)
-    if folder.is_file():
-        return [folder]
-    if not folder.is_dir():
-        raise DatasetError(f"report={folder}: no such folder (expected a results folder holding {RECORDS_FILE})")
-    files = sorted(path for path in folder.rglob(RECORDS_FILE) if path.is_file())
-    if not files:
-        raise DatasetError(f"report={folder}: no {RECORDS_FILE} in this folder or any folder under it")
-    return files
-
-
-def _check_record(record: dict[str, Any], where: str) -> None:
-    """What the report needs beyond a valid record (read_records checked the fields and their types)."""
-    if record["task"] not in ACCURACY_METRIC:
-        raise DatasetError(f"{where}: task {record['task']!r} is not one of {sorted(ACCURACY_METRIC)}")
-
-
-def load_records(folder: Path) -> list[dict[str, Any]]:
-    """Every record of every records.jsonl at or under `folder`, each checked to have what the report needs.
-
-    A malformed line or record is an error naming its file and line (read_records); so is a record the report
-    cannot use.
-    """
-    records: list[dict[str, Any]] = []
-    for path in find_record_files(folder):
-        file_records = read_records(path)
-        # read_records skips blank lines: recover each record's line number for the messages. (A sweep still running
-        # may have appended lines since: strict=False, the first len(file_records) lines are the ones read.)
-        line_numbers = [n for n, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
-        for record, line in zip(file_records, line_numbers, strict=False):
-            _check_record(record, f"{path}:{line}")
-        records.extend(file_records)
-    if not records:
-        raise DatasetError(f"report={folder}: its {RECORDS_FILE} files hold no records")
-    return records
 
 
 # --------------------------------------------------------------------------------------------------- aggregating
@@ -385,186 +332,3 @@ def build_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
         for row_key, row_records in _split_by_differing_settings(key, group).items()
     ]
     return sorted(rows, key=_row_order)
-
-
-# --------------------------------------------------------------------------------------------------- formatting
-
-CSV_COLUMNS = (
-    "task",
-    "dataset",
-    "device",
-    "model",
-    "compressor",
-    "settings",
-    "runtime",
-    "metric",
-    "n",
-    "seeds",
-    "accuracy_pct_mean",
-    "accuracy_pct_std",
-    "accuracy_pct_ci95_low",  # the t interval over the seeds (empty for one seed)
-    "accuracy_pct_ci95_high",
-    "accuracy_pct_images_ci95_low",  # one seed: the bootstrap interval over its evaluation images, where recorded
-    "accuracy_pct_images_ci95_high",
-    "latency_ms_mean",
-    "latency_ms_std",
-    "latency_ms_ci95_low",
-    "latency_ms_ci95_high",
-    "latency_ms_passes_ci95_low",  # one seed: the interval of the median of its timed passes, where recorded
-    "latency_ms_passes_ci95_high",
-    "size_bytes_mean",
-    "size_bytes_std",
-    "gzip_bytes_mean",
-    "gzip_bytes_std",
-    "compression_time_s_mean",
-    "compression_time_s_std",
-    "delta_accuracy_pts",  # the mean per-seed difference to the record's own baseline
-    "delta_accuracy_pts_ci95_low",
-    "delta_accuracy_pts_ci95_high",
-    "delta_accuracy_verdict",  # better, worse, same within noise; one seed
-    "speedup",
-    "speedup_ci95_low",  # over the seeds, or for one seed over its paired timing rounds
-    "speedup_ci95_high",
-    "speedup_verdict",  # faster, slower, same within noise; empty without an interval
-    "speedup_rounds",  # one seed: the paired rounds its interval is from
-    "size_ratio",
-    "gzip_ratio",
-)
-MARKDOWN_COLUMNS = (
-    # (header, right-aligned)
-    ("dataset", False),
-    ("device", False),
-    ("model", False),
-    ("compressor", False),
-    ("runtime", False),
-    ("n", True),
-    ("metric", False),
-    ("accuracy (%)", True),
-    ("Δ acc (pts)", True),
-    ("latency (ms, median)", True),
-    ("speed-up (base/comp)", True),
-    ("size (MB)", True),
-    ("× size", True),
-    ("gzip (MB)", True),
-    ("× gzip", True),
-    ("compress (s)", True),
-)
-# Columns that give a row's context rather than its result: left out of the Markdown table (and said once above it)
-# when every row has the same value.
-CONTEXT_COLUMNS = ("dataset", "device", "runtime", "metric")
-
-
-def csv_values(row: Row) -> list[Any]:
-    """The row's CSV cells in CSV_COLUMNS order: raw numbers (bytes, ms, percent, seconds), None where unknown."""
-    key = row.key
-
-    def stat(value: MeanInterval | None) -> list[float | None]:
-        return [None, None] if value is None else [value.mean, value.std]
-
-    def bounds(ci95: tuple[float, float] | None) -> list[float | None]:
-        return [None, None] if ci95 is None else list(ci95)
-
-    change, speedup = row.accuracy_change, row.speedup_interval
-
-    return [
-        key.task,
-        key.dataset,
-        key.device,
-        key.model,
-        key.compressor,
-        key.settings_label,
-        key.runtime,
-        row.metric,
-        len(row.seeds),
-        ";".join(str(seed) for seed in row.seeds),
-        *stat(row.accuracy_pct),
-        *bounds(row.accuracy_pct and row.accuracy_pct.ci95),
-        *bounds(row.accuracy_images_ci95),
-        *stat(row.latency_ms),
-        *bounds(row.latency_ms and row.latency_ms.ci95),
-        *bounds(row.latency_passes_ci95),
-        *stat(row.size_bytes),
-        *stat(row.gzip_bytes),
-        *stat(row.compression_time_s),
-        row.delta_accuracy_pts,
-        *bounds(change and change.ci95),
-        change and change.verdict,
-        row.speedup,
-        *bounds(speedup and speedup.ci95),
-        speedup and speedup.verdict,
-        speedup and speedup.rounds,
-        row.size_ratio,
-        row.gzip_ratio,
-    ]
-
-
-def to_csv(rows: Sequence[Row]) -> str:
-    """Numbers unrounded (repr), so that the file parses back to exactly what the table was computed from."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        writer.writerow(["" if value is None else value for value in csv_values(row)])
-    return buffer.getvalue()
-
-
-def _times(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}x"
-
-
-def markdown_cells(row: Row) -> list[str]:
-    """The row's Markdown cells in MARKDOWN_COLUMNS order, formatted for reading."""
-    key = row.key
-    return [
-        key.dataset,
-        key.device or "-",
-        key.model or "-",
-        key.label,
-        key.runtime or "-",
-        str(len(row.seeds)),
-        row.metric,
-        measure_text(row.accuracy_pct, one_run=row.accuracy_images_ci95, one_run_label="images"),
-        difference_text(row.accuracy_change),
-        measure_text(row.latency_ms, one_run=row.latency_passes_ci95, one_run_label="passes"),
-        speedup_text(row.speedup_interval),
-        mean_std_text(row.size_bytes, MB),
-        _times(row.size_ratio),
-        mean_std_text(row.gzip_bytes, MB),
-        _times(row.gzip_ratio),
-        mean_std_text(row.compression_time_s, digits=1),
-    ]
-
-
-def to_markdown(rows: Sequence[Row]) -> str:
-    """A GitHub Markdown table, its columns padded so that it also reads as plain text in a terminal.
-
-    A context column (dataset, device, metric) with one value in every row is stated once in a line above the table
-    instead of repeated in each row: the usual sweep (one dataset, one device) then fits a wide terminal.
-    """
-    cells = [[cell.replace("|", "\\|") for cell in markdown_cells(row)] for row in rows]
-    shown, caption = [], []
-    for index, (header, _) in enumerate(MARKDOWN_COLUMNS):
-        values = {line[index] for line in cells}
-        if header in CONTEXT_COLUMNS and len(values) == 1:
-            caption.append(f"{header}: {values.pop()}")
-        else:
-            shown.append(index)
-    columns = [MARKDOWN_COLUMNS[i] for i in shown]
-    body = [[line[i] for i in shown] for line in cells]
-    headers = [header for header, _ in columns]
-    widths = [max(len(line[i]) for line in [headers, *body]) for i in range(len(headers))]
-
-    def line(texts: list[str]) -> str:
-        padded = (
-            text.rjust(width) if right else text.ljust(width)
-            for text, width, (_, right) in zip(texts, widths, columns, strict=True)
-        )
-        return "| " + " | ".join(padded) + " |"
-
-    # GitHub's alignment row: `---:` right-aligns a column; the dashes span the padded cell.
-    rule = "|".join(
-        "-" * (width + 1) + ":" if right else "-" * (width + 2)
-        for width, (_, right) in zip(widths, columns, strict=True)
-    )
-    table = [line(headers), f"|{rule}|", *(line(texts) for texts in body)]
-    return "\n".join(([", ".join(caption), ""] if caption else []) + table) + "\n"
