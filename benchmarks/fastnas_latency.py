@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import math
 import shutil
 from pathlib import Path
@@ -49,6 +48,7 @@ from edgecomp.config import resolved_config
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.hardware import cpu_description
 from edgecomp.evaluate.paired_latency import Side
+from edgecomp.evaluate.record import read_records
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.evaluate.uncertainty import FASTER, SAME, SLOWER, RatioInterval
 from edgecomp.pipelines import compress
@@ -104,8 +104,7 @@ def rows_from_records(path: Path) -> list[dict]:
     """The rows of the FastNAS records in `path`, in the order they were written: each latency search belongs to
     the FLOPs search before it (the order `main` runs them in)."""
     rows, budget_of = [], None
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
+    for record in read_records(path):
         if record.get("compressor") != "fastnas":
             continue
         constraint = record["compression"]["constraint"]
@@ -131,8 +130,7 @@ def earlier_search(path: Path, cfg) -> dict | None:
     if not path.is_file():
         return None
     wanted = search_settings(OmegaConf.to_container(cfg.compressor, resolve=True))
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
+    for record in read_records(path):
         checkpoint = ((record.get("fastnas") or {}).get("search") or {}).get("checkpoint")
         compressor = (record.get("config") or {}).get("compressor") or {}
         if checkpoint and Path(checkpoint).is_file() and search_settings(compressor) == wanted:

@@ -89,7 +89,7 @@ def measure(model: str, variant: str, args: argparse.Namespace) -> dict:
         "metric": metric,
         "fp32_ms": fp32_ms,
         "int8_ms": int8_ms,
-        **speedup_fields(RatioInterval(paired["ratio"], tuple(paired["ci95"]), paired["rounds"], paired["verdict"])),
+        **speedup_fields(RatioInterval.from_record(paired)),
         "rounds": paired["rounds"],
         "passes": record["latency_ms"]["runs"],
         f"fp32_{metric}": fp32_score,

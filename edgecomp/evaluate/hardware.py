@@ -22,8 +22,8 @@ INT8_INSTRUCTIONS = (("amx_int8", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx
 def cpu_description() -> str:
     """The CPU's model name, how many logical CPUs this process may use and its best INT8 instructions, e.g.
     `AMD EPYC (2 logical CPUs, AVX-512 VNNI)`."""
-    features = [cpu_int8_instructions()] if cpu_int8_instructions() else []
-    return f"{cpu_name()} ({', '.join([f'{len(os.sched_getaffinity(0))} logical CPUs', *features])})"
+    parts = [f"{len(os.sched_getaffinity(0))} logical CPUs", cpu_int8_instructions()]
+    return f"{cpu_name()} ({', '.join(part for part in parts if part)})"
 
 
 @cache

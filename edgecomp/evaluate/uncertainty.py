@@ -49,6 +49,11 @@ class RatioInterval:
     def as_record(self) -> dict:
         return {"ratio": self.ratio, "ci95": list(self.ci95), "rounds": self.rounds, "verdict": self.verdict}
 
+    @classmethod
+    def from_record(cls, paired: dict) -> RatioInterval:
+        """The interval a record holds (`vs_baseline.latency`: what `as_record` wrote)."""
+        return cls(paired["ratio"], (paired["ci95"][0], paired["ci95"][1]), paired["rounds"], paired["verdict"])
+
 
 def ratio_interval(ratios: Sequence[float], confidence: float = CONFIDENCE) -> RatioInterval:
     """The geometric mean of per-round ratios (compressed ms / baseline ms) with a Student's t interval on their

@@ -19,7 +19,7 @@ from typing import Any
 
 from edgecomp.evaluate.uncertainty import paired_difference
 from edgecomp.report.intervals import difference_text
-from edgecomp.report.waterfall import WATERFALL_METRICS, metric_points, recipe_stage_records
+from edgecomp.report.waterfall import WATERFALL_METRICS, points_difference, recipe_stage_records, titled_table
 
 
 def _same_baseline(x: dict[str, Any], y: dict[str, Any]) -> bool:
@@ -49,12 +49,7 @@ def contrast_table(first: str, second: str, stages: dict[str, dict[tuple[int, in
         # A stage that not every seed reached (a run cut short) says over how many its interval is.
         fewer = f" ({len(pairs)} of {len(seeds)} seeds)" if 1 < len(pairs) < len(seeds) else ""
         for key in metrics:
-            deltas = [
-                None
-                if metric_points(x, key) is None or metric_points(y, key) is None
-                else metric_points(x, key) - metric_points(y, key)
-                for x, y in pairs
-            ]
+            deltas = [points_difference(x, y, key) for x, y in pairs]
             text = difference_text(paired_difference(deltas), seed_note=len(seeds) > 1)
             cells.append(text + fewer if text else "-")
         lines.append(cells)
@@ -67,9 +62,7 @@ def contrast_table(first: str, second: str, stages: dict[str, dict[tuple[int, in
             else " (one seed: no interval over seeds)"
         )
     )
-    rule = "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|"
-    body = ["| " + " | ".join(cells) + " |" for cells in lines]
-    return "\n".join([title, "", "| " + " | ".join(header) + " |", rule, *body]) + "\n"
+    return titled_table(title, header, lines)
 
 
 def comparable_recipes(records: Sequence[dict[str, Any]]) -> dict[tuple, dict[str, dict[tuple[int, int], dict]]]:

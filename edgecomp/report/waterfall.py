@@ -43,6 +43,19 @@ def metric_points(measured: dict[str, Any], key: str) -> float | None:
     return None if value is None else 100 * float(value)
 
 
+def points_difference(measured: dict[str, Any], against: dict[str, Any] | None, key: str) -> float | None:
+    """`measured`'s metric `key` minus `against`'s, in points; None where either lacks it."""
+    ours, theirs = metric_points(measured, key), None if against is None else metric_points(against, key)
+    return None if ours is None or theirs is None else ours - theirs
+
+
+def titled_table(title: str, header: list[str], lines: list[list[str]], text_columns: int = 3) -> str:
+    """A Markdown table under its title: the first `text_columns` columns left-aligned, the rest right-aligned."""
+    rule = "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(header))) + "|"
+    body = ["| " + " | ".join(cells) + " |" for cells in lines]
+    return "\n".join([title, "", "| " + " | ".join(header) + " |", rule, *body]) + "\n"
+
+
 def waterfall_table(records: Sequence[dict[str, Any]]) -> str:
     """The Markdown waterfall of one recipe's stage records (one or several seeds)."""
     if not records:
@@ -88,14 +101,7 @@ def waterfall_table(records: Sequence[dict[str, Any]]) -> str:
                 if group[0][side] is None:
                     cells.append("")
                     continue
-                deltas = [
-                    None
-                    if item[side] is None
-                    or metric_points(item[0], key) is None
-                    or metric_points(item[side], key) is None
-                    else metric_points(item[0], key) - metric_points(item[side], key)
-                    for item in group
-                ]
+                deltas = [points_difference(item[0], item[side], key) for item in group]
                 cells.append(or_dash(difference_text(paired_difference(deltas), seed_note=seed_note)))
         cells.append(
             or_dash(measure_text(mean_interval([median_latency(m) for m, _, _ in group]), seed_note=seed_note))
@@ -137,9 +143,7 @@ def waterfall_table(records: Sequence[dict[str, Any]]) -> str:
         )
         + (f"; stages' settings {recipe['variant']}" if recipe.get("variant") else "")
     )
-    rule = "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|"
-    body = ["| " + " | ".join(cells) + " |" for cells in lines]
-    return "\n".join([title, "", "| " + " | ".join(header) + " |", rule, *body]) + "\n"
+    return titled_table(title, header, lines)
 
 
 def recipe_stage_records(records: Sequence[dict[str, Any]]) -> dict[tuple, dict[str, dict[tuple[int, int], dict]]]:
