@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any
 
 from omegaconf import DictConfig
-from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
+from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError, MissingMandatoryValue
 
 from edgecomp.config import resolved_config
 from edgecomp.errors import EdgecompError
@@ -33,6 +33,12 @@ def entry_point(run: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]
         except InterpolationKeyError as err:
             print(f"edgecomp: error: {_unknown_reference(cfg, err)}", file=sys.stderr)
             sys.exit(2)
+        except InterpolationResolutionError as err:
+            refusal = _edgecomp_cause(err)  # a resolver of edgecomp's refusing a value (weights_in)
+            if refusal is None:
+                raise
+            print(f"edgecomp: error: {refusal}", file=sys.stderr)
+            sys.exit(2)
         try:
             result = run(cfg)
             if cfg.get("objective"):  # a search (hparams_search=...): what its sweeper optimises, from the record
@@ -45,6 +51,14 @@ def entry_point(run: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]
             sys.exit(1)
 
     return wrapper
+
+
+def _edgecomp_cause(err: BaseException) -> EdgecompError | None:
+    """The EdgecompError behind an OmegaConf error (its cause, or the exception it was raised while handling)."""
+    seen = err.__cause__ or err.__context__
+    while seen is not None and not isinstance(seen, EdgecompError):
+        seen = seen.__cause__ or seen.__context__
+    return seen
 
 
 def _unknown_reference(cfg: DictConfig, err: InterpolationKeyError) -> str:

@@ -5,9 +5,36 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from edgecomp.errors import ConfigError
+
+# What a folder of weight files may hold for a model, in the order they are looked for (timm and the Hugging Face
+# hub write .safetensors and .bin, torchvision .pth, Ultralytics .pt).
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def weights_in(folder: str | None, name: str) -> str | None:
+    """`${weights_in:${weights_dir},${.name}}`, every model config's `pretrained_file`: the weights file of model
+    `name` in `folder` (<folder>/<name>.safetensors, .pth, .pt or .bin), or None without a folder. A folder without
+    the model's file is a ConfigError naming the files looked for, raised when the config is resolved: before any
+    work."""
+    if folder is None:
+        return None
+    candidates = [Path(folder).expanduser() / f"{name}{suffix}" for suffix in WEIGHT_FILE_SUFFIXES]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    raise ConfigError(
+        f"weights_dir={folder} holds no weights file for model {name}: looked for "
+        f"{', '.join(candidate.name for candidate in candidates)}"
+    )
+
+
+OmegaConf.register_new_resolver("weights_in", weights_in, replace=True)
 
 # The keys that decide what a training run produces. Two configs equal on these train the same model, so
 # they share a run folder: that is what `resume=true` finds, and what a compression sweep reuses.

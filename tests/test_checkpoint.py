@@ -150,5 +150,5 @@ def test_an_onnx_file_given_as_a_checkpoint_is_named_for_what_it_is(tmp_path):
     from edgecomp.evaluate.onnx_export import export_onnx
 
     path = export_onnx(nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten()), tmp_path / "model.onnx", 4)
-    with pytest.raises(CheckpointError, match="is an ONNX file, a deployed artifact: give the PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="is an ONNX file, a deployed artifact: evaluate it with `evaluate.py artifact="):
         load_weights(nn.Linear(3, 2), path)

@@ -9,11 +9,11 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from edgecomp.config import build
+from edgecomp.config import build, resolved_config
 from edgecomp.models.timm_classifier import create_classifier
 from edgecomp.pipelines.common import start_job
 from edgecomp.pipelines.compress import compression_context
-from tests.conftest import CONF, compose_config
+from tests.conftest import CONF, compose_config, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -75,3 +75,36 @@ def test_kd_into_the_small_student_is_taught_by_the_trained_base_model(tmp_path,
     assert (settings["teacher"], settings["student"]) == ("mobilenetv3_large_100", "mobilenetv3_small_100")
     assert torch.isfinite(torch.tensor(settings["loss"]["last"]))
     assert not (tmp_path / "runs").exists()  # no teacher was trained: the baseline is the teacher
+
+
+def test_the_transfer_protocol_starts_every_model_and_the_kd_student_from_its_file(tmp_path):
+    (tmp_path / "efficientnet_b1.safetensors").touch()
+    (tmp_path / "mobilenetv3_small_100.pth").touch()
+    overrides = [f"weights_dir={tmp_path}", "model=efficientnet_b1", "compressor=kd_into_mobilenetv3_small"]
+    config = resolved_config(compose_config("compress", ["experiment=edge_benchmark_transfer", *overrides]))
+    assert config["model"]["pretrained_file"] == str(tmp_path / "efficientnet_b1.safetensors")
+    assert config["compressor"]["student"]["pretrained_file"] == str(tmp_path / "mobilenetv3_small_100.pth")
+    assert config["trainer"]["max_epochs"] == 10
+    # without weights_dir, no model has a file (the default presets are unchanged)
+    assert resolved_config(compose_config("compress", ["experiment=edge_benchmark"]))["model"]["pretrained_file"] is None
+
+
+def test_a_missing_weight_file_stops_the_job_before_any_work_naming_it(tmp_path):
+    (tmp_path / "weights").mkdir()
+    proc = run_cli(
+        "compress.py",
+        "experiment=edge_benchmark_transfer",
+        f"weights_dir={tmp_path / 'weights'}",
+        "model=densenet169",
+        "compressor=none",
+        "seed=0",
+        f"paths.results={tmp_path / 'results'}",
+        f"paths.data={tmp_path / 'data'}",
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert (
+        f"edgecomp: error: weights_dir={tmp_path / 'weights'} holds no weights file for model densenet169: looked for "
+        "densenet169.safetensors, densenet169.pth, densenet169.pt, densenet169.bin"
+    ) in proc.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "results" / "records.jsonl").exists()

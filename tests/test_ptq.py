@@ -17,16 +17,17 @@ from edgecomp.errors import ConfigError
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.models.timm_classifier import create_classifier
-from tests.conftest import train_then_compress
+from tests.conftest import compose_config, train_then_compress
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def compressed(tmp_path_factory, data_dir):
-    """The smoke baseline trained once, then compressed by ptq_fp16 and by ptq_int8 from its checkpoint."""
-    _, _, records = train_then_compress(tmp_path_factory.mktemp("ptq"), data_dir, "smoke", ("ptq_fp16", "ptq_int8"))
-    return {"fp16": records["ptq_fp16"], "int8": records["ptq_int8"]}
+    """The smoke baseline trained once, then compressed by ptq_fp16 and by ptq_int8 from its checkpoint (and the
+    overrides the runs shared, under "overrides")."""
+    common, _, records = train_then_compress(tmp_path_factory.mktemp("ptq"), data_dir, "smoke", ("ptq_fp16", "ptq_int8"))
+    return {"fp16": records["ptq_fp16"], "int8": records["ptq_int8"], "overrides": common}
 
 
 def test_the_files_shrink_against_the_baseline_exported_to_the_same_format(compressed):
@@ -41,8 +42,23 @@ def test_the_files_shrink_against_the_baseline_exported_to_the_same_format(compr
         assert 0 < record["gzip_bytes"] < record["baseline"]["gzip_bytes"]
 
 
+def test_evaluating_a_quantized_file_again_reproduces_its_metrics(compressed, tmp_path):
+    """`evaluate.py artifact=` runs the file a PTQ run wrote as it ran there: the same metrics and intervals, the same
+    precision read from the file's operators, and a record whose artifact is that file."""
+    from edgecomp.pipelines import evaluate
+
+    for precision in ("fp16", "int8"):
+        record = compressed[precision]
+        overrides = [*compressed["overrides"], f"paths.results={tmp_path}", f"artifact={record['artifact']}"]
+        again = evaluate.run(compose_config("evaluate", overrides))
+        assert again["metrics"] == record["metrics"] and again["metrics_ci95"] == record["metrics_ci95"]
+        assert again["artifact"] == record["artifact"] and again["runtime"]["precision"] == precision
+        assert again["size_bytes"] == record["size_bytes"] and again["params"] is None and again["checkpoint"] is None
+
+
 def test_the_record_says_what_ran_and_what_it_cost(compressed):
-    for precision, record in compressed.items():
+    for precision in ("fp16", "int8"):
+        record = compressed[precision]
         assert record["runtime"]["runtime"] == "onnxruntime" and record["runtime"]["precision"] == precision
         assert record["baseline"]["runtime"]["runtime"] == "onnxruntime"
         assert record["baseline"]["runtime"]["precision"] == "fp32"
@@ -78,7 +94,8 @@ def initializer_elements(path: str) -> Counter:
 def test_the_files_store_their_weights_in_the_precision_they_are_recorded_in(compressed):
     """The size ratio could also come from dropping weights: each file holds its FP32 baseline's weights, as FP16
     (every one) or as INT8 (beside them only their quantization scales and biases)."""
-    for precision, record in compressed.items():
+    for precision in ("fp16", "int8"):
+        record = compressed[precision]
         fp32 = initializer_elements(record["baseline"]["artifact"])
         assert fp32["FLOAT"] > 1_000_000 and not fp32["FLOAT16"] and not fp32["INT8"]
         quantized = initializer_elements(record["artifact"])
@@ -93,7 +110,8 @@ def test_the_quantized_files_compute_what_their_fp32_baseline_computes(compresse
     calibrated on the training images, follow them closely."""
     images = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     logits = {}
-    for precision, record in compressed.items():
+    for precision in ("fp16", "int8"):
+        record = compressed[precision]
         logits[precision] = run_onnx(Path(record["artifact"]), images)
         logits[f"{precision} baseline"] = run_onnx(Path(record["baseline"]["artifact"]), images)
     fp16, reference = logits["fp16"], logits["fp16 baseline"]

@@ -20,13 +20,22 @@ from edgecomp.evaluate.runtimes.base import Runtime
 
 @dataclass
 class ExportedModel:
-    source: nn.Module  # the network the file was made from: its parameter count and FLOPs
+    # The network the file was made from: its parameter count and FLOPs, and for a detector what decodes the file's
+    # outputs. None for a file made elsewhere (`evaluate.py artifact=`): no count, and `decoder` decodes.
+    source: nn.Module | None
     path: Path  # the deployable file
     runtime: Runtime  # what runs the file on the target device
     precision: str  # what the file computes in: fp32 | fp16 | int8
     # How long making the file took in this run: None when it was made elsewhere (a quantizer's own file), 0.0 when
     # an earlier run had exported the same weights already (the cached file was reused).
     export_time_s: float | None = None
+    # What turns a detector file's outputs into detections when that is not `source` (edgecomp.evaluate.onnx_outputs).
+    decoder: nn.Module | None = None
+
+    @property
+    def scorer(self) -> nn.Module | None:
+        """The network an evaluator is given beside the file's predictor (a detector decodes the outputs with it)."""
+        return self.decoder if self.decoder is not None else self.source
 
     def file_bytes(self) -> bytes:
         return self.path.read_bytes()

@@ -44,8 +44,8 @@ REQUIRED_FIELDS = (
     "config",
 )
 LATENCY_FIELDS = ("mean", "std", "median", "p90", "runs", "warmup", "images")
-# Written only where they hold something (compress.py's records; a recipe stage's).
-COMPARISON_FIELDS = ("baseline", "compression", "vs_baseline", "previous", "recipe")
+# Written only where they hold something (compress.py's records; a recipe stage's; a pretrained start's weights).
+OMITTED_WHEN_NULL = ("baseline", "compression", "vs_baseline", "previous", "recipe", "weights")
 
 
 class RecordError(EdgecompError, ValueError):
@@ -125,6 +125,9 @@ class Record:
     created: str | None = None
     edgecomp_version: str | None = None
     checkpoint: str | None = None  # the weights the artifact came from
+    # where the model's training started when model.pretrained_file named a file (edgecomp.models.pretrained): the
+    # file, its fingerprint, and what was loaded, re-initialised, left at init or ignored; written only then
+    weights: dict[str, Any] | None = None
     input_size: list[int] | None = None
     runtime: dict[str, Any] | None = None  # what ran the artifact: name, precision, provider, threads
     export_time_s: float | None = None
@@ -157,6 +160,10 @@ class Record:
         "created": _OPT_STR,
         "edgecomp_version": _OPT_STR,
         "checkpoint": _OPT_STR,
+        "weights": (
+            lambda v: v is None or (isinstance(v, dict) and {"file", "sha256", "reinitialised", "left_at_init"} <= set(v)),
+            "null or an object with the pretrained file, its sha256, and what was re-initialised and left at init",
+        ),
         "input_size": (
             lambda v: v is None or (isinstance(v, list) and all(_is_count(x) for x in v)),
             "a list of sizes",
@@ -186,12 +193,13 @@ class Record:
             raise RecordError(f"record extra fields {clashes} would replace the record's own")
 
     def to_json(self) -> dict[str, Any]:
-        """The flat JSON object written to records.jsonl. The comparison fields only a compress.py record has are left
-        out where null (a train.py record has no `baseline`, a single compressor's no `recipe`)."""
+        """The flat JSON object written to records.jsonl. The comparison fields only a compress.py record has (and
+        `weights`, only a pretrained start's) are left out where null (a train.py record has no `baseline`, a single
+        compressor's no `recipe`)."""
         typed = {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name != "extra" and not (f.name in COMPARISON_FIELDS and getattr(self, f.name) is None)
+            if f.name != "extra" and not (f.name in OMITTED_WHEN_NULL and getattr(self, f.name) is None)
         }
         return {**typed, **self.extra}
 

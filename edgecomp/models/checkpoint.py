@@ -1,8 +1,10 @@
-"""Loading weights from files we did not necessarily write: always torch.load(weights_only=True).
+"""Loading weights into a model, strictly: a checkpoint, a teacher, a run's own weights.
 
-A pickle can run code when it is loaded; weights_only=True restricts the unpickler to tensors and plain
-containers, so a checkpoint from elsewhere cannot execute anything. Lightning checkpoints written by
-train.py load this way too (their `state_dict` is taken, the LightningModule's `model.` prefix removed).
+Files are read by edgecomp.models.weight_files (never by running pickled code: `torch.load(weights_only=True)`,
+with an allowlist for Ultralytics' files) and paired with the model by edgecomp.models.weight_matching (so a file
+that names its tensors as another library does still loads). Here every parameter must come from the file, in its
+shape: what a checkpoint of this very model gives. Starting a training run from weights of another task (another
+class count, a classification backbone) is edgecomp.models.pretrained's transfer loading.
 
 `load_model` also takes the artifact of a structurally pruned model (compressor=fastnas), written by
 modelopt.torch.opt.save: its shapes differ from a fresh model's, so it is restored into the fresh model by ModelOpt
@@ -13,90 +15,20 @@ from __future__ import annotations
 
 import copy
 import os
-import pickle
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from edgecomp.errors import CheckpointError
-from edgecomp.models.modelopt_artifact import is_modelopt_artifact
-
-LIGHTNING_PREFIX = "model."
-
-
-# The first bytes of what torch.save writes: a zip archive (the default since PyTorch 1.6) or, in the legacy format,
-# a pickle (protocol 2 and up start with the PROTO opcode).
-ZIP_MAGIC = b"PK\x03\x04"
-PICKLE_PROTO = b"\x80"
-# What torch.load's zip reader says of a damaged archive (truncated, or a zip that torch.save did not write).
-DAMAGED_ARCHIVE = ("PytorchStreamReader", "inline_container")
-
-
-def read_checkpoint(path: str | os.PathLike) -> object:
-    """What `path` holds, read with torch.load(weights_only=True), or a CheckpointError saying why a file cannot be
-    read. Only what a bad file raises becomes a CheckpointError; anything else is a bug and propagates as it is."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    with path.open("rb") as file:
-        head = file.read(len(ZIP_MAGIC))
-    if not head:
-        raise CheckpointError(f"checkpoint {path} is empty")
-    if path.suffix.lower() == ".onnx" and not head.startswith(ZIP_MAGIC):
-        raise CheckpointError(
-            f"{path} is an ONNX file, a deployed artifact: give the PyTorch checkpoint it was exported from (a "
-            "record's `checkpoint`, e.g. results/runs/<run>/checkpoints/last.ckpt)"
-        )
-    if not (head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_PROTO)):
-        raise CheckpointError(
-            f"{path} is not a PyTorch checkpoint: torch.save writes a zip archive (or, in its legacy format, a pickle), "
-            f"and this file starts with {head!r}"
-        )
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        reason = _unpickler_reason(err)
-        if "GLOBAL" in reason:  # the weights-only unpickler met a class or function: a pickle that could run code
-            raise CheckpointError(
-                f"refusing to load {path}: it holds Python objects other than tensors and plain containers, and "
-                f"loading it could run code (torch.load weights_only=True said: {reason})"
-            ) from err
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: its pickle data is damaged ({reason})") from err
-    except EOFError as err:  # a legacy-format file cut short
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: it ends early (truncated?)") from err
-    except RuntimeError as err:
-        if not any(marker in str(err) for marker in DAMAGED_ARCHIVE):
-            raise
-        first = str(err).splitlines()[0]
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint: its zip archive is damaged or truncated ({first})"
-        ) from err
-    return obj
-
-
-def _unpickler_reason(err: pickle.UnpicklingError) -> str:
-    """The line of torch's weights-only error that says what it refused (its other lines are generic advice)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    specific = [line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")]
-    return specific[0] if specific else (lines[0] if lines else type(err).__name__)
+from edgecomp.models.weight_files import is_modelopt_artifact, read_checkpoint, read_weight_file
+from edgecomp.models.weight_matching import match_weights
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    obj = read_checkpoint(path)
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        if is_modelopt_artifact(obj):
-            raise CheckpointError(
-                f"{path} is a ModelOpt artifact (a pruned architecture and its weights), not plain weights: load it "
-                "with load_model, which restores it into the model"
-            )
-        raise CheckpointError(f"{path} holds no state_dict (a mapping of parameter names to tensors)")
-    if obj and all(k.startswith(LIGHTNING_PREFIX) for k in obj):
-        obj = {k[len(LIGHTNING_PREFIX) :]: v for k, v in obj.items()}
-    return obj
+    """The tensors of a weights file as it names them (edgecomp.models.weight_files: FP32, a Lightning prefix
+    removed)."""
+    return read_weight_file(path).tensors
 
 
 def state_dict_mismatch(
@@ -125,14 +57,16 @@ def _pruned_from(given: torch.Size, full: torch.Size) -> bool:
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load `path` into `model`, strictly: every parameter must be present and of the same shape."""
-    state = load_state_dict(path)
-    if mismatch := state_dict_mismatch(model.state_dict(), state, lambda given, expected: given == expected):
+    """Load `path` into `model`, strictly: every parameter must come from the file, in the same shape (under a
+    renaming the model accepts: edgecomp.models.weight_matching), and every tensor of the file must have its place."""
+    match = match_weights(model, read_weight_file(path))
+    if problems := match.problems():
         raise CheckpointError(
-            f"checkpoint {path} does not fit the configured model {type(model).__name__}: {mismatch} "
+            f"checkpoint {path} does not fit the configured model {type(model).__name__}: {problems} "
             "(is model=... / dataset=... the one it was trained with?)"
         )
-    model.load_state_dict(state, strict=True)  # keys and shapes agree: anything it raises now is a bug
+    # Keys and shapes agree; BatchNorm counters a file may lack keep their value.
+    model.load_state_dict(match.loadable, strict=False)
     return model
 
 
@@ -140,7 +74,7 @@ def load_model(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """`model` with the contents of `path`: plain weights (a state_dict or Lightning checkpoint, loaded strictly by
     load_weights), or a ModelOpt artifact, restored into `model` (which then has the artifact's pruned shapes).
     Returns the loaded model, which for an artifact need not be `model` itself."""
-    artifact = read_checkpoint(path)
+    artifact = read_checkpoint(path, allow_ultralytics=True)
     if is_modelopt_artifact(artifact):
         from edgecomp.models.modelopt_artifact import ModelOptView, restore_artifact
 

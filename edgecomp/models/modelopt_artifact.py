@@ -27,7 +27,6 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -35,8 +34,6 @@ import torch.nn as nn
 from edgecomp.models.outputs import flat_tensors
 from edgecomp.models.timm_classifier import split_batchnorm_act
 
-# The two entries of the file modelopt.torch.opt.save writes.
-ARTIFACT_KEYS = ("modelopt_state", "model_state_dict")
 # Parameter names inside the view start with the attribute that holds the model.
 VIEW_PREFIX = "model."
 # ModelOpt warnings that every search or restore gives and nobody can act on (see report_modelopt_warnings).
@@ -108,11 +105,6 @@ def report_modelopt_warnings(caught: list[warnings.WarningMessage]) -> None:
             log.info("ModelOpt: %s", first_line)
         else:
             log.warning("ModelOpt: %s", text)
-
-
-def is_modelopt_artifact(obj: Any) -> bool:
-    """Whether a loaded checkpoint is what modelopt.torch.opt.save writes (a modelopt_state next to the weights)."""
-    return isinstance(obj, dict) and all(key in obj for key in ARTIFACT_KEYS)
 
 
 def save_artifact(view: ModelOptView, path: str | os.PathLike) -> Path:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from pathlib import Path
 
 import timm
 import torch.nn as nn
 from timm.layers import BatchNormAct2d
 
-from edgecomp.errors import CheckpointError
+from edgecomp.models.pretrained import load_pretrained
 
 
 def create_classifier(
@@ -24,18 +23,16 @@ def create_classifier(
 ) -> nn.Module:
     """Build timm model `name` with a `num_classes`-way head (and `drop_rate` dropout before it).
 
-    `pretrained_file`: a state_dict for the same architecture (e.g. ImageNet weights saved with torch.save or
-    safetensors). timm loads it with weights_only=True and drops its classifier when the class count differs,
-    which is the usual transfer-learning start.
+    `pretrained_file`: weights for this architecture (timm's `.safetensors`, `.bin` or `.pth`, e.g. ImageNet
+    weights; an edgecomp checkpoint), loaded by edgecomp.models.pretrained: where the class count differs, the
+    classifier keeps its fresh initialisation and everything else is loaded, the usual transfer-learning start.
     """
     if not timm.is_model(name):
         raise ValueError(f"timm has no model named {name!r}")
-    if pretrained_file is None:
-        return timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
-    path = Path(pretrained_file)
-    if not path.is_file():
-        raise CheckpointError(f"model.pretrained_file={path} does not exist (a state_dict file for {name})")
-    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, num_classes=num_classes)
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=drop_rate)
+    if pretrained_file is not None:
+        load_pretrained(model, pretrained_file)
+    return model
 
 
 def split_batchnorm_act(model: nn.Module) -> int:

@@ -40,6 +40,8 @@ class Job:
     datamodule: pl.LightningDataModule | None = None
     protocol: LatencyProtocol | None = None
     evaluator: Evaluator | None = None
+    # What the configured model loaded from model.pretrained_file (edgecomp.models.pretrained), for the record.
+    weights: dict[str, Any] | None = None
 
     def new_model(self) -> nn.Module:
         """A fresh instance of the configured model (random init, or its pretrained_file)."""
@@ -90,6 +92,8 @@ class Job:
     def publish(self, record: Record, title: str) -> dict[str, Any]:
         """Append the record to the results' records.jsonl, send it to the logger, print its summary; returns it as
         written."""
+        if record.weights is None:
+            record.weights = self.weights
         if (sweep := current_sweep()) is not None:
             # the multirun job this is (a search's trial): its sweep folder, number, overrides
             record.extra["sweep"] = sweep
@@ -146,7 +150,8 @@ def start_job(cfg: DictConfig, measures_a_model: bool = True, entry: str | None 
     if entry is not None and cfg.trainer.get("strategy") not in (None, "auto"):
         # the generated data is in place: the other ranks find it there
         distributed.join(build(cfg.trainer, logger=False, enable_checkpointing=False), entry, cfg)
-    return Job(cfg, config, build(cfg.logger), device, datamodule, protocol, evaluator)
+    weights = getattr(model, "pretrained_weights", None)
+    return Job(cfg, config, build(cfg.logger), device, datamodule, protocol, evaluator, weights)
 
 
 def _check_model_fits_task(model: nn.Module, cfg: DictConfig) -> None:

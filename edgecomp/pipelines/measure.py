@@ -86,7 +86,7 @@ def measure_model(
     if not isinstance(model, ExportedModel):
         model = device.runtime.deploy(model, size, deploy_dir)
     if isinstance(model, ExportedModel):
-        network, artifact, runtime = model.source, model.file_bytes(), model.runtime
+        network, scorer, artifact, runtime = model.source, model.scorer, model.file_bytes(), model.runtime
         description = {
             **device.describe(),
             "runtime": runtime.name,
@@ -95,13 +95,14 @@ def measure_model(
         }
         loaded, deployed = model.path, {"artifact": str(model.path), "export_time_s": model.export_time_s}
     else:
-        network, artifact, runtime = model, weights_bytes(model), device.runtime
+        network, scorer, artifact, runtime = model, model, weights_bytes(model), device.runtime
         description = {**device.describe(), **runtime.details(device)}
         loaded, deployed = model, {"artifact": None, "export_time_s": None}
     result: dict[str, Any] = {
         **deployed,
-        "params": count_params(network),
-        "flops": count_flops(network, (1, 3, size, size)),
+        # a file made elsewhere has no network to count (null)
+        "params": None if network is None else count_params(network),
+        "flops": None if network is None else count_flops(network, (1, 3, size, size)),
         "input_size": [3, size, size],
         "size_bytes": len(artifact),
         "gzip_bytes": gzip_size(artifact),
@@ -109,7 +110,7 @@ def measure_model(
     }
     predictor = runtime.load(loaded, device)
     with device.pinned_threads():
-        result["metrics"], result["metrics_ci95"] = evaluator.evaluate(network, predictor, datamodule, device)
+        result["metrics"], result["metrics_ci95"] = evaluator.evaluate(scorer, predictor, datamodule, device)
         result["latency_ms"] = None
         if latency:
             images = datamodule.fixed_images(protocol.images)
@@ -155,17 +156,22 @@ def record_header(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_record(
-    config: dict[str, Any], device: TargetDevice, measurement: dict[str, Any], checkpoint: str | Path
+    config: dict[str, Any],
+    device: TargetDevice,
+    measurement: dict[str, Any],
+    checkpoint: str | Path | None,
+    model: str | None = None,
 ) -> Record:
     """The record of a model measured on a device (`measurement`: measure_model's): `artifact` is the deployed file
-    (the checkpoint itself for a module run as it is), `checkpoint` the weights it came from."""
+    (the checkpoint itself for a module run as it is), `checkpoint` the weights it came from (None for a file made
+    elsewhere), `model` the configured model's name unless given."""
     measurement = dict(measurement)
     artifact = measurement.pop("artifact", None) or checkpoint
     return Record(
         **record_header(config),
         artifact=str(artifact),
-        checkpoint=str(checkpoint),
-        model=config["model"]["name"],
+        checkpoint=None if checkpoint is None else str(checkpoint),
+        model=model or config["model"]["name"],
         compressor=config["compressor"]["name"],
         device=config["device"]["name"],
         hardware=device.hardware,

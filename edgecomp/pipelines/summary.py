@@ -57,6 +57,19 @@ def format_summary(record: dict[str, Any], records_path: str, line: int, title: 
     rows.append(("artifact", artifact))
     if record.get("checkpoint") and record["checkpoint"] != record["artifact"]:
         rows.append(("weights", record["checkpoint"]))
+    if start := record.get("weights"):
+        changed = [
+            f"{label} {', '.join(start[key])}"
+            for label, key in (("re-initialised", "reinitialised"), ("left at init", "left_at_init"))
+            if start[key]
+        ]
+        rows.append(
+            (
+                "started",
+                f"from {start['file']} ({start['format']}, sha256 {start['sha256']}): "
+                f"{start['backbone_share']:.0%} of the backbone loaded" + "".join(f"; {c}" for c in changed),
+            )
+        )
     rows.append(("record", f"{records_path} line {line}"))
     width = max(len(k) for k, _ in rows)
     bar = "=" * 78

@@ -55,6 +55,8 @@ class OnnxRuntimePredictor(Predictor):
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
+        # A file exported for one image at a time (Ultralytics' default export) takes batches image by image.
+        self.one_image_at_a_time = session.get_inputs()[0].shape[0] == 1
 
     def prepare(self, images: torch.Tensor) -> np.ndarray:
         # Untimed: the copy to a contiguous float32 host array is input preparation, not the network.
@@ -62,7 +64,11 @@ class OnnxRuntimePredictor(Predictor):
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray | list[np.ndarray]:
         """The file's one output (a classifier's logits), or all of them in the file's order (a detector's)."""
-        outputs = self.session.run(None, {self.input_name: inputs})
+        if self.one_image_at_a_time and len(inputs) != 1:
+            per_image = [self.session.run(None, {self.input_name: inputs[i : i + 1]}) for i in range(len(inputs))]
+            outputs = [np.concatenate(parts) for parts in zip(*per_image, strict=True)]
+        else:
+            outputs = self.session.run(None, {self.input_name: inputs})
         return outputs[0] if len(outputs) == 1 else outputs
 
     def to_logits(self, outputs: np.ndarray) -> torch.Tensor:

@@ -48,6 +48,11 @@ class DetectorAdapter(nn.Module, ABC):
     # Whether `decode` turns `forward`'s outputs into the family's detections. A two-stage detector's second stage
     # runs on proposals, outside `forward`: its detections need the eager network (`predict`), not a deployed file.
     decodes_forward_outputs: bool = True
+    # Where a pretrained file's weights go (edgecomp.models.pretrained): the state_dict prefixes of the backbone,
+    # which a file must mostly give, and the (file prefix, model prefix) renamings that put another library's names
+    # for this network onto the adapter's (edgecomp.models.weight_matching).
+    backbone_prefixes: tuple[str, ...] = ()
+    weight_file_prefixes: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, num_classes: int, input_size: int) -> None:
         super().__init__()

@@ -2,8 +2,9 @@
 
 The model configs name the family by its import path (e.g. edgecomp.models.detection.yolov8.YOLOv8Adapter) and
 pass every other key to its constructor, so `model.backbone=resnet50` or `model.scale=s` override the family's own
-arguments. Weights: random init, or `pretrained_file` (an edgecomp checkpoint or a state_dict of this exact
-architecture; loaded with weights_only=True). Nothing is downloaded.
+arguments. Weights: random init, or `pretrained_file`: an edgecomp checkpoint, an Ultralytics `.pt`, a torchvision
+detector's or classification backbone's state_dict, for this architecture and any class count (transfer loading,
+edgecomp.models.pretrained; read without running pickled code). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 from hydra.utils import get_class
 
-from edgecomp.models.checkpoint import load_weights
 from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.models.pretrained import load_pretrained
 
 
 def create_detector(
@@ -26,5 +27,5 @@ def create_detector(
     detector = adapter_class(**settings)
     detector.name = name
     if pretrained_file is not None:
-        load_weights(detector, pretrained_file)
+        load_pretrained(detector, pretrained_file)
     return detector

@@ -58,6 +58,9 @@ class MMDetAdapter(DetectorAdapter):
     `input_size` edgecomp's; `score_threshold` and `max_detections` replace the config's test_cfg `score_thr` and
     `max_per_img`."""
 
+    backbone_prefixes = ("detector.backbone.",)
+    weight_file_prefixes = (("", "detector."),)  # an mmdet model's state_dict, as mmdet names it
+
     def __init__(
         self,
         config: str | os.PathLike,
@@ -169,7 +172,7 @@ class MMDetAdapter(DetectorAdapter):
     def _load_mmdet_checkpoint(self, path: Path) -> None:
         """An mmdet checkpoint of this config (its `state_dict`, keys as mmdet's model names them), read with
         torch.load(weights_only=True)."""
-        from edgecomp.models.checkpoint import read_checkpoint
+        from edgecomp.models.weight_files import read_checkpoint
 
         checkpoint = read_checkpoint(path)
         state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None

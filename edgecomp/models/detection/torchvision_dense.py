@@ -66,6 +66,15 @@ class TorchvisionDetectorAdapter(DetectorAdapter):
 
     detector: nn.Module
     extra_levels: ExtraLevels
+    backbone_prefixes = ("detector.backbone.body.",)
+    # A torchvision detector's own state_dict (RetinaNet, FCOS, Faster R-CNN: `backbone.body...`, `head...`); a
+    # classification network's, as the backbone (ResNet: `conv1`, `layer1`..., its `fc` unused; MobileNetV2:
+    # `features.<i>`, its `classifier` unused).
+    weight_file_prefixes = (
+        ("", "detector."),
+        ("", "detector.backbone.body."),
+        ("features.", "detector.backbone.body."),
+    )
 
     def __init__(self, num_classes: int, input_size: int, backbone: str) -> None:
         super().__init__(num_classes, input_size)

@@ -1,7 +1,8 @@
 """Ultralytics YOLOv8 (n/s/m/l/x) behind `DetectorAdapter`, built from Ultralytics' own yaml and trained with its
 own loss (task-aligned assignment, BCE classification, CIoU + distribution focal loss).
 
-Ultralytics is AGPL-3.0: it is imported here and nowhere else in edgecomp, and only when a YOLO model is built.
+Ultralytics is AGPL-3.0: it is imported here (and by edgecomp.models.ultralytics_checkpoint, to read its files),
+and only when a YOLO model is built or an Ultralytics file is read.
 Importing it would otherwise write a settings file under the user's home and may check the network, so the
 environment is set first (without overriding a user's own choice): `YOLO_OFFLINE=1`, and `YOLO_CONFIG_DIR` in
 edgecomp's cache folder.
@@ -40,7 +41,7 @@ SCALES = ("n", "s", "m", "l", "x")
 LOSS_GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
 
 
-def _offline_ultralytics_environment() -> None:
+def offline_ultralytics_environment() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     if "YOLO_CONFIG_DIR" not in os.environ:
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgecomp" / "ultralytics"
@@ -52,7 +53,7 @@ def _offline_ultralytics_environment() -> None:
 
 
 def _ultralytics():
-    _offline_ultralytics_environment()
+    offline_ultralytics_environment()
     from ultralytics.nn.tasks import DetectionModel, yaml_model_load
     from ultralytics.utils.nms import non_max_suppression
 
@@ -69,7 +70,7 @@ def traceable_concat_class() -> type:
     indices of the layer's inputs, on every layer) gives fx one node per input. Built on first use, because
     Ultralytics is only imported when a YOLO model is built.
     """
-    _offline_ultralytics_environment()
+    offline_ultralytics_environment()
     from ultralytics.nn.modules import Concat
 
     class TraceableConcat(Concat):
@@ -94,6 +95,11 @@ def make_concat_traceable(network: torch.nn.Module) -> int:
 class YOLOv8Adapter(DetectorAdapter):
     """YOLOv8 at `scale` (n, s, m, l, x) for `num_classes` classes, random init (weights come from a checkpoint)."""
 
+    # Ultralytics names the DetectionModel's layers `model.<i>...`, which the adapter holds as `network`: a file it
+    # wrote (edgecomp.models.ultralytics_checkpoint), or that state_dict saved with torch.save (whose all-`model.`
+    # keys read as a Lightning prefix and lose it).
+    weight_file_prefixes = (("model.", "network.model."), ("", "network.model."))
+
     def __init__(
         self,
         num_classes: int,
@@ -108,7 +114,7 @@ class YOLOv8Adapter(DetectorAdapter):
             raise ValueError(f"YOLOv8 scale must be one of {SCALES}, got {scale!r}")
         if input_size % 32:
             raise ValueError(f"YOLOv8 needs an input size divisible by its largest stride 32, got {input_size}")
-        detection_model, yaml_model_load, self._nms = _ultralytics()
+        detection_model, yaml_model_load, _ = _ultralytics()
         spec = yaml_model_load(f"yolov8{scale}.yaml")  # shipped with the package: no download
         spec["nc"] = num_classes
         self.scale = scale
@@ -119,6 +125,7 @@ class YOLOv8Adapter(DetectorAdapter):
         make_concat_traceable(self.network)
         self.network.args = SimpleNamespace(**LOSS_GAINS)  # what Ultralytics' loss reads its gains from
         self.backbone_end = len(spec["backbone"]) - 1
+        self.backbone_prefixes = tuple(f"network.model.{layer}." for layer in range(self.backbone_end + 1))
         self.detect = self.network.model[-1]
         self._criterion = None
 
@@ -190,14 +197,41 @@ class YOLOv8Adapter(DetectorAdapter):
     def decode(self, outputs: HeadOutputs) -> list[dict[str, torch.Tensor]]:
         """Ultralytics' own decoding (DFL box expectation, grid and strides) and NMS on the head's outputs."""
         decoded = self.detect._inference(self.flatten_head_outputs(outputs))
-        kept = self._nms(
-            decoded,
-            conf_thres=self.score_threshold,
-            iou_thres=self.iou_threshold,
-            multi_label=True,
-            max_det=self.max_detections,
-        )
-        return [{"boxes": k[:, :4], "scores": k[:, 4], "labels": k[:, 5].long()} for k in kept]
+        return ultralytics_nms(decoded, self.score_threshold, self.iou_threshold, self.max_detections)
 
     def extra_repr(self) -> str:
         return f"yolov8{self.scale}, {self.num_classes} classes, input {self.input_size}"
+
+
+def ultralytics_nms(
+    decoded: torch.Tensor, score_threshold: float, iou_threshold: float, max_detections: int
+) -> list[dict[str, torch.Tensor]]:
+    """Ultralytics' NMS (multi-label, as its validation runs it) on decoded predictions (N, 4 + C, A): box centre,
+    size in input pixels, then the C class scores; edgecomp's detections per image."""
+    _, _, non_max_suppression = _ultralytics()
+    kept = non_max_suppression(
+        decoded, conf_thres=score_threshold, iou_thres=iou_threshold, multi_label=True, max_det=max_detections
+    )
+    return [{"boxes": k[:, :4], "scores": k[:, 4], "labels": k[:, 5].long()} for k in kept]
+
+
+class UltralyticsExportDecoder(torch.nn.Module):
+    """Detections from the one output of Ultralytics' own ONNX export of a detection model (`yolo export
+    format=onnx`): (N, 4 + C, A) decoded predictions, which its NMS turns into detections (`ultralytics_nms`, at
+    Ultralytics' validation settings by default), as the adapter's `decode` does with its head outputs. What
+    `evaluate.py artifact=` scores such a file with (edgecomp.evaluate.onnx_outputs)."""
+
+    decodes_forward_outputs = True
+
+    def __init__(self, score_threshold: float = 0.001, iou_threshold: float = 0.7, max_detections: int = 100) -> None:
+        super().__init__()
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+
+    def outputs_from_tensors(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        (decoded,) = tensors
+        return decoded
+
+    def decode(self, decoded: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        return ultralytics_nms(decoded, self.score_threshold, self.iou_threshold, self.max_detections)
