@@ -220,3 +220,14 @@ def test_timm_safetensors_weights_give_timms_outputs_and_a_new_classifier(tmp_pa
     flowers = create_classifier("mobilenetv3_small_100", 102, pretrained_file=tmp_path / "model.safetensors")
     assert flowers.pretrained_weights["reinitialised"] == ["classifier"]
     assert torch.equal(flowers.conv_stem.weight, theirs.conv_stem.weight)
+
+
+def test_an_edgecomp_yolov8_checkpoint_loads_strictly_with_its_aliased_head(tmp_path):
+    """The adapter holds its Detect head twice (`network.model.22` and `detect`), so its own state_dict names every
+    head tensor twice: both names pair, neither is reported as unexpected."""
+    torch.manual_seed(0)
+    source = YOLOv8Adapter(4, SIZE)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "last.ckpt")
+    torch.manual_seed(1)
+    loaded = load_weights(YOLOv8Adapter(4, SIZE), tmp_path / "last.ckpt")
+    assert torch.equal(loaded.detect.cv3[0][2].weight, source.detect.cv3[0][2].weight)

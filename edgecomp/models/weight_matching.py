@@ -80,6 +80,8 @@ def match_weights(model: nn.Module, weights: WeightFile) -> WeightMatch:
     """The pairing of `weights` with `model` under the accepted renaming that pairs the most names (ties: the first
     listed; then the most equal shapes)."""
     expected = model_tensors(model)
+    # A file written from this model holds its aliases too: they pair with nothing and are no surprise.
+    aliases = set(model.state_dict()) - set(expected)
     best: tuple[tuple[int, int], WeightMatch] | None = None
     for file_prefix, model_prefix in key_mappings(model):
         match = WeightMatch(weights, (file_prefix, model_prefix))
@@ -88,6 +90,8 @@ def match_weights(model: nn.Module, weights: WeightFile) -> WeightMatch:
             if file_key.endswith(COUNTER_SUFFIX):
                 continue
             key = model_prefix + file_key[len(file_prefix) :] if file_key.startswith(file_prefix) else None
+            if key in aliases:
+                continue
             if key not in expected:
                 match.unused.append(file_key)
                 continue
