@@ -65,6 +65,7 @@ def test_ultralytics_export_and_edgecomps_export_of_one_checkpoint_agree(ultraly
         np.testing.assert_allclose(ours_decoded.numpy(), decoded, atol=2e-3, rtol=1e-4)
 
 
+@pytest.mark.slow  # the fast tier reads classifier logits from ONNX files in tests/test_ptq.py's re-evaluation
 def test_a_foreign_classifier_is_scored_through_its_logits(tmp_path):
     """A timm classifier exported by torch itself (batch fixed at 1): its top-1 through ONNX Runtime is the eager
     model's on the same evaluation split."""
@@ -85,7 +86,10 @@ def test_a_foreign_classifier_is_scored_through_its_logits(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["experiment=smoke", "dataset.image_size=128"], r"is no classifier of this dataset's \d+ classes: expected one output \[N, \d+\]"),
+        (
+            ["experiment=smoke", "dataset.image_size=128"],
+            r"is no classifier of this dataset's \d+ classes: expected one output \[N, \d+\]",
+        ),
         (["experiment=smoke_det", "dataset.image_size=160"], r"expected one input \[N, 3, 160, 160\]"),
         (["experiment=smoke_det", "checkpoint=x.ckpt"], "takes one of checkpoint=, artifact="),
     ],
