@@ -96,7 +96,9 @@ def coco128_root() -> Path | None:
     if configured:
         root = Path(configured).expanduser().resolve()
         if not (root / "data.yaml").is_file():
-            pytest.fail(f"{COCO128_VARIABLE}={configured}: no COCO128 copy there (expected {root}/data.yaml)", pytrace=False)
+            pytest.fail(
+                f"{COCO128_VARIABLE}={configured}: no COCO128 copy there (expected {root}/data.yaml)", pytrace=False
+            )
         return root
     return COCO128_DEFAULT if (COCO128_DEFAULT / "data.yaml").is_file() else None
 
@@ -141,3 +143,16 @@ def ort_loads(monkeypatch) -> list:
 
     monkeypatch.setattr(OnnxRuntime, "load", load)
     return loads
+
+
+class RunsCode:
+    """Unpickling this calls os.system (touching `marker`): what a crafted checkpoint holds, and what the
+    weights-only unpickler must refuse before anything runs."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))

@@ -5,18 +5,7 @@ import torch.nn as nn
 from edgecomp.errors import CheckpointError
 from edgecomp.models.checkpoint import load_model, load_state_dict, load_weights
 from edgecomp.models.timm_classifier import create_classifier
-
-
-class RunsCode:
-    """Unpickling this calls os.system: what weights_only=True must refuse."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
+from tests.conftest import RunsCode
 
 
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
@@ -138,10 +127,16 @@ def test_a_pruned_artifact_restores_into_its_own_architecture(pruned_artifact):
     ("name", "num_classes", "message"),
     [
         ("mobilenetv3_large_100", 4, r"missing model\.blocks\..* unexpected"),
-        ("mobilenetv3_small_100", 3, r"shape mismatch for .*model\.classifier\.weight \(4, 1024\) \(the model.s: \(3, 1024\)\)"),
+        (
+            "mobilenetv3_small_100",
+            3,
+            r"shape mismatch for .*model\.classifier\.weight \(4, 1024\) \(the model.s: \(3, 1024\)\)",
+        ),
     ],
 )
-def test_a_pruned_artifact_of_another_model_is_refused_before_modelopt_runs(pruned_artifact, name, num_classes, message):
+def test_a_pruned_artifact_of_another_model_is_refused_before_modelopt_runs(
+    pruned_artifact, name, num_classes, message
+):
     with pytest.raises(CheckpointError, match=message):
         load_model(create_classifier(name, num_classes=num_classes), pruned_artifact)
 
@@ -150,5 +145,7 @@ def test_an_onnx_file_given_as_a_checkpoint_is_named_for_what_it_is(tmp_path):
     from edgecomp.evaluate.onnx_export import export_onnx
 
     path = export_onnx(nn.Sequential(nn.Conv2d(3, 2, 1), nn.Flatten()), tmp_path / "model.onnx", 4)
-    with pytest.raises(CheckpointError, match="is an ONNX file, a deployed artifact: evaluate it with `evaluate.py artifact="):
+    with pytest.raises(
+        CheckpointError, match="is an ONNX file, a deployed artifact: evaluate it with `evaluate.py artifact="
+    ):
         load_weights(nn.Linear(3, 2), path)

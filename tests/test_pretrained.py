@@ -17,10 +17,11 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from edgecomp.errors import CheckpointError
-from edgecomp.models.checkpoint import load_weights
+from edgecomp.models.checkpoint import load_model, load_weights
 from edgecomp.models.detection.create import create_detector
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter, offline_ultralytics_environment
 from edgecomp.models.timm_classifier import create_classifier
+from tests.conftest import RunsCode
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -110,18 +111,6 @@ def test_an_80_class_ultralytics_file_starts_a_4_class_run_with_a_new_classifica
         )
 
 
-class RunsCode:
-    """What a malicious pickle holds: unpickling it would call os.system."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_a_pickle_naming_a_global_outside_the_allowlist_is_refused_naming_it(ultralytics_file, tmp_path):
     _, theirs = ultralytics_file
     marker = tmp_path / "ran"
@@ -144,6 +133,18 @@ def torchvision_retinanet(num_classes: int) -> RetinaNet:
     return randomised(RetinaNet(backbone, num_classes), seed=4).eval()
 
 
+def retinanet_resnet50(pretrained_file, num_classes: int):
+    """edgecomp's `model=retinanet model.backbone=resnet50` started from `pretrained_file`."""
+    return create_detector(
+        RETINANET,
+        "retinanet_resnet50",
+        pretrained_file=pretrained_file,
+        num_classes=num_classes,
+        input_size=SIZE,
+        backbone="resnet50",
+    )
+
+
 @pytest.fixture(scope="module")
 def coco_retinanet(tmp_path_factory):
     path = tmp_path_factory.mktemp("torchvision") / "retinanet_resnet50_fpn_coco.pth"
@@ -154,9 +155,7 @@ def coco_retinanet(tmp_path_factory):
 
 def test_a_torchvision_retinanet_state_dict_gives_torchvisions_outputs(coco_retinanet):
     path, theirs = coco_retinanet
-    ours = create_detector(
-        RETINANET, "retinanet_resnet50", pretrained_file=path, num_classes=91, input_size=SIZE, backbone="resnet50"
-    ).eval()
+    ours = retinanet_resnet50(path, num_classes=91).eval()
     images = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         features = theirs.backbone(ours.normalise(images))
@@ -169,9 +168,7 @@ def test_a_torchvision_retinanet_state_dict_gives_torchvisions_outputs(coco_reti
 
 def test_a_91_class_torchvision_file_into_4_classes_loads_all_but_the_classification_layer(coco_retinanet):
     path, theirs = coco_retinanet
-    ours = create_detector(
-        RETINANET, "retinanet_resnet50", pretrained_file=path, num_classes=4, input_size=SIZE, backbone="resnet50"
-    )
+    ours = retinanet_resnet50(path, num_classes=4)
     report = ours.pretrained_weights
     assert report["reinitialised"] == ["detector.head.classification_head.cls_logits"]
     assert report["left_at_init"] == [] and report["ignored"] == []
@@ -185,28 +182,14 @@ def test_imagenet_backbone_weights_start_a_detector(tmp_path):
     keep their initialisation. A ResNet-18 file for a ResNet-50 backbone is refused."""
     classifier = randomised(resnet50(), seed=6)
     torch.save(classifier.state_dict(), tmp_path / "resnet50.pth")
-    ours = create_detector(
-        RETINANET,
-        "retinanet_resnet50",
-        pretrained_file=tmp_path / "resnet50.pth",
-        num_classes=4,
-        input_size=SIZE,
-        backbone="resnet50",
-    )
+    ours = retinanet_resnet50(tmp_path / "resnet50.pth", num_classes=4)
     report = ours.pretrained_weights
     assert report["ignored"] == ["fc"] and report["left_at_init"] == ["detector.backbone.fpn", "detector.head"]
     assert report["backbone_share"] == 1.0
     assert torch.equal(ours.detector.backbone.body.layer4[2].conv3.weight, classifier.layer4[2].conv3.weight)
     torch.save(resnet18().state_dict(), tmp_path / "resnet18.pth")
     with pytest.raises(CheckpointError, match="backbone.*another architecture"):
-        create_detector(
-            RETINANET,
-            "retinanet_resnet50",
-            pretrained_file=tmp_path / "resnet18.pth",
-            num_classes=4,
-            input_size=SIZE,
-            backbone="resnet50",
-        )
+        retinanet_resnet50(tmp_path / "resnet18.pth", num_classes=4)
 
 
 def test_timm_safetensors_weights_give_timms_outputs_and_a_new_classifier(tmp_path):
@@ -220,6 +203,10 @@ def test_timm_safetensors_weights_give_timms_outputs_and_a_new_classifier(tmp_pa
     flowers = create_classifier("mobilenetv3_small_100", 102, pretrained_file=tmp_path / "model.safetensors")
     assert flowers.pretrained_weights["reinitialised"] == ["classifier"]
     assert torch.equal(flowers.conv_stem.weight, theirs.conv_stem.weight)
+    # the same file as a checkpoint to evaluate (evaluate.py checkpoint=, compress.py checkpoint=): loaded strictly
+    loaded = load_model(create_classifier("mobilenetv3_small_100", 1000), tmp_path / "model.safetensors").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), theirs(images), atol=1e-4, rtol=1e-4)
 
 
 def test_an_edgecomp_yolov8_checkpoint_loads_strictly_with_its_aliased_head(tmp_path):

@@ -60,7 +60,9 @@ def _listed(shapes: tuple[tuple[Dim, ...], ...]) -> str:
 
 def _shape(value) -> tuple[Dim, ...]:
     """An ONNX value's shape: fixed sizes as ints, symbolic ones by name ("?" where unnamed)."""
-    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in value.type.tensor_type.shape.dim)
+    return tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in value.type.tensor_type.shape.dim
+    )
 
 
 def read_signature(path: str | os.PathLike) -> OnnxSignature:

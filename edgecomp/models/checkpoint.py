@@ -16,13 +16,20 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from edgecomp.errors import CheckpointError
-from edgecomp.models.weight_files import is_modelopt_artifact, read_checkpoint, read_weight_file
-from edgecomp.models.weight_matching import match_weights
+from edgecomp.models.weight_files import (
+    WeightFile,
+    is_modelopt_artifact,
+    read_weight_file,
+    read_weights_or_artifact,
+    weight_file,
+)
+from edgecomp.models.weight_matching import describe_mismatch, match_weights
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -32,23 +39,18 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def state_dict_mismatch(
-    expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], fits: Callable[[torch.Size, torch.Size], bool]
+    expected: Mapping[str, torch.Tensor],
+    given: Mapping[str, torch.Tensor],
+    fits: Callable[[torch.Size, torch.Size], bool],
 ) -> str | None:
     """Why `given` (a file's tensors) does not fit `expected` (a model's state_dict), or None: missing and
     unexpected keys, and the tensors whose shape `fits(given_shape, expected_shape)` rejects; a few of each."""
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    shapes = [
-        f"{key} {tuple(given[key].shape)} (the model's: {tuple(expected[key].shape)})"
+    misshapen = {
+        key: (tuple(given[key].shape), tuple(expected[key].shape))
         for key in sorted(set(expected) & set(given))
         if not fits(given[key].shape, expected[key].shape)
-    ]
-    problems = [
-        f"{label} {', '.join(items[:3])}{f' and {len(items) - 3} more' if len(items) > 3 else ''}"
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch for", shapes))
-        if items
-    ]
-    return "; ".join(problems) or None
+    }
+    return describe_mismatch(sorted(set(expected) - set(given)), sorted(set(given) - set(expected)), misshapen)
 
 
 def _pruned_from(given: torch.Size, full: torch.Size) -> bool:
@@ -59,10 +61,14 @@ def _pruned_from(given: torch.Size, full: torch.Size) -> bool:
 def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load `path` into `model`, strictly: every parameter must come from the file, in the same shape (under a
     renaming the model accepts: edgecomp.models.weight_matching), and every tensor of the file must have its place."""
-    match = match_weights(model, read_weight_file(path))
+    return _load_strictly(model, read_weight_file(path))
+
+
+def _load_strictly(model: nn.Module, weights: WeightFile) -> nn.Module:
+    match = match_weights(model, weights)
     if problems := match.problems():
         raise CheckpointError(
-            f"checkpoint {path} does not fit the configured model {type(model).__name__}: {problems} "
+            f"checkpoint {weights.path} does not fit the configured model {type(model).__name__}: {problems} "
             "(is model=... / dataset=... the one it was trained with?)"
         )
     # Keys and shapes agree; BatchNorm counters a file may lack keep their value.
@@ -74,7 +80,7 @@ def load_model(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """`model` with the contents of `path`: plain weights (a state_dict or Lightning checkpoint, loaded strictly by
     load_weights), or a ModelOpt artifact, restored into `model` (which then has the artifact's pruned shapes).
     Returns the loaded model, which for an artifact need not be `model` itself."""
-    artifact = read_checkpoint(path, allow_ultralytics=True)
+    artifact = read_weights_or_artifact(path)
     if is_modelopt_artifact(artifact):
         from edgecomp.models.modelopt_artifact import ModelOptView, restore_artifact
 
@@ -87,4 +93,4 @@ def load_model(model: nn.Module, path: str | os.PathLike) -> nn.Module:
                 f"{mismatch} (is model=... / dataset=... the one it was pruned from?)"
             )
         return restore_artifact(model, path)
-    return load_weights(model, path)
+    return _load_strictly(model, weight_file(Path(path), artifact))

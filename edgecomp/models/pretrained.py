@@ -26,17 +26,16 @@ import torch.nn as nn
 
 from edgecomp.errors import CheckpointError
 from edgecomp.models.weight_files import read_weight_file
-from edgecomp.models.weight_matching import WeightMatch, covering_modules, match_weights, model_tensors
+from edgecomp.models.weight_matching import WeightMatch, covering_modules, match_weights
 
 # The least share of the backbone's weights (by element count) a pretrained file must give. A file of this
 # architecture gives 1.0; the slack admits a backbone whose stem was adapted (another input channel count).
 MIN_BACKBONE_SHARE = 0.9
 
 
-def backbone_keys(model: nn.Module) -> list[str]:
-    """The state_dict keys of `model`'s backbone: a detector's own (`backbone_prefixes`), a timm classifier's
-    everything but its classifier (timm's `pretrained_cfg["classifier"]`), else every key."""
-    keys = list(model_tensors(model))
+def backbone_keys(model: nn.Module, keys: list[str]) -> list[str]:
+    """Those of `keys` (`model`'s tensors) in its backbone: a detector's own (`backbone_prefixes`), a timm
+    classifier's everything but its classifier (timm's `pretrained_cfg["classifier"]`), else every key."""
     prefixes = getattr(model, "backbone_prefixes", None)
     if prefixes:
         return [key for key in keys if key.startswith(tuple(prefixes))]
@@ -53,11 +52,10 @@ def model_name(model: nn.Module) -> str:
     return getattr(model, "name", None) or architecture or type(model).__name__
 
 
-def loaded_share(model: nn.Module, match: WeightMatch, keys: list[str]) -> float:
-    """The share of the elements of `keys` (of `model`'s state_dict) that `match` loads."""
-    state = model_tensors(model)
-    total = sum(state[key].numel() for key in keys)
-    return sum(state[key].numel() for key in keys if key in match.loadable) / total if total else 0.0
+def loaded_share(match: WeightMatch, keys: list[str]) -> float:
+    """The share of the elements of `keys` (of the model's tensors `match` was paired with) that `match` loads."""
+    total = sum(match.expected[key].numel() for key in keys)
+    return sum(match.expected[key].numel() for key in keys if key in match.loadable) / total if total else 0.0
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> nn.Module:
@@ -68,8 +66,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         raise CheckpointError(f"model.pretrained_file={path} does not exist")
     weights = read_weight_file(path)
     match = match_weights(model, weights)
-    backbone = backbone_keys(model)
-    share = loaded_share(model, match, backbone)
+    backbone = backbone_keys(model, list(match.expected))
+    share = loaded_share(match, backbone)
     if share < MIN_BACKBONE_SHARE:
         unpaired = [key for key in backbone if key not in match.loadable]
         raise CheckpointError(
@@ -79,20 +77,20 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             f"({match.problems()})"
         )
     model.load_state_dict(match.loadable, strict=False)
-    model.pretrained_weights = weights_report(model, match, share)
+    model.pretrained_weights = weights_report(match, share)
     return model
 
 
-def weights_report(model: nn.Module, match: WeightMatch, backbone_share: float) -> dict[str, Any]:
+def weights_report(match: WeightMatch, backbone_share: float) -> dict[str, Any]:
     """What the record's `weights` says of a pretrained start (see the module docstring)."""
-    keys = list(model_tensors(model))
+    keys = list(match.expected)
     return {
         "file": str(match.file.path),
         "sha256": match.file.sha256,
         "format": match.file.format,
         "renamed": {"file": match.mapping[0], "model": match.mapping[1]},
         "loaded_tensors": len(match.loadable),
-        "loaded_share": round(loaded_share(model, match, keys), 4),
+        "loaded_share": round(loaded_share(match, keys), 4),
         "backbone_share": round(backbone_share, 4),
         "reinitialised": covering_modules(match.misshapen, keys),
         "left_at_init": covering_modules(match.missing, keys),

@@ -68,10 +68,22 @@ def file_sha256(path: str | os.PathLike, length: int = 16) -> str:
 
 def read_weight_file(path: str | os.PathLike) -> WeightFile:
     """The tensors of `path` (any of the formats above), or a CheckpointError saying why they cannot be read."""
+    return weight_file(Path(path), read_weights_or_artifact(path))
+
+
+def read_weights_or_artifact(path: str | os.PathLike) -> object:
+    """What `path` holds, read without running pickled code: a safetensors file's tensors, or what the weights-only
+    unpickler (with the Ultralytics allowlist) reads, a ModelOpt artifact included (edgecomp.models.checkpoint.
+    load_model restores those)."""
     path = Path(path)
     if path.suffix.lower() == SAFETENSORS_SUFFIX:
-        return WeightFile(path, "safetensors", _fp32(_read_safetensors(path)))
-    obj = read_checkpoint(path, allow_ultralytics=True)
+        return _read_safetensors(path)
+    return read_checkpoint(path, allow_ultralytics=True)
+
+
+def weight_file(path: Path, obj: object) -> WeightFile:
+    """The tensors of `obj`, what `path` held (read_weights_or_artifact), by name; a CheckpointError where it holds
+    none."""
     if is_ultralytics_checkpoint(obj):
         return WeightFile(path, "ultralytics", _fp32(ultralytics_state_dict(obj)))
     if is_modelopt_artifact(obj):
@@ -79,7 +91,7 @@ def read_weight_file(path: str | os.PathLike) -> WeightFile:
             f"{path} is a ModelOpt artifact (a pruned architecture and its weights), not plain weights: give it as "
             "checkpoint=, which restores it into the model"
         )
-    form = "state_dict"
+    form = "safetensors" if path.suffix.lower() == SAFETENSORS_SUFFIX else "state_dict"
     if isinstance(obj, Mapping) and not _all_tensors(obj):
         held = next((key for key in WEIGHTS_KEYS if isinstance(obj.get(key), Mapping) and _all_tensors(obj[key])), None)
         if held is None:
@@ -139,7 +151,9 @@ def read_checkpoint(path: str | os.PathLike, allow_ultralytics: bool = False) ->
                 f"refusing to load {path}: it holds Python objects other than tensors and plain containers, and "
                 f"loading it could run code (torch.load weights_only=True said: {reason})"
             ) from err
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: its pickle data is damaged ({reason})") from err
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint: its pickle data is damaged ({reason})"
+        ) from err
     except EOFError as err:  # a legacy-format file cut short
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: it ends early (truncated?)") from err
     except RuntimeError as err:

@@ -34,20 +34,32 @@ class WeightMatch:
 
     file: WeightFile
     mapping: tuple[str, str]  # (file prefix, model prefix)
+    expected: dict[str, torch.Tensor]  # the model's tensors it was paired with (model_tensors)
     loadable: dict[str, torch.Tensor] = field(default_factory=dict)  # model key -> the file's tensor, same shape
     misshapen: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)  # key -> (file, model)
     missing: list[str] = field(default_factory=list)  # model keys the file lacks
     unused: list[str] = field(default_factory=list)  # file keys (the file's names) with no model key
 
-    def problems(self, limit: int = 3) -> str | None:
+    def problems(self) -> str | None:
         """Missing, unexpected and misshapen keys, a few of each (None when everything pairs)."""
-        shapes = [f"{key} {given} (the model's: {expected})" for key, (given, expected) in self.misshapen.items()]
-        found = [
-            f"{label} {', '.join(items[:limit])}{f' and {len(items) - limit} more' if len(items) > limit else ''}"
-            for label, items in (("missing", self.missing), ("unexpected", self.unused), ("shape mismatch for", shapes))
-            if items
-        ]
-        return "; ".join(found) or None
+        return describe_mismatch(self.missing, self.unused, self.misshapen)
+
+
+def describe_mismatch(
+    missing: list[str],
+    unexpected: list[str],
+    misshapen: dict[str, tuple[tuple[int, ...], tuple[int, ...]]],
+    limit: int = 3,
+) -> str | None:
+    """`missing ...; unexpected ...; shape mismatch for KEY (given) (the model's: (expected))`, a few of each (None
+    when all three are empty): what a refusal to load a file says."""
+    shapes = [f"{key} {given} (the model's: {expected})" for key, (given, expected) in misshapen.items()]
+    found = [
+        f"{label} {', '.join(items[:limit])}{f' and {len(items) - limit} more' if len(items) > limit else ''}"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch for", shapes))
+        if items
+    ]
+    return "; ".join(found) or None
 
 
 def _counted(keys: Iterable[str]) -> list[str]:
@@ -77,14 +89,14 @@ def key_mappings(model: nn.Module) -> list[tuple[str, str]]:
 
 
 def match_weights(model: nn.Module, weights: WeightFile) -> WeightMatch:
-    """The pairing of `weights` with `model` under the accepted renaming that pairs the most names (ties: the first
-    listed; then the most equal shapes)."""
+    """The pairing of `weights` with `model` under the accepted renaming that pairs the most names (then the most
+    equal shapes; then the first listed)."""
     expected = model_tensors(model)
     # A file written from this model holds its aliases too: they pair with nothing and are no surprise.
     aliases = set(model.state_dict()) - set(expected)
     best: tuple[tuple[int, int], WeightMatch] | None = None
     for file_prefix, model_prefix in key_mappings(model):
-        match = WeightMatch(weights, (file_prefix, model_prefix))
+        match = WeightMatch(weights, (file_prefix, model_prefix), expected)
         paired: set[str] = set()
         for file_key, tensor in weights.tensors.items():
             if file_key.endswith(COUNTER_SUFFIX):
