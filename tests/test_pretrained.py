@@ -4,6 +4,7 @@ test (nothing is downloaded), loaded into edgecomp's models and compared with th
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import pytest
 import timm
@@ -21,7 +22,8 @@ from edgecomp.models.checkpoint import load_model, load_weights
 from edgecomp.models.detection.create import create_detector
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter, offline_ultralytics_environment
 from edgecomp.models.timm_classifier import create_classifier
-from tests.conftest import RunsCode
+from edgecomp.pipelines import evaluate
+from tests.conftest import RunsCode, compose_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -218,3 +220,22 @@ def test_an_edgecomp_yolov8_checkpoint_loads_strictly_with_its_aliased_head(tmp_
     torch.manual_seed(1)
     loaded = load_weights(YOLOv8Adapter(4, SIZE), tmp_path / "last.ckpt")
     assert torch.equal(loaded.detect.cv3[0][2].weight, source.detect.cv3[0][2].weight)
+
+
+def test_the_record_says_what_a_91_class_file_loaded_into_a_4_class_run(tmp_path):
+    """Through evaluate.py (in-process, eager PyTorch on the smoke detection set): the record's `weights` names the
+    file, its fingerprint and the one re-initialised layer."""
+    backbone = _resnet_fpn_extractor(
+        resnet18(norm_layer=FrozenBatchNorm2d), 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256)
+    )
+    path = tmp_path / "retinanet_resnet18_coco.pth"
+    torch.save(randomised(RetinaNet(backbone, 91), seed=9).state_dict(), path)
+    overrides = ["experiment=smoke_det", "model=retinanet", "device=cpu_torch", f"model.pretrained_file={path}"]
+    paths = [f"paths.results={tmp_path / 'results'}", f"paths.data={tmp_path / 'data'}", "logger=none"]
+    record = evaluate.run(compose_config("evaluate", [*overrides, *paths]))
+    weights = record["weights"]
+    assert (weights["file"], weights["format"]) == (str(path), "state_dict")
+    assert weights["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    assert weights["reinitialised"] == ["detector.head.classification_head.cls_logits"]
+    assert weights["left_at_init"] == [] and weights["backbone_share"] == 1.0
+    assert record["checkpoint"] == str(path)
