@@ -67,4 +67,4 @@ def ultralytics_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Ten
     """The weights of an Ultralytics checkpoint: its EMA model's where it has one (the weights Ultralytics itself
     evaluates and exports), else its model's; keys as Ultralytics names them (`model.0.conv.weight`, ...)."""
     network = checkpoint.get("ema") if isinstance(checkpoint.get("ema"), nn.Module) else checkpoint["model"]
-    return {key: value.detach().clone() for key, value in network.state_dict().items()}
+    return dict(network.state_dict())  # the unpickled module is dropped: no copy needed (FP32 conversion copies)

@@ -35,6 +35,12 @@ from edgecomp.models.ultralytics_checkpoint import (
 
 LIGHTNING_PREFIX = "model."  # a LightningModule's network attribute: what its checkpoint's keys start with
 
+# The first bytes of what torch.save writes: a zip archive (the default since PyTorch 1.6) or, in the legacy format,
+# a pickle (protocol 2 and up start with the PROTO opcode).
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTO = b"\x80"
+# What torch.load's zip reader says of a damaged archive (truncated, or a zip that torch.save did not write).
+DAMAGED_ARCHIVE = ("PytorchStreamReader", "inline_container")
 SAFETENSORS_SUFFIX = ".safetensors"
 # Keys under which training scripts keep the weights beside optimiser state: Lightning and timm (`state_dict`),
 # torchvision's reference scripts (`model`). timm's EMA copy (`state_dict_ema`) is preferred where present.
@@ -107,14 +113,6 @@ def weight_file(path: Path, obj: object) -> WeightFile:
     if _prefixed(tensors):
         tensors = {key[len(LIGHTNING_PREFIX) :]: value for key, value in tensors.items()}
     return WeightFile(path, form, _fp32(tensors))
-
-
-# The first bytes of what torch.save writes: a zip archive (the default since PyTorch 1.6) or, in the legacy format,
-# a pickle (protocol 2 and up start with the PROTO opcode).
-ZIP_MAGIC = b"PK\x03\x04"
-PICKLE_PROTO = b"\x80"
-# What torch.load's zip reader says of a damaged archive (truncated, or a zip that torch.save did not write).
-DAMAGED_ARCHIVE = ("PytorchStreamReader", "inline_container")
 
 
 def read_checkpoint(path: str | os.PathLike, allow_ultralytics: bool = False) -> object:
