@@ -30,7 +30,7 @@ import timm
 import torch
 
 from benchmarks.timing import add_latency_arguments, median_ms, protocol_description, speedup_fields, time_sides
-from edgecomp.compress.ptq_int8 import Int8Quantization
+from edgecomp.compress.quantization.ptq_int8 import Int8Quantization
 from edgecomp.evaluate.hardware import cpu_description
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.paired_latency import Side

@@ -14,13 +14,13 @@ import torch
 
 from edgecomp.data.detection import DetectionIndex
 from edgecomp.errors import ConfigError
-from edgecomp.evaluate.classification import Top1Evaluator
-from edgecomp.evaluate.coco import coco_evaluation, coco_metrics, ground_truth_as_predictions
 from edgecomp.evaluate.coco_bootstrap import ResampledAP
-from edgecomp.evaluate.detection import coco_evaluation_with_intervals
+from edgecomp.evaluate.coco_evaluator import coco_evaluation_with_intervals
+from edgecomp.evaluate.coco_metrics import coco_evaluation, coco_metrics, ground_truth_as_predictions
 from edgecomp.evaluate.evaluator import Evaluation, Evaluator
 from edgecomp.evaluate.record import Record, RecordError
-from edgecomp.evaluate.runtimes.base import Predictor
+from edgecomp.evaluate.runtimes.runtime import Predictor
+from edgecomp.evaluate.top1_evaluator import Top1Evaluator
 
 CATEGORIES = (1, 3, 7, 9)  # 9 never has ground truth: COCO leaves it out of the average
 

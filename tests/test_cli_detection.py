@@ -14,7 +14,7 @@ from pycocotools.cocoeval import COCOeval
 
 from edgecomp.config import build
 from edgecomp.data.detection.yolo import read_yolo
-from edgecomp.evaluate.coco import METRIC_KEYS, ground_truth_as_predictions
+from edgecomp.evaluate.coco_metrics import METRIC_KEYS, ground_truth_as_predictions
 from edgecomp.evaluate.record import REQUIRED_FIELDS
 from tests.conftest import compose_config, read_jsonl, run_cli
 

@@ -16,7 +16,7 @@ from pycocotools.cocoeval import COCOeval
 
 from edgecomp.data.detection import DetectionIndex
 from edgecomp.errors import DatasetError
-from edgecomp.evaluate.coco import METRIC_KEYS, coco_metrics, ground_truth_as_predictions, load_predictions
+from edgecomp.evaluate.coco_metrics import METRIC_KEYS, coco_metrics, ground_truth_as_predictions, load_predictions
 
 PERSON, CAR, BIKE = 1, 3, 7  # non-contiguous on purpose: category ids are the dataset's own
 

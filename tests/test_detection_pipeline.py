@@ -19,10 +19,10 @@ from PIL import Image
 from edgecomp.config import build
 from edgecomp.data.detection.letterbox import PAD_VALUE, letterbox, to_original_boxes
 from edgecomp.errors import ConfigError
-from edgecomp.evaluate.coco import METRIC_KEYS
-from edgecomp.evaluate.detection import CocoEvaluator, coco_detections
+from edgecomp.evaluate.coco_evaluator import CocoEvaluator, coco_detections
+from edgecomp.evaluate.coco_metrics import METRIC_KEYS
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerRuntime
-from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.models.detection.adapter import DetectorAdapter
 from tests.conftest import compose_config
 
 SIZE = 128

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from edgecomp.config import build
-from edgecomp.evaluate.detection import CocoEvaluator, deployed_detections
+from edgecomp.evaluate.coco_evaluator import CocoEvaluator, deployed_detections
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerRuntime

@@ -12,8 +12,8 @@ import torch.nn as nn
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from edgecomp.models.detection.adapter import DetectorAdapter
 from edgecomp.models.detection.backbones import BACKBONES, build_fpn_backbone, pyramid_sizes
-from edgecomp.models.detection.base import DetectorAdapter
 from edgecomp.models.detection.torchvision_dense import FCOSAdapter, FCOSHeadOutputs, RetinaNetAdapter
 from edgecomp.models.detection.torchvision_two_stage import FasterRCNNAdapter
 

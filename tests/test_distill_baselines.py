@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from edgecomp.config import build
-from edgecomp.distill.base import DistillationBatch
+from edgecomp.distill.distiller import DistillationBatch
 from edgecomp.distill.families import family_view
 from edgecomp.distill.output_losses import bounded_regression_loss, soft_label_loss
 from edgecomp.errors import ConfigError

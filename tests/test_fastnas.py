@@ -248,7 +248,7 @@ def test_modelopt_recalibrates_batchnorm_for_each_candidate_from_the_50_calibrat
     from modelopt.torch.prune.pruning import PruneModeRegistry
     from modelopt.torch.utils.network import run_forward_loop
 
-    from edgecomp.compress.fastnas import CalibrationBatches, search_space_rules
+    from edgecomp.compress.pruning.fastnas import CalibrationBatches, search_space_rules
     from edgecomp.pipelines.common import start_job
 
     overrides, _ = pruned_classifier
@@ -334,7 +334,7 @@ def test_a_torchvision_detector_is_searched_restored_and_still_runs_torchvisions
     from modelopt.torch.trace import RobustTracer
     from torchvision.ops import MultiScaleRoIAlign
 
-    from edgecomp.compress.fastnas import search_space_rules
+    from edgecomp.compress.pruning.fastnas import search_space_rules
     from edgecomp.models.modelopt_artifact import modelopt_conversion, restore_artifact, save_artifact
 
     cfg = compose_config("compress", ["experiment=smoke_det", f"model={family}", "dataset.image_size=64"])

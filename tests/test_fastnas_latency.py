@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from edgecomp.compress.fastnas import FastNASPruning
-from edgecomp.compress.fastnas_latency import MIN_NOISE, SubnetLatency
+from edgecomp.compress.pruning.fastnas import FastNASPruning
+from edgecomp.compress.pruning.fastnas_latency import MIN_NOISE, SubnetLatency
 from edgecomp.config import build
 from edgecomp.errors import ConfigError, DeviceError
 from edgecomp.evaluate.device import TargetDevice
@@ -334,7 +334,7 @@ def test_the_latency_table_times_each_groups_narrowest_choice_and_interpolates_t
     saved), the widths between are interpolated in the channels removed, which on this linear device is exact."""
     from modelopt.torch.nas.utils import get_subnet_config
 
-    from edgecomp.compress.fastnas_latency import latency_table
+    from edgecomp.compress.pruning.fastnas_latency import latency_table
 
     view = ModelOptView(tiny_cnn()).eval()
     FastNASPruning("fastnas", channel_ratios=[0.25, 0.5, 0.75, 1.0])._convert(view, "tiny_cnn", 8)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from edgecomp.config import build, resolved_config, run_id
 from edgecomp.errors import ConfigError
-from edgecomp.lit.distillation import HintonDistillationModule, hinton_loss
+from edgecomp.lit.hinton_distillation_module import HintonDistillationModule, hinton_loss
 from edgecomp.models.checkpoint import load_state_dict
 from edgecomp.pipelines.common import Job, start_job
 from edgecomp.pipelines.compress import compression_context

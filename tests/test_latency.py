@@ -15,7 +15,7 @@ import torch
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate import latency
 from edgecomp.evaluate.latency import LatencyProtocol, latency_stats, measure_latency
-from edgecomp.evaluate.runtimes.base import Predictor
+from edgecomp.evaluate.runtimes.runtime import Predictor
 
 PREPARE_S = 1.0  # what moving a batch to the device costs: far more than any pass, so it would show if timed
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edgecomp.compress.int8_mixed_precision import LatencyChosenPrecision
-from edgecomp.compress.node_attribution import Attribution, attribute, quantized_nodes
-from edgecomp.compress.precision_partition import PrecisionPartition
-from edgecomp.compress.ptq_int8 import Int8Quantization
+from edgecomp.compress.quantization.int8_mixed_precision import LatencyChosenPrecision
+from edgecomp.compress.quantization.node_attribution import Attribution, attribute, quantized_nodes
+from edgecomp.compress.quantization.precision_partition import PrecisionPartition
+from edgecomp.compress.quantization.ptq_int8 import Int8Quantization
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.onnx_export import export_onnx

@@ -188,7 +188,7 @@ def test_scalekd_distils_an_mmdet_r50_from_an_r101_at_twice_its_resolution():
     own, on the CSA's features) training the CSA alone."""
     from edgecomp.distill.families import family_view
     from edgecomp.distill.output_losses import OutputDistillationSettings
-    from edgecomp.distill.scalekd import CSASettings, ScaleKD, SDFSettings
+    from edgecomp.distill.scalekd_distiller import CSASettings, ScaleKD, SDFSettings
     from edgecomp.models.detection.mmdet import MMDetAdapter
     from tests.test_scalekd import SIZE as size
     from tests.test_scalekd import distillation_batch  # its images and targets: an image with objects, one without
@@ -275,7 +275,7 @@ def test_fastnas_prunes_an_mmdet_retinanets_head_through_modelopt(tmp_path, data
 def test_onnx_runtime_outputs_decode_to_mmdets_eager_detections(arch, tmp_path):
     """The exported network is the head's raw per-level outputs; mmdet's predict_by_feat on what ONNX Runtime
     returns gives the eager detections (every score kept; NMS decides how many)."""
-    from edgecomp.evaluate.detection import deployed_detections
+    from edgecomp.evaluate.coco_evaluator import deployed_detections
     from edgecomp.evaluate.device import TargetDevice
     from edgecomp.evaluate.onnx_export import export_onnx
     from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from edgecomp.compress.prune_unstructured import (
+from edgecomp.compress.pruning.unstructured import (
     UnstructuredPruning,
     apply_masks,
     make_permanent,

@@ -12,7 +12,7 @@ import onnx
 import pytest
 import torch
 
-from edgecomp.compress.ptq_int8 import Int8Quantization, depthwise_convolutions
+from edgecomp.compress.quantization.ptq_int8 import Int8Quantization, depthwise_convolutions
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime

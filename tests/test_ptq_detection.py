@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from edgecomp.config import build
-from edgecomp.evaluate.coco import METRIC_KEYS
-from edgecomp.evaluate.detection import deployed_detections
+from edgecomp.evaluate.coco_evaluator import deployed_detections
+from edgecomp.evaluate.coco_metrics import METRIC_KEYS
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.models.checkpoint import load_weights
 from tests.conftest import compose_config, train_then_compress

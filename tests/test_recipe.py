@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from edgecomp.errors import ConfigError
-from edgecomp.lit.distillation import HintonDistillationModule
+from edgecomp.lit.hinton_distillation_module import HintonDistillationModule
 from edgecomp.lit.training import Training
 from edgecomp.models.checkpoint import load_state_dict
 from edgecomp.pipelines import compress

@@ -1,7 +1,7 @@
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from edgecomp.data.detection.datamodule import DetectionDataModule
+from edgecomp.data.detection.detection_datamodule import DetectionDataModule
 from edgecomp.data.detection.index import DetectionIndex
 from edgecomp.data.sampling import EpochShuffleSampler, SeededSamples, held_out_indices
 

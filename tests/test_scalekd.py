@@ -16,12 +16,12 @@ from torchvision.models.detection._utils import BoxCoder, BoxLinearCoder
 
 from edgecomp.config import build, resolved_config
 from edgecomp.distill.alignment import LevelPair, aligned_pyramid, pair_levels, teacher_input, to_grid
-from edgecomp.distill.base import DistillationBatch
 from edgecomp.distill.csa import CrossScaleAssistant, MultiScaleCrossAttention
+from edgecomp.distill.distiller import DistillationBatch
 from edgecomp.distill.families import family_view
 from edgecomp.distill.high_resolution import UpsampledInputDetector, high_resolution_config, load_teacher
 from edgecomp.distill.output_losses import OutputDistillationSettings
-from edgecomp.distill.scalekd import CSASettings, ScaleKD, SDFSettings, batchnorm_statistics_held
+from edgecomp.distill.scalekd_distiller import CSASettings, ScaleKD, SDFSettings, batchnorm_statistics_held
 from edgecomp.distill.sdf import ScaleDecoupledEmbedding, ScaleDecoupledFeatureDistillation
 from edgecomp.errors import ConfigError
 from edgecomp.models.checkpoint import load_state_dict
@@ -299,7 +299,7 @@ def test_a_fastnas_pruned_student_with_odd_channel_counts_is_distilled_from_the_
     import modelopt.torch.nas as mtn
     from modelopt.torch.nas.utils import sample
 
-    from edgecomp.compress.fastnas import FastNASPruning
+    from edgecomp.compress.pruning.fastnas import FastNASPruning
     from edgecomp.models.modelopt_artifact import ModelOptView
 
     teacher = build_detector(family).requires_grad_(False)

@@ -20,7 +20,7 @@ from edgecomp.config import build
 from edgecomp.distill.csa import CrossScaleAssistant, PlainCrossAttention
 from edgecomp.distill.families import family_view
 from edgecomp.errors import ConfigError
-from edgecomp.lit.detection_distillation import backbone_norms
+from edgecomp.lit.detection_distillation_module import backbone_norms
 from edgecomp.models.detection.torchvision_dense import FCOSAdapter, RetinaNetAdapter
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
 from tests.conftest import CONF, compose_config

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from edgecomp.compress.base import Compressor
+from edgecomp.compress.compressor import Compressor
 from edgecomp.compress.context import CompressionContext
 from edgecomp.errors import ConfigError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from edgecomp.compress.base import Compressor
+from edgecomp.compress.compressor import Compressor
 from edgecomp.compress.context import CompressionContext
 
 

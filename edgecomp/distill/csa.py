@@ -35,7 +35,7 @@ The residual added to the attention's output (`residual`; the paper states none)
 - `none`: the attention alone, as the paper's equations write it.
 
 Its output (one feature per student level) runs through the student's detection head, shared, and is trained on the
-ground truth with the detection loss by its own optimizer (edgecomp.lit.scalekd), never by the student's losses.
+ground truth with the detection loss by its own optimizer (edgecomp.lit.scalekd_module), never by the student's losses.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from edgecomp.config import build
 from edgecomp.distill.alignment import teacher_input
 from edgecomp.errors import CheckpointError
 from edgecomp.models.checkpoint import load_weights
-from edgecomp.models.detection.base import DetectorAdapter, DetectorFeatures, HeadOutputs
+from edgecomp.models.detection.adapter import DetectorAdapter, DetectorFeatures, HeadOutputs
 
 
 class UpsampledInputDetector(DetectorAdapter):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from edgecomp.evaluate.runtimes.base import Runtime
+from edgecomp.evaluate.runtimes.runtime import Runtime
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 import torch.nn as nn
 
 from edgecomp.errors import ConfigError
-from edgecomp.evaluate.runtimes.base import Predictor
+from edgecomp.evaluate.runtimes.runtime import Predictor
 from edgecomp.evaluate.uncertainty import bootstrap_interval
 
 # Each task's headline accuracy metric: what a report's accuracy column and a search's default score are.

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from edgecomp.errors import ConfigError
-from edgecomp.evaluate.runtimes.base import Predictor
+from edgecomp.evaluate.runtimes.runtime import Predictor
 from edgecomp.evaluate.uncertainty import median_interval
 
 

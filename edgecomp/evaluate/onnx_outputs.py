@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from edgecomp.errors import CheckpointError, ConfigError
-from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.models.detection.adapter import DetectorAdapter
 from edgecomp.models.outputs import flat_tensors
 
 Dim = int | str  # a fixed size, or a symbolic one (any size)

@@ -1,6 +1,6 @@
 """The view of an edgecomp model that NVIDIA ModelOpt searches and saves, and the artifact it writes.
 
-ModelOpt's structured pruning (`modelopt.torch.prune`, used by edgecomp.compress.fastnas) traces a model with
+ModelOpt's structured pruning (`modelopt.torch.prune`, used by edgecomp.compress.pruning.fastnas) traces a model with
 torch.fx, counts its FLOPs with torchprofile (a torch.jit trace) and saves the result with `modelopt.torch.opt.save`:
 the model's state_dict plus a "modelopt_state" that records how the architecture was changed (which channels each
 layer keeps). Restoring it (`modelopt.torch.opt.restore`) replays those changes on a freshly built model of the

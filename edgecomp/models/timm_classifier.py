@@ -1,7 +1,7 @@
 """timm image classifiers: random init, or weights from a local file (never a hub download).
 
 `split_batchnorm_act` rewrites timm's fused BatchNorm + activation layers as a plain `nn.BatchNorm2d` followed by
-the activation, with the same output: ModelOpt's structured pruning (edgecomp.compress.fastnas) recognises
+the activation, with the same output: ModelOpt's structured pruning (edgecomp.compress.pruning.fastnas) recognises
 `nn.BatchNorm2d` only by its exact class, so a `BatchNormAct2d` hides the channels of every convolution before it
 from the search (on MobileNetV3 and EfficientNet, only the squeeze-excitation layers would be left to prune).
 """

@@ -23,7 +23,7 @@ from edgecomp.evaluate.paired_latency import PairedTiming
 from edgecomp.evaluate.record import Record, append_record
 from edgecomp.lit import distributed
 from edgecomp.lit.training import Training
-from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.models.detection.adapter import DetectorAdapter
 from edgecomp.pipelines.measure import measure_compared, measure_model, time_deployed
 from edgecomp.pipelines.summary import format_summary
 from edgecomp.tracking.loggers import close_logger, log_record

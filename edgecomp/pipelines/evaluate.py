@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
-from edgecomp.evaluate.coco import coco_metrics, load_predictions
+from edgecomp.evaluate.coco_metrics import coco_metrics, load_predictions
 from edgecomp.evaluate.onnx_outputs import check_input, check_logits, detection_decoder, read_signature
 from edgecomp.evaluate.record import Record
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime

@@ -30,7 +30,7 @@ from typing import Any
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from edgecomp.compress.base import Compressor
+from edgecomp.compress.compressor import Compressor
 from edgecomp.compress.context import CompressionContext
 from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build, config_hash, run_id

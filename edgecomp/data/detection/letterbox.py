@@ -1,6 +1,6 @@
 """Square detector inputs from images of any size, and the way back to the original pixels.
 
-Every detector sees S x S images (edgecomp.models.detection.base). `letterbox` resizes an image so its longer side
+Every detector sees S x S images (edgecomp.models.detection.adapter). `letterbox` resizes an image so its longer side
 is S, keeping the aspect ratio, and pads the bottom and right with grey (YOLO's 114/255): the top-left corner stays
 at the origin, so a box maps to the input by a per-axis scale alone and back by dividing by it. The COCO metrics are
 computed in the original image's pixels (the ground truth's frame), so every prediction goes back through

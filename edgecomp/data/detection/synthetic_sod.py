@@ -12,7 +12,7 @@ Every image is drawn from a random generator seeded by (seed, split, index), so 
 seed; it is written to a temporary folder renamed into place when complete (as edgecomp.data.synthetic_cls does),
 so an interrupted generation never leaves a half-written cache, and it is reused when present. The layout is
 `<root>/<settings>/images/<split>/<id>.png` with `<root>/<settings>/annotations/instances_<split>.json`, which
-edgecomp.data.detection.coco.read_coco reads.
+edgecomp.data.detection.coco_json.read_coco reads.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from edgecomp.data.cache import generate_once
-from edgecomp.data.detection.coco import read_coco
+from edgecomp.data.detection.coco_json import read_coco
 from edgecomp.data.detection.index import DetectionIndex
 from edgecomp.data.drawing import SHAPES, add_sensor_noise, draw_shape, hsv_to_rgb, textured_background
 from edgecomp.errors import ConfigError, DatasetError

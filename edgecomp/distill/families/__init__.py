@@ -1,16 +1,16 @@
-"""The distillation view of each detector family (see base.py), looked up by the adapter's class.
+"""The distillation view of each detector family (see family_view.py), looked up by the adapter's class.
 
 A new family distils once it has a `FamilyView` here: one file, one entry in `VIEWS`.
 """
 
 from __future__ import annotations
 
-from edgecomp.distill.families.base import DetectionStep, FamilyView, Stage, StageTargets
-from edgecomp.distill.families.faster_rcnn import FasterRCNNView
-from edgecomp.distill.families.mmdet_anchor import MMDetAnchorView
-from edgecomp.distill.families.torchvision_dense import FCOSView, RetinaNetView
-from edgecomp.distill.families.yolov8 import YOLOv8View
-from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.distill.families.family_view import DetectionStep, FamilyView, Stage, StageTargets
+from edgecomp.distill.families.faster_rcnn_view import FasterRCNNView
+from edgecomp.distill.families.mmdet_anchor_view import MMDetAnchorView
+from edgecomp.distill.families.torchvision_dense_view import FCOSView, RetinaNetView
+from edgecomp.distill.families.yolov8_view import YOLOv8View
+from edgecomp.models.detection.adapter import DetectorAdapter
 from edgecomp.models.detection.mmdet import MMDetAdapter
 from edgecomp.models.detection.torchvision_dense import FCOSAdapter, RetinaNetAdapter
 from edgecomp.models.detection.torchvision_two_stage import FasterRCNNAdapter

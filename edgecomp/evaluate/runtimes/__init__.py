@@ -1,5 +1,5 @@
 """Runtimes: the engines that run a deployable artifact on a target device (one implementation per file)."""
 
-from edgecomp.evaluate.runtimes.base import Predictor, Runtime
+from edgecomp.evaluate.runtimes.runtime import Predictor, Runtime
 
 __all__ = ["Predictor", "Runtime"]

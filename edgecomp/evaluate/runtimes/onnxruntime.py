@@ -29,7 +29,7 @@ import torch.nn as nn
 from edgecomp.errors import CheckpointError, DeviceError
 from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.onnx_export import export_onnx
-from edgecomp.evaluate.runtimes.base import Predictor, Runtime
+from edgecomp.evaluate.runtimes.runtime import Predictor, Runtime
 from edgecomp.models.fingerprint import weights_fingerprint
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}

@@ -4,7 +4,7 @@ ONNX Runtime rewrites the graph before running it (fusions, NCHWc blocked layout
 QLinear kernels for INT8), so the nodes that run are not the file's nodes. The profile is therefore returned with
 the optimized graph ONNX Runtime actually ran (saved through `optimized_model_filepath` by the same session): each
 timed node's name, op type, inputs and outputs, from which a caller can attribute the time back to the file's own
-nodes (edgecomp.compress.int8_mixed_precision does).
+nodes (edgecomp.compress.quantization.int8_mixed_precision does).
 
 The session is configured exactly as the runtime deploys (edgecomp.evaluate.runtimes.onnxruntime: the device's
 intra-op threads, one inter-op thread, every graph optimisation), with profiling on; `warmup` runs are discarded.

@@ -7,7 +7,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from edgecomp.evaluate.runtimes.base import Predictor, Runtime
+from edgecomp.evaluate.runtimes.runtime import Predictor, Runtime
 
 
 class TorchEagerPredictor(Predictor):

@@ -14,7 +14,7 @@ from typing import Any
 
 from hydra.utils import get_class
 
-from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.models.detection.adapter import DetectorAdapter
 from edgecomp.models.pretrained import load_pretrained
 
 

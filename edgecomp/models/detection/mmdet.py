@@ -3,7 +3,7 @@
 The adapter builds the detector from an mmdet config file (`model.config`) with mmdet's own registry and runs mmdet's
 own modules: its backbone and neck (`features`), its head's forward (`head`: the raw per-level outputs), its head's
 `loss_by_feat` (anchors or points, target assignment, losses) and `predict_by_feat` (decoding, score threshold,
-NMS). edgecomp only supplies its conventions (base.py): RGB images in [0, 1], normalised here with the config's
+NMS). edgecomp only supplies its conventions (adapter.py): RGB images in [0, 1], normalised here with the config's
 `data_preprocessor` mean and std (mmdet's are on 0-255, so they are divided by 255); boxes in pixels of the S x S
 input, which is the image mmdet is told about (`img_shape = pad_shape = (S, S)`, scale factor 1), so its decoded
 boxes are in that frame too; labels 0..C-1, which mmdet's sigmoid heads use unchanged.
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from edgecomp.errors import ConfigError
-from edgecomp.models.detection.base import DetectorAdapter, DetectorFeatures, HeadOutputs
+from edgecomp.models.detection.adapter import DetectorAdapter, DetectorFeatures, HeadOutputs
 from edgecomp.models.detection.torchvision_dense import FCOSHeadOutputs
 
 REPOSITORY = Path(__file__).resolve().parents[3]

@@ -2,7 +2,7 @@
 
 The adapters wrap torchvision's own models, so anchors, target matching, losses, box decoding and NMS are
 torchvision's; the adapter only adds the views the distillers need (last stage, pyramid, per-level head outputs)
-and the edgecomp conventions of base.py. `TorchvisionDetectorAdapter`, the part shared with Faster R-CNN
+and the edgecomp conventions of adapter.py. `TorchvisionDetectorAdapter`, the part shared with Faster R-CNN
 (torchvision_two_stage.py), lives here too.
 
 Why the adapters run the same network as the torchvision model:
@@ -29,8 +29,8 @@ from torchvision.models.detection import FCOS, RetinaNet
 from torchvision.models.detection.image_list import ImageList
 
 from edgecomp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from edgecomp.models.detection.adapter import DetectorAdapter, DetectorFeatures, HeadOutputs
 from edgecomp.models.detection.backbones import PYRAMID_STRIDES, ExtraLevels, build_fpn_backbone
-from edgecomp.models.detection.base import DetectorAdapter, DetectorFeatures, HeadOutputs
 
 
 def flatten_head_level(level: torch.Tensor, values: int) -> torch.Tensor:

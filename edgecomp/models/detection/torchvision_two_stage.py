@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 from torchvision.models.detection import FasterRCNN
 
+from edgecomp.models.detection.adapter import DetectorFeatures, HeadOutputs
 from edgecomp.models.detection.backbones import ExtraLevels, build_fpn_backbone, pyramid_level_names
-from edgecomp.models.detection.base import DetectorFeatures, HeadOutputs
 from edgecomp.models.detection.torchvision_dense import TorchvisionDetectorAdapter
 
 

@@ -20,7 +20,7 @@ No normalisation: YOLO takes RGB in [0, 1], what the data pipeline gives.
 
 Ultralytics' `Concat` layers are swapped, instance by instance, for `TraceableConcat`, which lists its inputs one by
 one. The output is the same; what changes is that torch.fx (the tracer behind ModelOpt's structured pruning,
-edgecomp.compress.fastnas) can follow channels through it. Ultralytics' own class is left as it is: only the
+edgecomp.compress.pruning.fastnas) can follow channels through it. Ultralytics' own class is left as it is: only the
 instances inside this adapter change class, so a model the user builds with Ultralytics directly is untouched.
 """
 
@@ -34,7 +34,7 @@ from types import SimpleNamespace
 
 import torch
 
-from edgecomp.models.detection.base import DetectorAdapter, DetectorFeatures, HeadOutputs
+from edgecomp.models.detection.adapter import DetectorAdapter, DetectorFeatures, HeadOutputs
 
 SCALES = ("n", "s", "m", "l", "x")
 # Ultralytics' default loss gains (ultralytics/cfg/default.yaml): box 7.5, cls 0.5, dfl 1.5.

@@ -17,14 +17,14 @@ from pathlib import Path
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from edgecomp.compress.base import Compressor
+from edgecomp.compress.compressor import Compressor
 from edgecomp.compress.context import CompressionContext
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
-from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.models.detection.adapter import DetectorAdapter
 
 BASELINE_FILE = "fp32.onnx"
 

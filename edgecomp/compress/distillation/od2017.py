@@ -1,6 +1,6 @@
 """`compressor=od2017`: Chen et al. 2017 output distillation of a detector from its teacher's head outputs (ScaleKD's
 Table 5 "OD" baseline, and its Table 1 perturbation study), in the detection distillation framework
-(edgecomp.compress.detection_distillation): L = beta L_cls + gamma L_bbox + L_det (edgecomp.distill.od2017)."""
+(edgecomp.compress.distillation.detection_distillation): L = beta L_cls + gamma L_bbox + L_det (edgecomp.distill.od2017_distiller)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from edgecomp.compress.detection_distillation import DetectionDistillation
+from edgecomp.compress.distillation.detection_distillation import DetectionDistillation
 from edgecomp.distill.families import FamilyView
-from edgecomp.distill.od2017 import OutputDistillation
+from edgecomp.distill.od2017_distiller import OutputDistillation
 from edgecomp.distill.output_losses import BBOX_LOSSES, BOX_UNITS, OutputDistillationSettings
 from edgecomp.errors import ConfigError
 

@@ -1,4 +1,4 @@
-"""ScaleKD's LightningModule: the detection distillation module (edgecomp.lit.detection_distillation) plus the
+"""ScaleKD's LightningModule: the detection distillation module (edgecomp.lit.detection_distillation_module) plus the
 cross-scale assistant's own update, stepped before the student's in every iteration (section 3.2: "during
 distillation, we perform a weights update prior to the student model at each iteration through a standard training
 scheme and detection objectives"; section 4.1: "an Adam optimizer with an initial learning rate of 3e-4 and a
@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from edgecomp.distill.base import TERMS, DistillationBatch
-from edgecomp.distill.scalekd import ScaleKD
-from edgecomp.lit.detection_distillation import DetectionDistillationModule, uncounted_step
+from edgecomp.distill.distiller import TERMS, DistillationBatch
+from edgecomp.distill.scalekd_distiller import ScaleKD
+from edgecomp.lit.detection_distillation_module import DetectionDistillationModule, uncounted_step
 from edgecomp.lit.optimization import OptimizerFactory
 
 

@@ -10,7 +10,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from tqdm.auto import tqdm
 
 from edgecomp.evaluate.evaluator import Evaluation, Evaluator, bootstrap_ci95, check_resamples
-from edgecomp.evaluate.runtimes.base import Predictor
+from edgecomp.evaluate.runtimes.runtime import Predictor
 
 
 def top1_per_image(

@@ -85,7 +85,7 @@ import torch.nn as nn
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from edgecomp.compress.base import Compressor
+from edgecomp.compress.compressor import Compressor
 from edgecomp.compress.context import CompressionContext
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
@@ -95,7 +95,7 @@ from edgecomp.evaluate.flops import count_flops, count_params
 from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor
 from edgecomp.lit import distributed
-from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.models.detection.adapter import DetectorAdapter
 from edgecomp.models.fingerprint import weights_fingerprint
 from edgecomp.models.modelopt_artifact import (
     VIEW_PREFIX,
@@ -107,7 +107,7 @@ from edgecomp.models.modelopt_artifact import (
 )
 
 if TYPE_CHECKING:
-    from edgecomp.compress.fastnas_latency import SubnetLatency
+    from edgecomp.compress.pruning.fastnas_latency import SubnetLatency
 
 log = logging.getLogger("edgecomp")
 
@@ -432,7 +432,7 @@ class FastNASPruning(Compressor):
         LATENCY_TOLERANCE is refused here; the search measures again with the trained weights."""
         from modelopt.torch.nas.utils import sample
 
-        from edgecomp.compress.fastnas_latency import SubnetLatency
+        from edgecomp.compress.pruning.fastnas_latency import SubnetLatency
 
         device = build(cfg.device)
         model = build(cfg.model)
@@ -530,7 +530,7 @@ class FastNASPruning(Compressor):
         batch_size = self.calibration_batch_size or int(context.datamodule.batch_size)
         latency = None
         if self.constraint == "latency":
-            from edgecomp.compress.fastnas_latency import SubnetLatency
+            from edgecomp.compress.pruning.fastnas_latency import SubnetLatency
 
             # Timed on the first images of the evaluation split, the record's latency images
             images = context.datamodule.fixed_images(self.latency_protocol.images)
@@ -698,7 +698,7 @@ class FastNASPruning(Compressor):
                 constraints: dict[str, Any] = {"flops": self.flops_target}
                 measured = contextlib.nullcontext()
             else:
-                from edgecomp.compress.fastnas_latency import deployment_of, measured_latency
+                from edgecomp.compress.pruning.fastnas_latency import deployment_of, measured_latency
 
                 sample(view, max)  # the unpruned network, timed as every candidate will be, and the timing noise
                 budget = {"baseline_ms": latency.calibrate(view)}
@@ -715,7 +715,7 @@ class FastNASPruning(Compressor):
                 )
             ranked = latency is not None and self.latency_ranking != "drop"
             if ranked:
-                from edgecomp.compress.fastnas_latency import ORDERS, LatencyRankedSearcher
+                from edgecomp.compress.pruning.fastnas_latency import ORDERS, LatencyRankedSearcher
 
                 orders = ORDERS if self.latency_ranking == "both" else (self.latency_ranking,)
                 searcher = LatencyRankedSearcher(latency, orders)

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-from edgecomp.distill.families.base import (
+from edgecomp.distill.families.family_view import (
     DetectionStep,
     FamilyView,
     Stage,
@@ -32,7 +32,7 @@ from edgecomp.distill.families.base import (
     side_distance_scale,
     split_levels,
 )
-from edgecomp.models.detection.base import HeadOutputs
+from edgecomp.models.detection.adapter import HeadOutputs
 from edgecomp.models.detection.torchvision_dense import FCOSAdapter, TorchvisionDenseAdapter
 
 

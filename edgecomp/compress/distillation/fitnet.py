@@ -1,14 +1,14 @@
 """`compressor=fitnet`: FitNet-style feature distillation of a detector (ScaleKD's Table 5 baseline), in the
-detection distillation framework (edgecomp.compress.detection_distillation): L = alpha L_feat + L_det, L_feat the
-hint loss of edgecomp.distill.fitnet on the last backbone stage or on every pyramid level (`features`)."""
+detection distillation framework (edgecomp.compress.distillation.detection_distillation): L = alpha L_feat + L_det, L_feat the
+hint loss of edgecomp.distill.fitnet_distiller on the last backbone stage or on every pyramid level (`features`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from edgecomp.compress.detection_distillation import DetectionDistillation
+from edgecomp.compress.distillation.detection_distillation import DetectionDistillation
 from edgecomp.distill.families import FamilyView
-from edgecomp.distill.fitnet import FitNet
+from edgecomp.distill.fitnet_distiller import FitNet
 from edgecomp.errors import ConfigError
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from edgecomp.distill.base import DistillationBatch, Distiller
+from edgecomp.distill.distiller import DistillationBatch, Distiller
 from edgecomp.distill.families import FamilyView
 from edgecomp.distill.output_losses import OutputDistillationSettings, output_distillation
 

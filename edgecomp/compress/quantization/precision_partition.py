@@ -12,7 +12,7 @@ minimum is a minimum cut (Greig, Porteous & Seheult 1989; Boykov & Kolmogorov's 
 computes exactly. What a conversion costs per element is the model's one free number: the full INT8 file's
 conversions give a first value, but a boundary in a mixed file costs more than a QuantizeLinear (with it come a
 Transpose out of the INT8 kernels' NHWC layout and a Reorder into the FP32 kernels' NCHWc blocks), so the caller
-re-measures it on each mixed file it makes and cuts again (edgecomp.compress.int8_mixed_precision). The terms come from the profiles (edgecomp.compress.node_attribution): a node's INT8 time is what
+re-measures it on each mixed file it makes and cuts again (edgecomp.compress.quantization.int8_mixed_precision). The terms come from the profiles (edgecomp.compress.quantization.node_attribution): a node's INT8 time is what
 it took in the full INT8 file, its FP32 time what it took in the FP32 file, each with the conversions and layout
 reorders at its boundary there (so the all-INT8 and all-FP32 labellings cost what the profiles measured); a tensor
 between two quantized nodes labelled apart costs a conversion per element times its elements. Nodes the quantizer
@@ -26,7 +26,7 @@ from collections import defaultdict
 import networkx as nx
 import onnx
 
-from edgecomp.compress.node_attribution import Attribution, GraphIndex, fused_owner
+from edgecomp.compress.quantization.node_attribution import Attribution, GraphIndex, fused_owner
 
 _INT8, _FP32 = "<int8>", "<fp32>"  # the cut's terminals
 

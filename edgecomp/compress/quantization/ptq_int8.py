@@ -48,8 +48,8 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgecomp.compress.context import CompressionContext
-from edgecomp.compress.int8_mixed_precision import LatencyChosenPrecision
-from edgecomp.compress.onnx_ptq import OnnxPostTrainingQuantization
+from edgecomp.compress.quantization.int8_mixed_precision import LatencyChosenPrecision
+from edgecomp.compress.quantization.onnx_quantizer import OnnxPostTrainingQuantization
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.runtimes.onnxruntime import session_options
 

@@ -1,7 +1,7 @@
 """The interface of a detection distiller: what it adds to the student's loss, given one batch seen by both networks.
 
 A distiller is an nn.Module holding the training-only parts of a method (adapters, ScaleKD's SDF and CSA); the
-LightningModule (edgecomp.lit.detection_distillation) runs the networks once per batch and asks the distiller for its
+LightningModule (edgecomp.lit.detection_distillation_module) runs the networks once per batch and asks the distiller for its
 terms, which it weighs as ScaleKD's eq. 7: L = alpha L_feat + beta L_cls + gamma L_bbox + L_det. A method reports
 only the terms it has (FitNet: L_feat; Chen et al.: L_cls, L_bbox; ScaleKD: all three). Nothing of the distiller is
 deployed: the student alone is.
@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from edgecomp.distill.alignment import LevelPair, pair_levels
 from edgecomp.distill.families import DetectionStep, FamilyView
-from edgecomp.models.detection.base import DetectorAdapter, DetectorFeatures, HeadOutputs
+from edgecomp.models.detection.adapter import DetectorAdapter, DetectorFeatures, HeadOutputs
 
 TERMS = ("loss_feat", "loss_cls", "loss_bbox")
 

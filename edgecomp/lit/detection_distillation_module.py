@@ -8,7 +8,7 @@ has, the others weigh nothing). One training step runs the teacher once, on its 
 gradients, and the student once: its features, head outputs and detection step (loss and ground-truth assignment)
 serve both L_det and the distillation terms.
 
-The student trains as its from-scratch baseline does (edgecomp.lit.detection.DetectionModule): the run's optimizer
+The student trains as its from-scratch baseline does (edgecomp.lit.detection_module.DetectionModule): the run's optimizer
 and scheduler, a linear learning-rate warm-up over `warmup_steps`, gradient-norm clipping at `max_grad_norm`. Its
 optimizer also holds the distiller's student-side parameters (adapters, the SDF's student side). ScaleKD's schedule
 (section 3.2) adds, as step counts or fractions of the run (`DistillationSchedule`):
@@ -21,7 +21,7 @@ optimizer also holds the distiller's student-side parameters (adapters, the SDF'
   as mmdet's frozen stages do; a frozen layer whose statistics drifted would no longer be the layer it was.
 
 Optimisation is manual because ScaleKD steps a second optimizer, the assistant's, before the student's in each
-iteration (edgecomp.lit.scalekd); this module gives the hook (`before_student_update`). Every term is logged every
+iteration (edgecomp.lit.scalekd_module); this module gives the hook (`before_student_update`). Every term is logged every
 step (`train/<term>`, raw, unweighted), and the mean of each over every epoch is kept (`epoch_means`) for the record.
 """
 
@@ -39,9 +39,9 @@ import torch
 import torch.nn as nn
 
 from edgecomp.distill.alignment import teacher_input
-from edgecomp.distill.base import TERMS, DistillationBatch, Distiller
+from edgecomp.distill.distiller import TERMS, DistillationBatch, Distiller
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
-from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.models.detection.adapter import DetectorAdapter
 
 
 @contextmanager

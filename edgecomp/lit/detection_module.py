@@ -2,7 +2,7 @@
 
 Every loss term the family returns is logged each step (`train/<term>`), with their sum (`train/loss`, what is
 minimised); validation logs the summed loss on the evaluation split (`val/loss`). The COCO metrics are computed
-once, on the saved model, by the evaluation that follows training (edgecomp.evaluate.detection).
+once, on the saved model, by the evaluation that follows training (edgecomp.evaluate.coco_evaluator).
 
 Two things detectors trained from random init need, and classifiers do not: a linear learning-rate warm-up over
 the first `warmup_steps` optimizer steps (the early, large gradients of an untrained head otherwise blow up the
@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 import torch
 
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory, optimizers
-from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.models.detection.adapter import DetectorAdapter
 
 
 class DetectionModule(pl.LightningModule):

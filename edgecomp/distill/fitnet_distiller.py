@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from edgecomp.distill.alignment import aligned_pyramid, to_grid
-from edgecomp.distill.base import DistillationBatch, Distiller, feature_channels
+from edgecomp.distill.distiller import DistillationBatch, Distiller, feature_channels
 from edgecomp.distill.families import FamilyView
 from edgecomp.distill.sdf import ScaleDecoupledFeatureDistillation, standardise
 

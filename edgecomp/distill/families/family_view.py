@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from edgecomp.models.detection.base import DetectorAdapter, HeadOutputs
+from edgecomp.models.detection.adapter import DetectorAdapter, HeadOutputs
 from edgecomp.models.detection.torchvision_dense import flatten_head_level
 
 Activation = Literal["sigmoid", "softmax"]

@@ -2,7 +2,7 @@
 
 A batch is `(images, targets)`: images a float tensor (N, 3, S, S) in [0, 1], letterboxed to S = `image_size`
 (edgecomp.data.detection.letterbox), and one target per image with "boxes" (M, 4) xyxy in the S x S frame and
-"labels" (M,) int64 in 0..C-1: the conventions of edgecomp.models.detection.base. The dataset's own category ids
+"labels" (M,) int64 in 0..C-1: the conventions of edgecomp.models.detection.adapter. The dataset's own category ids
 (COCO's 1..90, YOLO's 0..79, VisDrone's 1..10) map to contiguous labels in ascending id order, and back through
 `category_ids` when predictions are scored. Targets leave out ignore regions (iscrowd = 1, as torchvision's
 references train), and training targets the boxes that the resize shrinks under `min_box_size` pixels; evaluation

@@ -24,8 +24,8 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from edgecomp.distill.families.base import DetectionStep, FamilyView, Stage, StageTargets, flatten_level
-from edgecomp.models.detection.base import HeadOutputs
+from edgecomp.distill.families.family_view import DetectionStep, FamilyView, Stage, StageTargets, flatten_level
+from edgecomp.models.detection.adapter import HeadOutputs
 from edgecomp.models.detection.mmdet import MMDetAdapter, head_class
 
 

@@ -5,7 +5,7 @@ distiller's three terms of eq. 7 and its assistant.
 - the cross-scale assistant (section 3.2, edgecomp.distill.csa) at every student pyramid level, on the student's
   pyramid and the teacher's aligned to it; its pyramid runs through the student's detection head ("sharing the
   detection head for supervision") and is trained on the ground truth with the student family's detection loss
-  (`assistant_step`) by its own optimizer, before the student's update (edgecomp.lit.scalekd);
+  (`assistant_step`) by its own optimizer, before the student's update (edgecomp.lit.scalekd_module);
 - L_cls and L_bbox: Chen et al.'s output losses from the assistant's head outputs -- after its update in this
   iteration -- to the student's, at every level and, for Faster R-CNN, for the RoI head on the student's proposals
   ("instead of transferring the teacher's output knowledge, we transfer the CSA's knowledge on both classification
@@ -25,12 +25,12 @@ import torch
 import torch.nn as nn
 
 from edgecomp.distill.alignment import aligned_pyramid
-from edgecomp.distill.base import DistillationBatch, Distiller, feature_channels
 from edgecomp.distill.csa import Attention, CrossScaleAssistant, QuerySide, Residual
+from edgecomp.distill.distiller import DistillationBatch, Distiller, feature_channels
 from edgecomp.distill.families import DetectionStep, FamilyView
 from edgecomp.distill.output_losses import OutputDistillationSettings, output_distillation
 from edgecomp.distill.sdf import ScaleDecoupledFeatureDistillation
-from edgecomp.models.detection.base import HeadOutputs
+from edgecomp.models.detection.adapter import HeadOutputs
 
 
 @dataclass(frozen=True)

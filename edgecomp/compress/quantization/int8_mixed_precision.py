@@ -8,10 +8,10 @@ where ONNX Runtime runs it faster so, as measured on the device:
 1. Full INT8 first (the quantizer's own file, calibrated as configured).
 2. Both files profiled per node by ONNX Runtime's profiler with the device's threads and batch
    (edgecomp.evaluate.runtimes.onnxruntime_profile), each ran node's time attributed to the quantizer's nodes
-   (edgecomp.compress.node_attribution): a node's own INT8 kernel time, its FP32 time (fused activation and layout
+   (edgecomp.compress.quantization.node_attribution): a node's own INT8 kernel time, its FP32 time (fused activation and layout
    reorders included), and what a conversion costs per element.
 3. The partition into INT8 and FP32 nodes that minimises the estimated time, conversions between the two included,
-   by a minimum cut (edgecomp.compress.precision_partition: node-by-node decisions add a conversion around every
+   by a minimum cut (edgecomp.compress.quantization.precision_partition: node-by-node decisions add a conversion around every
    isolated FP32 node and made MobileNetV3-Large 1.6x slower than full INT8); the file re-quantized with the same
    calibration, the FP32 side left out (ONNX Runtime's quantizer, `nodes_to_exclude`).
 4. The accuracy budget, as NNCF's accuracy-controlled quantization keeps one: the task's metric (top-1, or COCO
@@ -44,8 +44,8 @@ import torch
 import torch.nn as nn
 
 from edgecomp.compress.context import CompressionContext
-from edgecomp.compress.node_attribution import Attribution, attribute, quantized_nodes
-from edgecomp.compress.precision_partition import PrecisionPartition
+from edgecomp.compress.quantization.node_attribution import Attribution, attribute, quantized_nodes
+from edgecomp.compress.quantization.precision_partition import PrecisionPartition
 from edgecomp.evaluate.evaluator import ACCURACY_METRIC
 from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.paired_latency import Side, time_alternately
@@ -56,7 +56,7 @@ from edgecomp.evaluate.uncertainty import FASTER
 log = logging.getLogger("edgecomp")
 
 if TYPE_CHECKING:
-    from edgecomp.compress.ptq_int8 import Int8Quantization
+    from edgecomp.compress.quantization.ptq_int8 import Int8Quantization
 
 ROUNDS = 3  # cut -> re-quantize -> profile rounds
 TIMING_ROUNDS = 20  # the whole files are timed against each other in this many alternating rounds (as latency.rounds)

@@ -1,11 +1,11 @@
 """`compressor=scalekd`: ScaleKD (Zhu et al., CVPR 2023), the scale-aware detection distiller, in the detection
-distillation framework (edgecomp.compress.detection_distillation):
+distillation framework (edgecomp.compress.distillation.detection_distillation):
 
     L = alpha L_feat + beta L_cls + gamma L_bbox + L_det                 (eq. 7)
 
 L_feat from the scale-decoupled feature distillation (edgecomp.distill.sdf), L_cls and L_bbox from the cross-scale
 assistant's head outputs (edgecomp.distill.csa, output_losses), the assistant trained on the ground truth through the
-student's head by its own optimizer before each student update (edgecomp.lit.scalekd). The teacher sees
+student's head by its own optimizer before each student update (edgecomp.lit.scalekd_module). The teacher sees
 `teacher_scale` x the student's resolution (edgecomp.distill.alignment). Paper weights: one-stage 0.01 / 0.2 / 0.05
 (conf/compressor/scalekd.yaml), two-stage 0.07 / 0.5 / 0.2 (scalekd_two_stage.yaml).
 """
@@ -18,14 +18,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from edgecomp.compress.detection_distillation import DetectionDistillation
-from edgecomp.compress.od2017 import parse_output_settings
+from edgecomp.compress.distillation.detection_distillation import DetectionDistillation
+from edgecomp.compress.distillation.od2017 import parse_output_settings
 from edgecomp.config import build
 from edgecomp.distill.csa import ATTENTIONS, RESIDUALS
 from edgecomp.distill.families import FamilyView
-from edgecomp.distill.scalekd import CSASettings, ScaleKD, SDFSettings
+from edgecomp.distill.scalekd_distiller import CSASettings, ScaleKD, SDFSettings
 from edgecomp.errors import ConfigError
-from edgecomp.lit.scalekd import ScaleKDModule
+from edgecomp.lit.scalekd_module import ScaleKDModule
 
 
 def parse_sdf(sdf: Mapping[str, Any] | None) -> SDFSettings:

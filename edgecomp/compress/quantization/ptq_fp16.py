@@ -18,7 +18,7 @@ import torch.nn as nn
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from edgecomp.compress.context import CompressionContext
-from edgecomp.compress.onnx_ptq import OnnxPostTrainingQuantization
+from edgecomp.compress.quantization.onnx_quantizer import OnnxPostTrainingQuantization
 
 
 def drop_repeated_casts(model: onnx.ModelProto) -> None:

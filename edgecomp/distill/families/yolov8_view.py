@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgecomp.distill.families.base import (
+from edgecomp.distill.families.family_view import (
     DetectionStep,
     FamilyView,
     Stage,
@@ -25,7 +25,7 @@ from edgecomp.distill.families.base import (
     side_distance_scale,
     split_levels,
 )
-from edgecomp.models.detection.base import HeadOutputs
+from edgecomp.models.detection.adapter import HeadOutputs
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
 
 

@@ -21,9 +21,9 @@ import torch
 from torchvision.models.detection.roi_heads import fastrcnn_loss
 from torchvision.models.detection.rpn import concat_box_prediction_layers
 
-from edgecomp.distill.families.base import DetectionStep, Stage, StageTargets, flatten_level, split_levels
-from edgecomp.distill.families.torchvision_dense import TorchvisionView
-from edgecomp.models.detection.base import HeadOutputs
+from edgecomp.distill.families.family_view import DetectionStep, Stage, StageTargets, flatten_level, split_levels
+from edgecomp.distill.families.torchvision_dense_view import TorchvisionView
+from edgecomp.models.detection.adapter import HeadOutputs
 from edgecomp.models.detection.torchvision_dense import blank_images
 from edgecomp.models.detection.torchvision_two_stage import FasterRCNNAdapter
 

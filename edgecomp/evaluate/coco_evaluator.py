@@ -4,7 +4,7 @@ The deployed network (the predictor the target device's runtime made of the dete
 file run by ONNX Runtime) runs on the letterboxed S x S images, and the adapter's `decode` (its family's decoding
 and NMS) turns its outputs into detections; a family whose detections need more than `forward` (Faster R-CNN) runs
 its eager `predict` on the device's accelerator and precision instead. Each detection goes back to the original image's pixels and the dataset's
-category ids, and pycocotools compares them with the split's full ground truth (edgecomp.evaluate.coco). With a
+category ids, and pycocotools compares them with the split's full ground truth (edgecomp.evaluate.coco_metrics). With a
 bootstrap, `map` and `map_small` get intervals over the images from pycocotools' per-image matches, re-accumulated
 for each resample (edgecomp.evaluate.coco_bootstrap: nothing is matched again).
 """
@@ -18,11 +18,11 @@ import torch
 from tqdm.auto import tqdm
 
 from edgecomp.data.detection.letterbox import to_original_boxes
-from edgecomp.evaluate.coco import METRIC_KEYS, coco_evaluation, coco_metrics, evaluation_metrics
 from edgecomp.evaluate.coco_bootstrap import ResampledAP
+from edgecomp.evaluate.coco_metrics import METRIC_KEYS, coco_evaluation, coco_metrics, evaluation_metrics
 from edgecomp.evaluate.evaluator import Evaluation, Evaluator, bootstrap_ci95, check_resamples
-from edgecomp.evaluate.runtimes.base import Predictor
-from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.evaluate.runtimes.runtime import Predictor
+from edgecomp.models.detection.adapter import DetectorAdapter
 
 
 def deployed_detections(
@@ -85,7 +85,7 @@ def coco_detections(
 
 
 class CocoEvaluator(Evaluator):
-    """map, map50, map75, map_small, map_medium, map_large, ar1, ar10, ar100, recall (edgecomp.evaluate.coco);
+    """map, map50, map75, map_small, map_medium, map_large, ar1, ar10, ar100, recall (edgecomp.evaluate.coco_metrics);
     `evaluate` adds the bootstrap intervals of map and map_small over the images (`bootstrap` resamples, 0: none)."""
 
     metric_names = METRIC_KEYS

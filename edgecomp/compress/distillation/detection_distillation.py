@@ -23,16 +23,16 @@ import torch.nn as nn
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from edgecomp.compress.base import Compressor
+from edgecomp.compress.compressor import Compressor
 from edgecomp.compress.context import CompressionContext
-from edgecomp.distill.base import Distiller
+from edgecomp.distill.distiller import Distiller
 from edgecomp.distill.families import FamilyView, family_view, view_class
 from edgecomp.distill.high_resolution import high_resolution_config, load_teacher
 from edgecomp.errors import CheckpointError, ConfigError
-from edgecomp.lit.detection_distillation import DetectionDistillationModule, DistillationSchedule, LossWeights
+from edgecomp.lit.detection_distillation_module import DetectionDistillationModule, DistillationSchedule, LossWeights
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
 from edgecomp.lit.training import Training
-from edgecomp.models.detection.base import DetectorAdapter
+from edgecomp.models.detection.adapter import DetectorAdapter
 
 # The teacher's input (teacher_scale x the student's) must keep every family's pyramid grids exact.
 LARGEST_STRIDE = 32

@@ -17,11 +17,11 @@ import lightning.pytorch as pl
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from edgecomp.compress.base import Compressor
+from edgecomp.compress.compressor import Compressor
 from edgecomp.compress.context import CompressionContext
 from edgecomp.config import build
 from edgecomp.errors import CheckpointError, ConfigError
-from edgecomp.lit.distillation import HintonDistillationModule
+from edgecomp.lit.hinton_distillation_module import HintonDistillationModule
 from edgecomp.models.checkpoint import load_weights
 
 

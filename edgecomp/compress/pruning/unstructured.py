@@ -16,7 +16,7 @@ import torch.nn as nn
 from omegaconf import DictConfig
 from torch.nn.utils import prune
 
-from edgecomp.compress.base import Compressor
+from edgecomp.compress.compressor import Compressor
 from edgecomp.compress.context import CompressionContext
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
