@@ -29,6 +29,37 @@ def test_append_returns_line_numbers_and_reads_back(tmp_path):
     assert [r["seed"] for r in read_records(path)] == [1, 2]
 
 
+def test_append_writes_only_the_new_line_and_counts_lines_without_reading_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "records.jsonl"
+    for seed in range(3):
+        append_record(path, make_record(seed=seed))
+    inode, before = path.stat().st_ino, path.read_bytes()
+    # The line number comes from the lock file's count: reading the records file would fail here.
+    real_open = open
+
+    def open_without_reading(file, mode="r", *args, **kwargs):
+        if str(file) == str(path) and "r" in mode and "+" not in mode:
+            raise AssertionError(f"append_record read {file}")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", open_without_reading)
+    assert append_record(path, make_record(seed=3)) == 4
+    monkeypatch.undo()
+    after = path.read_bytes()
+    assert path.stat().st_ino == inode and after.startswith(before)  # appended in place, nothing rewritten
+    assert json.loads(after[len(before) :])["seed"] == 3
+
+
+def test_line_numbers_stay_right_when_the_file_is_changed_by_something_else(tmp_path):
+    path = tmp_path / "records.jsonl"
+    append_record(path, make_record(seed=0))
+    # edited by hand: two records and no final newline
+    path.write_text(path.read_text() + "\n" + json.dumps(make_record(seed=1)))
+    assert append_record(path, make_record(seed=2)) == 4  # the blank line counts: it is line 2
+    assert [r["seed"] for r in read_records(path)] == [0, 1, 2]
+    assert json.loads(path.read_text().splitlines()[3])["seed"] == 2
+
+
 def test_unserialisable_record_leaves_the_file_untouched(tmp_path):
     path = tmp_path / "records.jsonl"
     append_record(path, make_record())

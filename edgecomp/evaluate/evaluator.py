@@ -25,6 +25,21 @@ from edgecomp.evaluate.uncertainty import bootstrap_interval
 
 # Each task's headline accuracy metric: what a report's accuracy column and a search's default score are.
 ACCURACY_METRIC = {"classification": "top1", "detection": "map"}
+# How the summaries, tables and plots name a metric (a metric without a label is shown by its key).
+METRIC_LABELS = {
+    "top1": "Top-1",
+    "map": "mAP@50-95",
+    "map50": "mAP@50",
+    "map75": "mAP@75",
+    "map_small": "mAP small",
+    "map_medium": "mAP medium",
+    "map_large": "mAP large",
+    "recall": "Recall",
+}
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
 
 
 class Evaluator(ABC):

@@ -6,9 +6,11 @@ read, the file and line), not a KeyError three modules later. On disk a record i
 fields, then the method's own top-level fields (`extra`: a distiller's `distill`, FastNAS's `fastnas`, a recipe's
 `recipe`).
 
-Appending is atomic: the new file (old lines + the new one) is written beside the old one, flushed to disk and
-renamed over it, under an exclusive lock so that parallel sweep jobs never lose each other's lines. A run
-killed at any moment leaves either the old file or the new one, never a half line.
+Appending costs the same however long the file is: the line is serialised and checked first (a record that cannot
+be written leaves the file as it was), then written at the end of the file in one write and flushed to disk, under
+an exclusive lock so that parallel sweep jobs never interleave their lines. The lock file also keeps the file's
+line count and size, so that the summary can name the new record's line without reading the file; a file changed
+by anything else (its size no longer the one kept) is counted once again.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from edgecomp.errors import EdgecompError
 
@@ -229,13 +231,24 @@ def _finite(value: Any) -> Any:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+def _locked(path: Path) -> Iterator[IO[str]]:
+    """An exclusive lock on `path` for appending; yields the lock file, which keeps "<lines> <bytes>" of `path`."""
+    with open(path.with_name(path.name + ".lock"), "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
+            yield lock
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _line_count(path: Path, lock: IO[str], size: int) -> int:
+    """The lines of `path` (of `size` bytes) as the lock file keeps them, or counted when it keeps another size."""
+    lock.seek(0)
+    kept = lock.read().split()
+    if len(kept) == 2 and kept[1] == str(size) and kept[0].isdigit():
+        return int(kept[0])
+    with open(path, "rb") as file:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b""))
 
 
 def append_record(path: str | os.PathLike, record: Record | dict[str, Any]) -> int:
@@ -245,35 +258,41 @@ def append_record(path: str | os.PathLike, record: Record | dict[str, Any]) -> i
     line = (json.dumps(_finite(data), allow_nan=False) + "\n").encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):
-        old = path.read_bytes() if path.exists() else b""
-        if old and not old.endswith(b"\n"):
-            old += b"\n"
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "wb") as out:
-            out.write(old + line)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    return old.count(b"\n") + 1
+    with _locked(path) as lock, open(path, "a+b") as file:
+        size = file.seek(0, os.SEEK_END)
+        lines = _line_count(path, lock, size) if size else 0
+        if size and os.pread(file.fileno(), 1, size - 1) != b"\n":
+            line = b"\n" + line  # a file edited by hand may lack its last newline
+            lines += 1
+        file.write(line)
+        file.flush()
+        os.fsync(file.fileno())
+        lock.truncate(0)
+        lock.write(f"{lines + 1} {size + len(line)}\n")
+        lock.flush()
+    return lines + 1
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for every record of a records.jsonl file, each checked against Record, read once."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgecompError(f"no records at {path}")
+    with open(path) as file:
+        for number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, Record.from_json(json.loads(line)).to_json()
+            except json.JSONDecodeError as err:
+                raise EdgecompError(f"{path}:{number}: not a JSON record ({err.msg} at column {err.colno})") from err
+            except RecordError as err:
+                raise RecordError(f"{path}:{number}: {err}") from err
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Every record of a records.jsonl file, each checked against Record, as the JSON objects they are."""
-    path = Path(path)
-    if not path.exists():
-        raise EdgecompError(f"no records at {path}")
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(Record.from_json(json.loads(line)).to_json())
-        except json.JSONDecodeError as err:
-            raise EdgecompError(f"{path}:{number}: not a JSON record ({err.msg} at column {err.colno})") from err
-        except RecordError as err:
-            raise RecordError(f"{path}:{number}: {err}") from err
-    return records
+    return [record for _, record in iter_records(path)]
 
 
 def flatten(record: dict[str, Any], skip: tuple[str, ...] = ("config",)) -> dict[str, Any]:

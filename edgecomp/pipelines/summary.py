@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgecomp.units import si_text
+
 METRICS_PER_ROW = 5
-
-
-def _si(value: float, unit: str = "") -> str:
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.2f} {prefix}{unit}"
-    return f"{value:.0f} {unit}".rstrip()
 
 
 def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
@@ -47,9 +42,9 @@ def format_summary(record: dict[str, Any], records_path: str, line: int, title: 
         ]
     if record.get("params") is not None:
         _, h, w = record.get("input_size", (3, "?", "?"))
-        rows.append(("model", f"{_si(record['params'])} params, {_si(record['flops'], 'FLOPs')}/image at {h}x{w}"))
+        rows.append(("model", f"{si_text(record['params'])} params, {si_text(record['flops'], 'FLOPs')}/image at {h}x{w}"))
     if record.get("size_bytes") is not None:
-        rows.append(("size", f"{_si(record['size_bytes'], 'B')} (gzip {_si(record['gzip_bytes'], 'B')})"))
+        rows.append(("size", f"{si_text(record['size_bytes'], 'B')} (gzip {si_text(record['gzip_bytes'], 'B')})"))
     artifact = record["artifact"]
     export = record.get("export_time_s")
     if export is not None:

@@ -14,21 +14,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from edgecomp.evaluate.evaluator import metric_label
 from edgecomp.evaluate.uncertainty import RatioInterval
+from edgecomp.units import ratio, si_text
 
 LATENCY_STAT = "median"
 # The metrics the table shows, by task, with the report's names for them: COCO mAP50-95 and recall for a detector.
-TABLE_METRICS = {
-    "classification": (("top1", "Top-1"),),
-    "detection": (("map", "mAP@50-95"), ("recall", "Recall")),
-}
-
-
-def ratio(compressed: float | None, baseline: float | None) -> float | None:
-    """compressed / baseline, None where either side is unknown (or the baseline zero)."""
-    if compressed is None or not baseline:
-        return None
-    return compressed / baseline
+TABLE_METRICS = {"classification": ("top1",), "detection": ("map", "recall")}
 
 
 def median_latency(measured: dict[str, Any]) -> float | None:
@@ -65,12 +57,7 @@ def runtime_text(measured: dict[str, Any]) -> str:
 
 
 def _count(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.2f}{prefix}{unit}"
-    return f"{value:.0f}{unit}"
+    return "-" if value is None else si_text(value, unit, separator="")
 
 
 def _change(ratio: float | None) -> str:
@@ -116,7 +103,8 @@ def comparison_table(record: dict[str, Any]) -> str:
         )
     )
     lines.append(("Runtime", runtime_text(baseline), runtime_text(record), ""))
-    for key, label in TABLE_METRICS.get(record["task"], ()):
+    for key in TABLE_METRICS.get(record["task"], ()):
+        label = metric_label(key)
         before, after = (baseline.get("metrics") or {}).get(key), (record.get("metrics") or {}).get(key)
         lines.append((label, _score(before), _score(after), _points(after, before)))
 

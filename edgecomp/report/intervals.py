@@ -21,9 +21,9 @@ from edgecomp.evaluate.uncertainty import (
     PairedDifference,
     ratio_interval,
 )
-from edgecomp.report.comparison import median_latency, ratio
+from edgecomp.report.comparison import median_latency
+from edgecomp.units import ratio
 
-MB = 1e6  # sizes are shown in MB of 10^6 bytes, as edgecomp's run summary does
 ONE_SEED_NOTE = "1 seed"
 
 

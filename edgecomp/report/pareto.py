@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from edgecomp.evaluate.evaluator import metric_label
 from edgecomp.report.table import Row
 
 # The bars thin: two seeds give a wide t interval, which must not hide the points.
@@ -28,7 +29,6 @@ ERRORBAR_STYLE = {"elinewidth": 0.9, "capsize": 2.5, "capthick": 0.9}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 # Latency on a log axis once the fastest and the slowest point are this far apart.
 LOG_SCALE_SPAN = 10.0
-ACCURACY_LABEL = {"top1": "top-1 accuracy (%)", "map": "mAP50-95 (%)"}
 # A panel with more points than this labels only its Pareto front (the table has every row's settings): beyond a
 # dozen, labels beside every point overlap until none can be read.
 LABEL_EVERY_POINT_UP_TO = 12
@@ -142,7 +142,7 @@ def pareto_figure(rows: Sequence[Row]) -> Figure:
             axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             axes.xaxis.set_minor_formatter(NullFormatter())
         axes.set_xlabel(f"latency on {device} (median ms per image)")
-        axes.set_ylabel(ACCURACY_LABEL.get(panel_rows[0].metric, f"{panel_rows[0].metric} (%)"))
+        axes.set_ylabel(f"{metric_label(panel_rows[0].metric)} (%)")
         axes.set_title(f"{dataset} ({task}) on {device}", fontsize=10)
         axes.grid(True, which="both", alpha=0.3)
 

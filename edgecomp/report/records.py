@@ -8,7 +8,7 @@ from typing import Any
 
 from edgecomp.errors import DatasetError
 from edgecomp.evaluate.evaluator import ACCURACY_METRIC  # the metric a row's accuracy is, by the record's task
-from edgecomp.evaluate.record import read_records
+from edgecomp.evaluate.record import iter_records
 
 RECORDS_FILE = "records.jsonl"
 
@@ -41,13 +41,9 @@ def load_records(folder: Path) -> list[dict[str, Any]]:
     """
     records: list[dict[str, Any]] = []
     for path in find_record_files(folder):
-        file_records = read_records(path)
-        # read_records skips blank lines: recover each record's line number for the messages. (A sweep still running
-        # may have appended lines since: strict=False, the first len(file_records) lines are the ones read.)
-        line_numbers = [n for n, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
-        for record, line in zip(file_records, line_numbers, strict=False):
+        for line, record in iter_records(path):
             _check_record(record, f"{path}:{line}")
-        records.extend(file_records)
+            records.append(record)
     if not records:
         raise DatasetError(f"report={folder}: its {RECORDS_FILE} files hold no records")
     return records

@@ -39,6 +39,7 @@ from edgecomp.report.intervals import (
     seed_latency_ratio,
     speedup_over_seeds,
 )
+from edgecomp.units import ratio
 
 # The keys of a record's `compression` that are settings and so tell rows apart (pruning at 0.25 and at 0.5 are two
 # rows; distillation from two teachers too). The rest of `compression` is measured (time_s, rss_added_peak_bytes,
@@ -212,11 +213,9 @@ def _one_run_interval(
     return interval(value(records[0]), scale) if len(records) == 1 else None
 
 
-def _ratio(pairs: list[tuple[float | None, float | None]]) -> float | None:
+def _ratio_of_means(pairs: list[tuple[float | None, float | None]]) -> float | None:
     means = _mean_pair(pairs)
-    if means is None or not means[1]:
-        return None
-    return means[0] / means[1]
+    return None if means is None else ratio(*means)
 
 
 def baseline_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -263,8 +262,8 @@ def aggregate(key: RowKey, records: list[dict[str, Any]]) -> Row:
         changes = {
             "accuracy_change": paired_difference(differences),
             "speedup_interval": speedup_over_seeds([seed_latency_ratio(r, r["baseline"]) for r in compressed]),
-            "size_ratio": _ratio([(r.get("size_bytes"), r["baseline"].get("size_bytes")) for r in compressed]),
-            "gzip_ratio": _ratio([(r.get("gzip_bytes"), r["baseline"].get("gzip_bytes")) for r in compressed]),
+            "size_ratio": _ratio_of_means([(r.get("size_bytes"), r["baseline"].get("size_bytes")) for r in compressed]),
+            "gzip_ratio": _ratio_of_means([(r.get("gzip_bytes"), r["baseline"].get("gzip_bytes")) for r in compressed]),
         }
     return Row(
         key=key,

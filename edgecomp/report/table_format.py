@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from edgecomp.evaluate.uncertainty import MeanInterval
-from edgecomp.report.intervals import MB, difference_text, mean_std_text, measure_text, speedup_text
+from edgecomp.report.intervals import difference_text, mean_std_text, measure_text, speedup_text
 from edgecomp.report.table import Row
+from edgecomp.units import MB
 
 CSV_COLUMNS = (
     "task",

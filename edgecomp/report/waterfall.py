@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from edgecomp.evaluate.uncertainty import mean_interval, paired_difference
-from edgecomp.report.comparison import LATENCY_STAT, median_latency, ratio, runtime_text
+from edgecomp.report.comparison import LATENCY_STAT, median_latency, runtime_text
 from edgecomp.report.intervals import (
-    MB,
     difference_text,
     mean_std_text,
     measure_text,
@@ -31,6 +30,7 @@ from edgecomp.report.intervals import (
     speedup_over_seeds,
     speedup_text,
 )
+from edgecomp.units import MB, ratio
 
 # The task's metrics in the waterfall: the headline accuracy, then what a detector is judged on besides.
 WATERFALL_METRICS = {"classification": ("top1",), "detection": ("map", "map_small")}
