@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -45,6 +45,27 @@ class LatencyProtocol:
         return max(1, math.ceil(self.runs / self.rounds))
 
 
+class LatencyStats(TypedDict):
+    """A record's `latency_ms` (and its baseline's): the statistics of the timed passes, ms per image."""
+
+    mean: float
+    std: float  # sample standard deviation (0 for one pass)
+    median: float  # what every comparison uses
+    p90: float
+    ci95: list[float] | None  # the median's distribution-free 95 % interval; null below the 6 passes it needs
+    runs: int  # timed passes (a paired timing's, pooled over its rounds)
+    warmup: int
+    images: int
+    batch_size: int
+    passes_ms_per_image: list[float]
+
+
+class PairedLatencyStats(LatencyStats):
+    """The latency of one side of a paired timing (edgecomp.evaluate.paired_latency): its passes of every round."""
+
+    rounds: int  # alternating rounds
+
+
 def latency_stats(ms_per_image: list[float]) -> dict[str, Any]:
     """mean, sample standard deviation, median, 90th percentile of per-pass ms per image, and the 95 % interval of
     the median (`ci95`, null below the 6 passes it needs)."""
@@ -57,6 +78,18 @@ def latency_stats(ms_per_image: list[float]) -> dict[str, Any]:
         "p90": float(np.percentile(values, 90)),
         "ci95": None if interval is None else list(interval),
     }
+
+
+def latency_record(timed: list[float], warmup: int, images: int, batch_size: int) -> LatencyStats:
+    """The record's `latency_ms` of the timed passes `timed` (ms per image), with how they were timed."""
+    return LatencyStats(
+        **latency_stats(timed),
+        runs=len(timed),
+        warmup=warmup,
+        images=images,
+        batch_size=batch_size,
+        passes_ms_per_image=timed,
+    )
 
 
 def time_passes(
@@ -82,17 +115,10 @@ def prepared_batches(predictor: Predictor, images: torch.Tensor, batch_size: int
 
 def measure_latency(
     predictor: Predictor, images: torch.Tensor, batch_size: int, protocol: LatencyProtocol, desc: str = "latency"
-) -> dict:
+) -> LatencyStats:
     """Time `protocol.warmup + protocol.runs` passes over `images` (N, 3, H, W) in batches of `batch_size`."""
     count = images.shape[0]
     # Inputs are moved to the device before the clock starts: the network forward is what is timed.
     batches = prepared_batches(predictor, images, batch_size)
     timed = time_passes(predictor, batches, count, protocol.warmup + protocol.runs, desc)[protocol.warmup :]
-    return {
-        **latency_stats(timed),
-        "runs": protocol.runs,
-        "warmup": protocol.warmup,
-        "images": count,
-        "batch_size": batch_size,
-        "passes_ms_per_image": timed,
-    }
+    return latency_record(timed, protocol.warmup, count, batch_size)

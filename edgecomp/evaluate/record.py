@@ -24,9 +24,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypedDict, get_type_hints
+
+from pydantic import TypeAdapter, ValidationError
 
 from edgecomp.errors import EdgecompError
+from edgecomp.evaluate.latency import LatencyStats, PairedLatencyStats
 
 REQUIRED_FIELDS = (
     "task",
@@ -45,7 +48,7 @@ REQUIRED_FIELDS = (
     "artifact",
     "config",
 )
-LATENCY_FIELDS = ("mean", "std", "median", "p90", "runs", "warmup", "images")
+LATENCY_FIELDS = tuple(LatencyStats.__annotations__)  # what a measured latency holds
 # Written only where they hold something (compress.py's records; a recipe stage's; a pretrained start's weights).
 OMITTED_WHEN_NULL = ("baseline", "compression", "vs_baseline", "previous", "recipe", "weights")
 
@@ -93,10 +96,75 @@ _METRICS_CI95 = (
     ),
     'null or {metric: [low, high] or null, ..., "resamples": N >= 1}',
 )
-_LATENCY = (
-    lambda v: v is None or (isinstance(v, dict) and _is_number(v.get("median", v.get("mean")))),
-    "null or an object with the median (or mean) ms per image",
-)
+# Each key of latency_ms as LatencyStats declares it. Older records lack what the protocol added since (the
+# interval, the batch size): a key may be missing, except the statistic every comparison uses, but one that is
+# there has its declared type.
+_LATENCY_KEYS = {key: TypeAdapter(hint) for key, hint in get_type_hints(PairedLatencyStats).items()}
+
+
+def _is_latency(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, dict) or not _is_number(value.get("median", value.get("mean"))):
+        return False
+    try:
+        for key, inner in value.items():
+            if key in _LATENCY_KEYS:
+                _LATENCY_KEYS[key].validate_python(inner)
+    except ValidationError:
+        return False
+    return True
+
+
+_LATENCY = (_is_latency, "null or an object with the median (or mean) ms per image, typed as LatencyStats")
+
+
+class Measurement(TypedDict):
+    """What measuring a deployed model gives (edgecomp.pipelines.measure.measure_model): the record's measured
+    fields, and the deployed file (`artifact`: null for a module run as it is)."""
+
+    artifact: str | None
+    export_time_s: float | None
+    params: int | None  # null for a file made elsewhere: no network to count
+    flops: int | None
+    input_size: list[int]
+    size_bytes: int
+    gzip_bytes: int
+    runtime: dict[str, Any]  # what ran it: the device's description, runtime, precision, provider, threads
+    metrics: dict[str, float | None]
+    metrics_ci95: dict[str, Any] | None
+    latency_ms: LatencyStats | PairedLatencyStats | None  # None until a paired timing fills it
+
+
+class MeasuredSide(TypedDict):
+    """One side of a comparison as a record keeps it (`baseline`, a recipe stage's `previous`): what was deployed,
+    the weights it came from, and its measured fields."""
+
+    artifact: str
+    checkpoint: str
+    metrics: dict[str, float | None]
+    metrics_ci95: dict[str, Any] | None
+    params: int | None
+    flops: int | None
+    latency_ms: LatencyStats | PairedLatencyStats | None
+    size_bytes: int | None
+    gzip_bytes: int | None
+    runtime: dict[str, Any] | None
+    export_time_s: float | None
+
+
+# What a comparison keeps of a measurement (MeasuredSide's measured fields, in the record's order).
+MEASURED_FIELDS = tuple(key for key in MeasuredSide.__annotations__ if key not in ("artifact", "checkpoint"))
+
+
+class VsBaseline(TypedDict):
+    """A compress.py record's `vs_baseline`: compressed / baseline (null where a side is unknown)."""
+
+    params_ratio: float | None
+    flops_ratio: float | None
+    latency_ratio: float | None
+    latency_stat: str  # "paired rounds" (the ratio of a paired timing) or the statistic both medians are
+    latency: dict[str, Any] | None  # the paired ratio's interval, rounds and verdict (RatioInterval.as_record)
 
 
 @dataclass
@@ -117,7 +185,7 @@ class Record:
     metrics: dict[str, float | None]
     params: int | None
     flops: int | None
-    latency_ms: dict[str, Any] | None
+    latency_ms: LatencyStats | PairedLatencyStats | None
     size_bytes: int | None
     gzip_bytes: int | None
     # 95 % bootstrap intervals of metrics over the evaluation images, with the resample count: {"top1": [low, high],
@@ -134,11 +202,11 @@ class Record:
     runtime: dict[str, Any] | None = None  # what ran the artifact: name, precision, provider, threads
     export_time_s: float | None = None
     # compress.py: the baseline it measured in the same run, the compression's cost and settings, the ratios
-    baseline: dict[str, Any] | None = None
+    baseline: MeasuredSide | None = None
     compression: dict[str, Any] | None = None
-    vs_baseline: dict[str, Any] | None = None
+    vs_baseline: VsBaseline | None = None
     # a recipe's stage: {name, stage, index, stages, key}, and the stage before it measured as `baseline` is
-    previous: dict[str, Any] | None = None
+    previous: MeasuredSide | None = None
     recipe: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -20,7 +20,7 @@ from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.paired_latency import PairedTiming
-from edgecomp.evaluate.record import Record, append_record
+from edgecomp.evaluate.record import Measurement, Record, append_record
 from edgecomp.lit import distributed
 from edgecomp.lit.training import Training
 from edgecomp.models.detection.adapter import DetectorAdapter
@@ -52,14 +52,14 @@ class Job:
         """How this job's config trains a model (edgecomp.lit.training)."""
         return Training(self.cfg, self.config, self.datamodule, self.logger)
 
-    def measure(self, model: nn.Module | ExportedModel, latency: bool = True) -> dict[str, Any]:
+    def measure(self, model: nn.Module | ExportedModel, latency: bool = True) -> Measurement:
         """The model's measurement on the job's dataset, device and latency protocol (pipelines.measure); without
         its latency where a paired timing will give it."""
         return measure_model(
             model, self.datamodule, self.device, self.protocol, self.evaluator, self.deploy_dir, latency=latency
         )
 
-    def measure_compared(self, models: list[nn.Module | ExportedModel]) -> tuple[list[dict[str, Any]], PairedTiming]:
+    def measure_compared(self, models: list[nn.Module | ExportedModel]) -> tuple[list[Measurement], PairedTiming]:
         """The models measured as `measure` does, their latencies timed against each other in alternating rounds
         (pipelines.measure.measure_compared)."""
         return measure_compared(models, self.datamodule, self.device, self.protocol, self.evaluator, self.deploy_dir)

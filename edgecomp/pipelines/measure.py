@@ -16,7 +16,7 @@ from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.evaluate.flops import count_flops, count_params
 from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
 from edgecomp.evaluate.paired_latency import PairedTiming, Side, time_alternately
-from edgecomp.evaluate.record import Record
+from edgecomp.evaluate.record import MEASURED_FIELDS, MeasuredSide, Measurement, Record
 from edgecomp.evaluate.size import gzip_size, weights_bytes
 
 
@@ -50,15 +50,15 @@ def measure_compared(
     protocol: LatencyProtocol,
     evaluator: Evaluator,
     deploy_dir: Path,
-) -> tuple[list[dict[str, Any]], PairedTiming]:
+) -> tuple[list[Measurement], PairedTiming]:
     """Each of `models` measured as measure_model does (a model given twice is evaluated once), but their latencies
     timed against each other (time_deployed): each one's `latency_ms` is its passes of the paired timing, and the
     timing itself is returned for the ratios (`PairedTiming.ratio`)."""
-    evaluated: dict[int, dict[str, Any]] = {}
+    evaluated: dict[int, Measurement] = {}
     for m in models:
         if id(m) not in evaluated:
             evaluated[id(m)] = measure_model(m, datamodule, device, protocol, evaluator, deploy_dir, latency=False)
-    measured = [dict(evaluated[id(m)]) for m in models]
+    measured = [Measurement(**evaluated[id(m)]) for m in models]
     timing = time_deployed(models, datamodule, device, protocol, deploy_dir)
     for index, measurement in enumerate(measured):
         measurement["latency_ms"] = timing.latency(index)
@@ -73,7 +73,7 @@ def measure_model(
     evaluator: Evaluator,
     deploy_dir: Path,
     latency: bool = True,
-) -> dict[str, Any]:
+) -> Measurement:
     """The task's metrics on the evaluation split (`evaluator`: top-1, COCO metrics) and latency through the
     runtime and precision that deploy the model; params, FLOPs per image at the evaluated input size; the
     deployed artifact's size and gzip size, and the artifact itself (`artifact`: its file, or None for a module run
@@ -93,54 +93,42 @@ def measure_model(
             "precision": model.precision,
             **runtime.details(device),
         }
-        loaded, deployed = model.path, {"artifact": str(model.path), "export_time_s": model.export_time_s}
+        loaded, deployed_file, export_time_s = model.path, str(model.path), model.export_time_s
     else:
         network, scorer, artifact, runtime = model, model, weights_bytes(model), device.runtime
         description = {**device.describe(), **runtime.details(device)}
-        loaded, deployed = model, {"artifact": None, "export_time_s": None}
-    result: dict[str, Any] = {
-        **deployed,
-        # a file made elsewhere has no network to count (null)
-        "params": None if network is None else count_params(network),
-        "flops": None if network is None else count_flops(network, (1, 3, size, size)),
-        "input_size": [3, size, size],
-        "size_bytes": len(artifact),
-        "gzip_bytes": gzip_size(artifact),
-        "runtime": description,
-    }
+        loaded, deployed_file, export_time_s = model, None, None
     predictor = runtime.load(loaded, device)
+    latency_ms = None
     with device.pinned_threads():
-        result["metrics"], result["metrics_ci95"] = evaluator.evaluate(scorer, predictor, datamodule, device)
-        result["latency_ms"] = None
+        metrics, metrics_ci95 = evaluator.evaluate(scorer, predictor, datamodule, device)
         if latency:
             images = datamodule.fixed_images(protocol.images)
-            result["latency_ms"] = measure_latency(predictor, images, device.batch_size, protocol)
-    return result
+            latency_ms = measure_latency(predictor, images, device.batch_size, protocol)
+    return Measurement(
+        artifact=deployed_file,
+        export_time_s=export_time_s,
+        # a file made elsewhere has no network to count (null)
+        params=None if network is None else count_params(network),
+        flops=None if network is None else count_flops(network, (1, 3, size, size)),
+        input_size=[3, size, size],
+        size_bytes=len(artifact),
+        gzip_bytes=gzip_size(artifact),
+        runtime=description,
+        metrics=metrics,
+        metrics_ci95=metrics_ci95,
+        latency_ms=latency_ms,
+    )
 
 
-# What a record keeps of a measurement it compares with (compress.py's `baseline`; a recipe stage's `baseline` and
-# `previous`).
-MEASURED_FIELDS = (
-    "metrics",
-    "metrics_ci95",
-    "params",
-    "flops",
-    "latency_ms",
-    "size_bytes",
-    "gzip_bytes",
-    "runtime",
-    "export_time_s",
-)
-
-
-def measured_side(measurement: dict[str, Any], checkpoint: str | Path) -> dict[str, Any]:
+def measured_side(measurement: Measurement | dict[str, Any], checkpoint: str | Path) -> MeasuredSide:
     """The side of a comparison that `measurement` (measure_model's, or a record) measured: its deployed artifact
     (the checkpoint for a module run as it is), the weights it came from, and MEASURED_FIELDS."""
-    return {
-        "artifact": str(measurement.get("artifact") or checkpoint),
-        "checkpoint": str(checkpoint),
+    return MeasuredSide(
+        artifact=str(measurement.get("artifact") or checkpoint),
+        checkpoint=str(checkpoint),
         **{key: measurement.get(key) for key in MEASURED_FIELDS},
-    }
+    )
 
 
 def record_header(config: dict[str, Any]) -> dict[str, Any]:
@@ -158,7 +146,7 @@ def record_header(config: dict[str, Any]) -> dict[str, Any]:
 def build_record(
     config: dict[str, Any],
     device: TargetDevice,
-    measurement: dict[str, Any],
+    measurement: Measurement,
     checkpoint: str | Path | None,
     model: str | None = None,
 ) -> Record:

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from edgecomp.evaluate.evaluator import metric_label
+from edgecomp.evaluate.record import VsBaseline
 from edgecomp.evaluate.uncertainty import RatioInterval
 from edgecomp.units import ratio, si_text
 
@@ -28,20 +29,20 @@ def median_latency(measured: dict[str, Any]) -> float | None:
     return (measured.get("latency_ms") or {}).get(LATENCY_STAT)
 
 
-def vs_baseline(record: dict[str, Any], latency: RatioInterval | None = None) -> dict[str, Any]:
+def vs_baseline(record: dict[str, Any], latency: RatioInterval | None = None) -> VsBaseline:
     """Compressed / baseline for params, FLOPs and latency, None where a side is unknown. With `latency` (the two
     sides timed in paired rounds: edgecomp.evaluate.paired_latency) the latency ratio is its ratio and `latency`
     holds it with its interval, rounds and verdict; without, the ratio of the two medians, and no interval."""
     baseline = record["baseline"]
-    return {
-        "params_ratio": ratio(record.get("params"), baseline.get("params")),
-        "flops_ratio": ratio(record.get("flops"), baseline.get("flops")),
-        "latency_ratio": (
+    return VsBaseline(
+        params_ratio=ratio(record.get("params"), baseline.get("params")),
+        flops_ratio=ratio(record.get("flops"), baseline.get("flops")),
+        latency_ratio=(
             latency.ratio if latency is not None else ratio(median_latency(record), median_latency(baseline))
         ),
-        "latency_stat": "paired rounds" if latency is not None else LATENCY_STAT,
-        "latency": None if latency is None else latency.as_record(),
-    }
+        latency_stat="paired rounds" if latency is not None else LATENCY_STAT,
+        latency=None if latency is None else latency.as_record(),
+    )
 
 
 def runtime_label(measured: dict[str, Any]) -> str | None:
