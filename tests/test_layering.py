@@ -1,64 +1,64 @@
-"""The package's layers: a lower one never imports a higher one (compressors never import the pipelines that call
-them; the training service and the evaluators import neither). Read from the source's import statements, so a
-lazy import inside a function counts too."""
+"""The package's layers (pyproject.toml's import-linter contract): a lower one never imports a higher one, checked by
+import-linter, which reads every import statement, a lazy one inside a function included."""
 
-import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest's own TOML reader
+    import tomli as tomllib
 
-PACKAGE = Path(__file__).resolve().parents[1] / "edgecomp"
-
-# Bottom to top: a package may import its own layer and those before it.
-LAYERS = (
-    ("errors", "config", "units"),
-    ("data",),
-    ("models",),
-    ("evaluate",),
-    ("distill",),
-    ("lit",),
-    ("compress",),
-    ("report", "tracking"),
-    ("pipelines", "cli"),
-)
-RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "edgecomp"
 
 
-def imported_subpackages(path: Path) -> set[str]:
-    """The edgecomp subpackages (or top-level modules) `path` imports, e.g. {"evaluate", "lit"}."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            modules = [node.module]
-            if node.module == "edgecomp":  # `from edgecomp import pipelines`
-                modules = [f"edgecomp.{alias.name}" for alias in node.names]
-        else:
-            continue
-        names |= {module.split(".")[1] for module in modules if module.startswith("edgecomp.")}
-    return names
+def contract_layers() -> list[str]:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = [c for c in config["contracts"] if c["type"] == "layers"]
+    return [name.strip() for layer in contract["layers"] for name in layer.split(":")]
 
 
-def test_every_subpackage_has_a_layer():
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """import-linter's command on the package found first under `root` (a fresh process: grimp reads the package
+    from sys.path), with the repository's contract."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from importlinter.cli import lint_imports_command; lint_imports_command()",
+            "--config",
+            str(REPO / "pyproject.toml"),
+            "--no-cache",
+        ],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_every_subpackage_and_module_has_a_layer():
     subpackages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").exists()}
     modules = {path.stem for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
-    assert subpackages | modules <= set(RANK), sorted((subpackages | modules) - set(RANK))
+    layered = {name.removeprefix("edgecomp.") for name in contract_layers()}
+    assert subpackages | modules <= layered, sorted((subpackages | modules) - layered)
 
 
-@pytest.mark.parametrize("layer", sorted(RANK), ids=str)
-def test_a_layer_imports_nothing_above_it(layer):
-    files = sorted((PACKAGE / layer).rglob("*.py")) if (PACKAGE / layer).is_dir() else [PACKAGE / f"{layer}.py"]
-    higher = {
-        f"{path.relative_to(PACKAGE)} imports edgecomp.{name}"
-        for path in files
-        for name in imported_subpackages(path)
-        if name in RANK and RANK[name] > RANK[layer]
-    }
-    assert not higher, sorted(higher)
+def test_the_layers_contract_is_kept():
+    proc = lint_imports(REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 kept, 0 broken" in proc.stdout
 
 
-def test_the_import_reader_sees_a_lazy_import_inside_a_function(tmp_path):
-    source = tmp_path / "module.py"
-    source.write_text("def f():\n    from edgecomp.pipelines.train import train\n    import edgecomp.report.table\n")
-    assert imported_subpackages(source) == {"pipelines", "report"}
+def test_the_contract_catches_a_lazy_import_of_a_higher_layer(tmp_path):
+    copy = tmp_path / "edgecomp"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    compressor = copy / "compress" / "none.py"
+    compressor.write_text(compressor.read_text() + "\n\ndef _run():\n    from edgecomp.pipelines.train import train\n")
+    proc = lint_imports(tmp_path)
+    assert proc.returncode != 0
+    assert "edgecomp.compress.none -> edgecomp.pipelines.train" in proc.stdout
