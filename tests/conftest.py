@@ -1,19 +1,44 @@
-"""Shared helpers: run the real entry points in a subprocess, compose configs in-process."""
+"""What the tests share: the tiers' markers, the entry points run in a subprocess or in this process, composed
+configs, a compressor's context built from a config, and the caches of generated data and trained baselines that the
+test files (and pytest-xdist's workers) share.
+
+The tiers are the folders: tests/unit (no training, no subprocess, no generated dataset: well under a second or two
+a test), tests/integration (in-process, small fixtures: tiny models, a step or two, generated tiny data, a
+compressor given a context) and tests/e2e (through the command line: the entry points in processes of their own).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import io
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from edgecomp.compress.context import CompressionContext
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+TESTS = REPO / "tests"
+TIERS = ("unit", "integration", "e2e")
 # Where the real-data tests find COCO128 (the YOLO layout: images/, labels/, data.yaml): EDGECOMP_COCO128, or else a
 # copy beside the repository's parent folder if there is one. Without either, those tests are skipped, saying why.
 COCO128_VARIABLE = "EDGECOMP_COCO128"
@@ -24,6 +49,23 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     # threads each on two cores wait on each other.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with its tier, the folder it is in (`-m unit`, `-m 'integration or e2e'`); a test file
+    outside the tiers' folders is an error, so that every test is in exactly one tier."""
+    for item in items:
+        try:
+            tier = item.path.relative_to(TESTS).parts[0]
+        except ValueError:
+            continue  # a test outside tests/ (a path given on the command line)
+        if tier not in TIERS:
+            raise pytest.UsageError(
+                f"{item.path.relative_to(REPO)}: a test file belongs in one of the tiers' folders, tests/"
+                + ", tests/".join(TIERS)
+                + " (tests/conftest.py says what goes where)"
+            )
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 def run_cli(
@@ -48,40 +90,112 @@ def run_cli(
     return proc
 
 
+_ENTRY_POINTS: dict[str, ModuleType] = {}
+
+
+def _entry_point(script: str) -> ModuleType:
+    """The entry point script (train.py, compress.py, evaluate.py) loaded as a module, once per process."""
+    if script not in _ENTRY_POINTS:
+        spec = importlib.util.spec_from_file_location(f"_edgecomp_entry_{Path(script).stem}", REPO / script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        task = module.main
+        while hasattr(task, "__wrapped__"):
+            task = task.__wrapped__
+        task.__module__ = "__main__"  # Hydra finds conf/ beside the script's file, as when it runs as a script
+        _ENTRY_POINTS[script] = module
+    return _ENTRY_POINTS[script]
+
+
+def run_in_process(
+    script: str, *overrides: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python <script> <overrides>` run by this process, as run_cli runs it in a new one: the script's own Hydra
+    main on that command line, from the repository root, its stdout, stderr (the logging Hydra sets up included)
+    and exit status captured, Hydra's and edgecomp's error handling as on the command line. What it saves is a new
+    interpreter's start-up (the imports of torch, Lightning and Hydra: seconds each time). What is about the
+    process itself (its start-up, a kill, several ranks or jobs in processes of their own) stays with run_cli."""
+    from hydra._internal import utils as hydra_utils
+    from hydra.core.global_hydra import GlobalHydra
+
+    argv, cwd, environ = sys.argv, Path.cwd(), dict(os.environ)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stdout, stderr = io.StringIO(), io.StringIO()
+    os.environ.update({"PYTHONUNBUFFERED": "1", "WANDB_SILENT": "true", **(env or {})})
+    sys.argv = [str(REPO / script), *overrides]
+    os.chdir(REPO)
+    under_debugger = hydra_utils.is_under_debugger
+    # Hydra re-raises instead of reporting under a tracer (coverage's counts as one): report as on the command line.
+    hydra_utils.is_under_debugger = lambda: False
+    returncode = 0
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                _entry_point(script).main()
+            except SystemExit as exit_:
+                code = exit_.code
+                returncode = code if isinstance(code, int) else (0 if code is None else 1)
+                if isinstance(code, str):
+                    print(code, file=sys.stderr)
+    finally:
+        hydra_utils.is_under_debugger = under_debugger
+        sys.argv = argv
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        GlobalHydra.instance().clear()
+    proc = subprocess.CompletedProcess(sys.argv[:1] + list(overrides), returncode, stdout.getvalue(), stderr.getvalue())
+    if check and returncode != 0:
+        raise AssertionError(
+            f"{script} {' '.join(overrides)} exited {returncode} (in-process)\n--- stdout\n{proc.stdout[-4000:]}\n"
+            f"--- stderr\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@dataclass(frozen=True)
+class TrainedRun:
+    """A train.py run of the session's cache (the `trained` fixture): its results folder (records.jsonl with its one
+    record, runs/, deployed/), that record and what the run printed."""
+
+    results: Path
+    record: dict
+    stdout: str
+
+    @property
+    def checkpoint(self) -> str:
+        return self.record["checkpoint"]
+
+    @property
+    def runs(self) -> Path:
+        """Its run folders: `paths.runs=` this, and a pipeline with the same training config reuses the run."""
+        return self.results / "runs"
+
+
 def train_then_compress(
-    results: Path, data_dir: Path, preset: str, compressors: tuple[str, ...]
+    trained: Callable[..., TrainedRun], results: Path, data_dir: Path, preset: str, compressors: tuple[str, ...]
 ) -> tuple[list[str], dict, dict[str, dict]]:
-    """`experiment=<preset>` trained once by train.py, then compressed by each compressor from its checkpoint, as a
-    user would run them: (the overrides they shared, the trained record, {compressor: its record}). A compressor
-    is its name, optionally followed by overrides (e.g. "ptq_int8 compressor.mixed_precision=latency")."""
+    """`experiment=<preset>` trained by train.py (once per session: the `trained` fixture), then compressed by each
+    compressor from its checkpoint, as compress.py runs them (in this process) into `results`: (the overrides they
+    shared, the trained record, {compressor: its record}). A compressor is its name, optionally followed by overrides
+    (e.g. "ptq_int8 compressor.mixed_precision=latency")."""
+    baseline = trained(preset)
     common = [f"experiment={preset}", f"paths.results={results}", f"paths.data={data_dir}", "logger=none"]
-    run_cli("train.py", *common)
-    (trained,) = read_jsonl(results / "records.jsonl")
     for compressor in compressors:  # a compressor's name, then any overrides of its settings
         name, *settings = compressor.split()
-        run_cli("compress.py", *common, f"compressor={name}", *settings, f"checkpoint={trained['checkpoint']}")
-    _, *compressed = read_jsonl(results / "records.jsonl")
-    return common, trained, dict(zip(compressors, compressed, strict=True))
-
-
-def recipe_stage_record(name: str, index: int, stage: dict, previous: dict, base: dict, seed: int = 0) -> dict:
-    """A constructed record of stage `index` ("a", "b") of a two-stage recipe "r" (the report's waterfall tests)."""
-    return {
-        **stage,
-        "task": "classification",
-        "seed": seed,
-        "model": "m",
-        "dataset": "d",
-        "device": "cpu",
-        "compressor": name,
-        "baseline": base,
-        "previous": previous,
-        "recipe": {"name": "r", "stage": name, "index": index, "stages": ["a", "b"]},
-    }
+        run_in_process("compress.py", *common, f"compressor={name}", *settings, f"checkpoint={baseline.checkpoint}")
+    compressed = read_jsonl(results / "records.jsonl")
+    return common, baseline.record, dict(zip(compressors, compressed, strict=True))
 
 
 def compose_config(config_name: str = "train", overrides: list[str] | None = None):
@@ -112,10 +226,105 @@ def coco128() -> Path:
     return root
 
 
+@contextlib.contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `lock` (created if need be): one process at a time, the others wait."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory) -> Path:
-    """One cache of generated datasets for the whole session (generation is tested on its own)."""
-    return tmp_path_factory.mktemp("data")
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder of this test session that all of its pytest-xdist workers see (a worker's own temporary folders are
+    in a subfolder of the session's): where the caches the workers share live."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / "shared"
+    shared.mkdir(exist_ok=True)
+    return shared
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir) -> Path:
+    """One cache of generated datasets for the whole session, every worker's (a dataset is generated into a folder
+    renamed into place when complete, so two processes may ask for it at once: edgecomp.data.cache, tested on its
+    own)."""
+    data = shared_dir / "data"
+    data.mkdir(exist_ok=True)
+    return data
+
+
+@pytest.fixture(scope="session")
+def trained(shared_dir, data_dir) -> Callable[..., TrainedRun]:
+    """`trained(preset, *overrides)`: `python train.py experiment=<preset> <overrides>` run once per session, by
+    whichever test (of whichever worker) asks first; the others wait for it and get the same run. Its results are
+    shared: a test writes what it does with them to results of its own (`paths.results=...`), starting from
+    `checkpoint=<its checkpoint>` or reusing the run with `paths.runs=<its runs>`."""
+
+    def train(preset: str, *overrides: str) -> TrainedRun:
+        key = hashlib.sha256("\n".join((preset, *overrides)).encode()).hexdigest()[:12]
+        results = shared_dir / "trained" / f"{preset}-{key}"
+        printed = results / "train.stdout"  # written last: the run is complete
+        with exclusive(results.with_name(f"{results.name}.lock")):
+            if not printed.exists():
+                shutil.rmtree(results, ignore_errors=True)  # an earlier attempt that failed
+                proc = run_cli(
+                    "train.py", f"experiment={preset}", f"paths.results={results}", f"paths.data={data_dir}",
+                    *overrides, timeout=900,
+                )  # fmt: skip
+                printed.write_text(proc.stdout)
+        (record,) = read_jsonl(results / "records.jsonl")
+        return TrainedRun(results, record, printed.read_text())
+
+    return train
+
+
+def compression_context_of(cfg: DictConfig, data: bool = True) -> CompressionContext:
+    """What compress.py gives the compressor of `cfg` (edgecomp.pipelines.compress.compression_context), built from
+    the config alone, without a job: the run's seed set as a job sets it, its device, evaluator and training, its
+    datamodule set up for fitting (None with `data=False`, for what reads only the configs), a work folder under
+    paths.results."""
+    import lightning.pytorch as pl
+
+    from edgecomp.compress.context import CompressionContext
+    from edgecomp.config import build, resolved_config
+    from edgecomp.lit.training import Training
+
+    config = resolved_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = None
+    if data:
+        datamodule = build(cfg.dataset.datamodule)
+        datamodule.setup("fit")
+    return CompressionContext(
+        task=cfg.task,
+        model_config=cfg.model,
+        teacher_config=cfg.get("teacher"),
+        datamodule=datamodule,
+        device=build(cfg.device),
+        evaluator=build(cfg.dataset.evaluator),
+        training=Training(cfg, config, datamodule, build(cfg.logger)),
+        work_dir=Path(cfg.paths.results) / "artifacts" / cfg.compressor.name,
+    )
+
+
+@pytest.fixture
+def compression_context_for(tmp_path, data_dir) -> Callable[..., tuple[DictConfig, CompressionContext]]:
+    """`compression_context_for(*overrides, data=True)`: the config `compress.py <overrides>` composes (results in
+    the test's tmp_path, the session's generated data, no experiment logger unless an override names one) and the
+    context its compressor is given (compression_context_of): (config, context)."""
+
+    def context_for(*overrides: str, data: bool = True) -> tuple[DictConfig, CompressionContext]:
+        cfg = compose_config(
+            "compress", [f"paths.results={tmp_path}", f"paths.data={data_dir}", "logger=none", *overrides]
+        )
+        return cfg, compression_context_of(cfg, data)
+
+    return context_for
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ def test_compress_records_what_the_compressor_allocated(tmp_path, data_dir):
     run_cli(
         "compress.py",
         "experiment=smoke",
-        "compressor._target_=tests.allocating_compressor.AllocatingCompressor",
+        "compressor._target_=tests.helpers.allocating_compressor.AllocatingCompressor",
         "+compressor.megabytes=250",
         f"checkpoint={checkpoint}",
         f"paths.results={tmp_path}",

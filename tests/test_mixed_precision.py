@@ -166,9 +166,9 @@ MIXED = "ptq_int8 compressor.mixed_precision=latency"
 
 
 @pytest.fixture(scope="module")
-def compressed(tmp_path_factory, data_dir):
+def compressed(tmp_path_factory, data_dir, trained):
     """The smoke classifier trained once, then compressed with mixed_precision=latency from its checkpoint."""
-    _, _, records = train_then_compress(tmp_path_factory.mktemp("mixed_cls"), data_dir, "smoke", (MIXED,))
+    _, _, records = train_then_compress(trained, tmp_path_factory.mktemp("mixed_cls"), data_dir, "smoke", (MIXED,))
     return records[MIXED]
 
 

@@ -23,10 +23,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def compressed(tmp_path_factory, data_dir):
+def compressed(tmp_path_factory, data_dir, trained):
     """The smoke baseline trained once, then compressed by ptq_fp16 and by ptq_int8 from its checkpoint (and the
     overrides the runs shared, under "overrides")."""
-    common, _, records = train_then_compress(tmp_path_factory.mktemp("ptq"), data_dir, "smoke", ("ptq_fp16", "ptq_int8"))
+    common, _, records = train_then_compress(
+        trained, tmp_path_factory.mktemp("ptq"), data_dir, "smoke", ("ptq_fp16", "ptq_int8")
+    )
     return {"fp16": records["ptq_fp16"], "int8": records["ptq_int8"], "overrides": common}
 
 

@@ -21,7 +21,8 @@ from edgecomp.pipelines import compress
 from edgecomp.pipelines.recipe import STAGE_DONE
 from edgecomp.pipelines.report import write_report
 from edgecomp.report.waterfall import waterfall_table
-from tests.conftest import REPO, compose_config, read_jsonl, recipe_stage_record, run_cli
+from tests.conftest import REPO, compose_config, read_jsonl, run_cli
+from tests.helpers.records import recipe_stage_record
 
 # The benchmark paper's methods chained on the smoke classifier: prune 50 % (1 fine-tune epoch), KD recovery from
 # the unpruned baseline (1 epoch), INT8.

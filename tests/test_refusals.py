@@ -10,7 +10,7 @@ import torch
 
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
-from tests.conftest import compose_config, run_cli
+from tests.conftest import compose_config, run_in_process
 
 CASES = {
     # a model the compressor cannot deploy: Faster R-CNN's detections need its second stage, outside the file
@@ -77,7 +77,7 @@ def _case(name: str):
 def test_compress_refuses_before_any_work(case, tmp_path):
     overrides, message = CASES[case]
     results, data = tmp_path / "results", tmp_path / "data"
-    proc = run_cli("compress.py", *overrides, f"paths.results={results}", f"paths.data={data}", check=False)
+    proc = run_in_process("compress.py", *overrides, f"paths.results={results}", f"paths.data={data}", check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]
     (error,) = [line for line in proc.stderr.splitlines() if line.startswith("edgecomp: error:")]
     assert message in error

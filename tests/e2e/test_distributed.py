@@ -35,7 +35,7 @@ def ddp_workers(results: Path) -> list[psutil.Process]:
 def test_rank_0_goes_on_alone_once_the_workers_have_exited(tmp_path):
     out = tmp_path / "seen.json"
     subprocess.run(
-        [sys.executable, "-m", "tests.ddp_entry", str(out), "3"], cwd=REPO, check=True, capture_output=True, timeout=120
+        [sys.executable, "-m", "tests.helpers.ddp_entry", str(out), "3"], cwd=REPO, check=True, capture_output=True, timeout=120
     )
     seen = json.loads(out.read_text())
     assert seen["world"] == 2
@@ -61,7 +61,7 @@ def test_ddp_train_writes_one_record_and_a_sigkilled_run_resumes_to_the_same_res
         "train.py",
         *common,
         f"paths.results={killed}",
-        "+callbacks.kill={_target_: tests.crash.SigkillAtEpochStart, epoch: 1}",
+        "+callbacks.kill={_target_: tests.helpers.crash.SigkillAtEpochStart, epoch: 1}",
         check=False,
     )
     assert proc.returncode == -9 and not (killed / "records.jsonl").exists()

@@ -11,7 +11,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from tests.conftest import CONF, REPO, read_jsonl, run_cli
-from tests.wandb_log import read_run
+from tests.helpers.wandb_log import read_run
 
 
 def test_a_submitit_local_sweep_runs_each_job_in_its_own_process_and_records_both(tmp_path, data_dir):

@@ -7,14 +7,15 @@ import torch
 
 from edgecomp.evaluate.record import LATENCY_FIELDS, REQUIRED_FIELDS
 from tests.conftest import read_jsonl, run_cli
-from tests.wandb_log import read_run
+from tests.helpers.wandb_log import read_run
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, data_dir):
-    results = tmp_path_factory.mktemp("smoke")
-    train = run_cli("train.py", "experiment=smoke", f"paths.results={results}", f"paths.data={data_dir}")
-    return results, train
+def smoke_run(trained):
+    """`python train.py experiment=smoke`, run once per session (its results are shared with other test files'):
+    (its results folder, what it printed)."""
+    run = trained("smoke")
+    return run.results, run.stdout
 
 
 # The smoke evaluation split: 8 images of each of the 10 classes.
@@ -51,7 +52,7 @@ def check_complete(record, dataset="synthetic_cls", model="mobilenetv3_small_100
 
 
 def test_train_appends_a_complete_record_for_its_checkpoint(smoke_run):
-    results, proc = smoke_run
+    results, stdout = smoke_run
     (record,) = read_jsonl(results / "records.jsonl")
     check_complete(record)
     # Deployed as device=cpu deploys: the checkpoint's weights exported to ONNX, run by ONNX Runtime
@@ -60,7 +61,7 @@ def test_train_appends_a_complete_record_for_its_checkpoint(smoke_run):
     assert record["artifact"].endswith(".onnx") and record["size_bytes"] == Path(record["artifact"]).stat().st_size
     assert (record["runtime"]["runtime"], record["runtime"]["provider"]) == ("onnxruntime", "CPUExecutionProvider")
     assert record["export_time_s"] > 0  # exported in this run, and the record says how long it took
-    assert "edgecomp train" in proc.stdout and "records.jsonl line 1" in proc.stdout  # the summary
+    assert "edgecomp train" in stdout and "records.jsonl line 1" in stdout  # the summary
     assert list((results / "csv").rglob("metrics.csv")), "logger=csv (the default) writes Lightning's CSV logs"
 
 
@@ -190,7 +191,7 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, data_dir):
         "train.py",
         *common,
         f"paths.results={killed}",
-        "+callbacks.kill={_target_: tests.crash.KillAtEpochStart, epoch: 2}",
+        "+callbacks.kill={_target_: tests.helpers.crash.KillAtEpochStart, epoch: 2}",
         check=False,
     )
     assert proc.returncode == 17 and not (killed / "records.jsonl").exists()

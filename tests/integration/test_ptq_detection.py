@@ -22,10 +22,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def compressed(tmp_path_factory, data_dir):
+def compressed(tmp_path_factory, data_dir, trained):
     """smoke_det's YOLOv8n trained once, then compressed by ptq_fp16 and by ptq_int8 from its checkpoint."""
     common, trained, records = train_then_compress(
-        tmp_path_factory.mktemp("ptq_det"), data_dir, "smoke_det", ("ptq_fp16", "ptq_int8")
+        trained, tmp_path_factory.mktemp("ptq_det"), data_dir, "smoke_det", ("ptq_fp16", "ptq_int8")
     )
     return common, trained, {"fp16": records["ptq_fp16"], "int8": records["ptq_int8"]}
 

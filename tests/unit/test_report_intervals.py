@@ -15,8 +15,7 @@ from edgecomp.report.pareto import pareto_figure
 from edgecomp.report.table import build_rows
 from edgecomp.report.table_format import to_csv, to_markdown
 from edgecomp.report.waterfall import waterfall_table
-from tests.conftest import recipe_stage_record
-from tests.test_report import ORT_FP32, ORT_INT8, make_record, markdown_row
+from tests.helpers.records import ORT_FP32, ORT_INT8, make_record, markdown_row, recipe_stage_record
 
 # Student's t quantile 0.975 by degrees of freedom (seeds - 1).
 T = {1: 12.7062047, 2: 4.30265273}

@@ -5,6 +5,7 @@ COCO128 copy where there is one (the `coco128` fixture)."""
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -98,13 +99,15 @@ def test_a_malformed_predictions_file_names_the_entry(tmp_path, coco128):
     assert not (tmp_path / "records.jsonl").exists()
 
 
-def test_smoke_det_trains_then_evaluate_reproduces_the_record(tmp_path, data_dir):
+def test_smoke_det_trains_then_evaluate_reproduces_the_record(tmp_path, data_dir, trained):
     """`experiment=smoke_det` (YOLOv8n on a tiny synthetic_sod) through both entry points: a complete detection
     record, and the evaluation of the saved checkpoint gives the same COCO metrics, params, FLOPs and size."""
+    run = trained("smoke_det")  # `python train.py experiment=smoke_det`, once per session (its results shared)
+    trained = run.record
+    # Evaluated into results of this test's own, given train.py's deployed files (each named by the weights it holds)
+    shutil.copytree(run.results / "deployed", tmp_path / "deployed")
     common = ["experiment=smoke_det", f"paths.results={tmp_path}", f"paths.data={data_dir}"]
-    train = run_cli("train.py", *common)
-    (trained,) = read_jsonl(tmp_path / "records.jsonl")
-    assert set(REQUIRED_FIELDS) <= set(trained) and "edgecomp train" in train.stdout
+    assert set(REQUIRED_FIELDS) <= set(trained) and "edgecomp train" in run.stdout
     assert (trained["task"], trained["dataset"], trained["model"]) == ("detection", "synthetic_sod", "yolov8n")
     assert set(trained["metrics"]) == set(METRIC_KEYS)
     assert trained["input_size"] == [3, 128, 128]
@@ -117,11 +120,13 @@ def test_smoke_det_trains_then_evaluate_reproduces_the_record(tmp_path, data_dir
     assert trained["size_bytes"] == Path(trained["artifact"]).stat().st_size and trained["export_time_s"] > 0
 
     run_cli("evaluate.py", *common, f"checkpoint={trained['checkpoint']}", "logger=none")
-    _, evaluated = read_jsonl(tmp_path / "records.jsonl")
+    (evaluated,) = read_jsonl(tmp_path / "records.jsonl")
     assert evaluated["metrics"] == trained["metrics"]
-    for field in ("params", "flops", "size_bytes", "input_size", "artifact"):
+    for field in ("params", "flops", "size_bytes", "input_size"):
         assert evaluated[field] == trained[field], field
-    assert evaluated["export_time_s"] == 0.0  # the same weights: the file exported by train.py is reused
+    # the same weights: the file train.py exported (its copy here, the same name) is reused, not exported again
+    assert Path(evaluated["artifact"]) == tmp_path / "deployed" / Path(trained["artifact"]).name
+    assert evaluated["export_time_s"] == 0.0
 
     # The same checkpoint in eager PyTorch scores the same (map within 0.002)
     run_cli("evaluate.py", *common, f"checkpoint={trained['checkpoint']}", "device=cpu_torch", "logger=none")

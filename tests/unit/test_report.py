@@ -1,6 +1,7 @@
 """evaluate.py report=DIR: the table (mean ± std and the t interval over seeds, changes to the records' own
-baselines), its CSV, the Pareto plot, the W&B table, and bad input. The records are built here with known numbers.
-(tests/test_report_intervals.py: the intervals and verdicts themselves.)"""
+baselines), its CSV, the Pareto plot, and bad input, from records built with known numbers (tests/helpers/records.py).
+(tests/unit/test_report_intervals.py: the intervals and verdicts themselves; tests/e2e/test_report_cli.py: the
+command line and the W&B table.)"""
 
 import csv
 import json
@@ -10,117 +11,29 @@ import pytest
 from PIL import Image
 
 from edgecomp.errors import ConfigError, DatasetError, EdgecompError
-from edgecomp.evaluate.record import REQUIRED_FIELDS, RecordError, append_record
+from edgecomp.evaluate.record import RecordError, append_record
 from edgecomp.pipelines import evaluate
 from edgecomp.pipelines.report import PARETO_PNG, TABLE_CSV, TABLE_MD, write_report
 from edgecomp.report.pareto import pareto_front
 from edgecomp.report.records import load_records
 from edgecomp.report.table import build_rows
 from edgecomp.report.table_format import CSV_COLUMNS
-from tests.conftest import compose_config, run_cli
-from tests.wandb_log import read_run
+from tests.conftest import compose_config
+from tests.helpers.records import (
+    B1,
+    COMPRESSIONS,
+    ORT_FP32,
+    SMALL,
+    TRAINED,
+    compressed_record,
+    make_record,
+    markdown_row,
+    sweep_records,
+)
 
-SMALL, B1 = "mobilenetv3_small_100", "efficientnet_b1"
-# The baselines as train.py recorded them: (top1, latency ms, size bytes, gzip bytes) per model and seed.
-TRAINED = {
-    (SMALL, 0): (0.80, 10.0, 6_000_000, 5_500_000),
-    (SMALL, 1): (0.84, 12.0, 6_000_000, 5_600_000),
-    (B1, 0): (0.90, 40.0, 30_000_000, 27_000_000),
-    (B1, 1): (0.92, 44.0, 30_000_000, 27_400_000),
-}
-# What each compressor does to (top1, latency, size, gzip) relative to the baseline it measured in its own run, and
-# its compression time per seed.
-COMPRESSIONS = {
-    ("ptq_int8", None): (-0.10, 0.5, 0.25, 0.25, (2.0, 4.0)),
-    ("prune_unstructured", 0.25): (-0.02, 1.0, 1.0, 0.6, (10.0, 12.0)),
-    ("prune_unstructured", 0.5): (-0.06, 1.0, 1.0, 0.45, (11.0, 13.0)),
-}
-ORT_FP32 = {"accelerator": "cpu", "precision": "fp32", "batch_size": 1, "threads": 2, "runtime": "onnxruntime"}
-ORT_INT8 = {**ORT_FP32, "precision": "int8"}
 TORCH_FP32 = {**ORT_FP32, "runtime": "torch"}
 # Student's t for a 95 % interval from 2 seeds (1 degree of freedom): the half width is T_1 * std / sqrt(2).
 T_1 = 12.7062047
-# compress.py measures the baseline again in its own run: its latency differs from train.py's by this much, so
-# that a delta taken against the train.py row instead of the record's own baseline would show.
-REMEASURED_LATENCY_MS = 1.0
-
-_clock = iter(range(10_000))
-
-
-def make_record(
-    model, compressor, seed, top1, latency, size, gzip, *, task="classification", metric="top1", settings=None, **extra
-):
-    """A record with every field a real one has (edgecomp.pipelines.measure.build_record); `settings`: the
-    compressor's config besides its name."""
-    record = {
-        "task": task,
-        "dataset": "synthetic_cls" if task == "classification" else "synthetic_sod",
-        "model": model,
-        "compressor": compressor,
-        "device": "cpu",
-        "hardware": "test CPU (2 logical CPUs)",
-        "seed": seed,
-        "runtime": ORT_FP32,
-        "metrics": {metric: top1},
-        "params": 1_500_000,
-        "flops": 120_000_000,
-        "input_size": [3, 64, 64],
-        # The median is the statistic of every comparison; a mean well away from it shows where one is used instead
-        "latency_ms": {"mean": 1.5 * latency, "std": 0.1, "median": latency, "p90": latency, "runs": 10, "warmup": 1},
-        "size_bytes": size,
-        "gzip_bytes": gzip,
-        "artifact": f"results/runs/{model}-s{seed}/model.pt",
-        "created": f"2025-01-01T00:00:{next(_clock):05d}",
-        "edgecomp_version": "0.1.0",
-        "config": {"seed": seed, "model": {"name": model}, "compressor": {"name": compressor, **(settings or {})}},
-    }
-    record.update(extra)
-    assert set(REQUIRED_FIELDS) <= set(record)
-    return record
-
-
-def compressed_record(model, seed, compressor, sparsity):
-    accuracy_delta, latency_factor, size_factor, gzip_factor, times = COMPRESSIONS[(compressor, sparsity)]
-    top1, latency, size, gzip = TRAINED[(model, seed)]
-    baseline_latency = latency + REMEASURED_LATENCY_MS
-    compression = {"time_s": times[seed], "rss_added_peak_bytes": 900_000_000, "cuda_added_peak_bytes": None}
-    if sparsity is None:
-        settings = {"calib_images": 128, "format": "qdq", "calibrate_method": "minmax"}
-    else:
-        settings = {"sparsity": sparsity, "epochs": 1, "lr": 0.01}
-        compression.update(settings, sparsity_reached=sparsity + 0.001)
-    compression.update(settings)
-    baseline = {
-        "artifact": f"results/runs/{model}-s{seed}/checkpoints/last.ckpt",
-        "metrics": {"top1": top1},
-        "params": 1_500_000,
-        "flops": 120_000_000,
-        "latency_ms": {"mean": 1.5 * baseline_latency, "std": 0.1, "median": baseline_latency},
-        "size_bytes": size,
-        "gzip_bytes": gzip,
-        "runtime": ORT_FP32,  # the baseline deployed as the compressed model is: an FP32 ONNX file
-    }
-    return make_record(
-        model,
-        compressor,
-        seed,
-        round(top1 + accuracy_delta, 6),
-        baseline_latency * latency_factor,
-        int(size * size_factor),
-        int(gzip * gzip_factor),
-        settings=settings,
-        baseline=baseline,
-        compression=compression,
-        runtime=ORT_INT8 if compressor == "ptq_int8" else ORT_FP32,
-    )
-
-
-def sweep_records():
-    records = [make_record(model, "none", seed, *numbers) for (model, seed), numbers in TRAINED.items()]
-    for model, seed in TRAINED:
-        for compressor, sparsity in COMPRESSIONS:
-            records.append(compressed_record(model, seed, compressor, sparsity))
-    return records
 
 
 @pytest.fixture(scope="module")
@@ -129,19 +42,6 @@ def sweep(tmp_path_factory):
     for record in sweep_records():
         append_record(folder / "records.jsonl", record)
     return folder, write_report(folder)
-
-
-def markdown_row(markdown, model, label):
-    """{header: cell} of the Markdown table's line for (model, compressor label)."""
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
-
-    def split(line):
-        return [cell.strip() for cell in line.strip("|").split("|")]
-
-    headers = split(lines[0])
-    rows = [dict(zip(headers, split(line), strict=True)) for line in lines[2:]]
-    (cells,) = [cells for cells in rows if (cells["model"], cells["compressor"]) == (model, label)]
-    return cells
 
 
 def row_of(rows, model, label):
@@ -362,36 +262,12 @@ def test_record_the_report_cannot_use_names_file_and_line(tmp_path):
         write_report(tmp_path)
 
 
-def test_cli_prints_the_table_and_writes_the_report(tmp_path):
-    results = tmp_path / "results"
-    for record in sweep_records():
-        append_record(results / "records.jsonl", record)
-    proc = run_cli("evaluate.py", f"report={results}", "logger=none", f"paths.results={tmp_path / 'run'}")
-    assert "82.00 ± 2.83" in proc.stdout and "prune_unstructured sparsity=0.25" in proc.stdout
-    assert {path.name for path in (results / "report").iterdir()} == {TABLE_MD, TABLE_CSV, PARETO_PNG}
-
-
 def test_report_evaluates_nothing_else(tmp_path):
     cfg = compose_config("evaluate", [f"report={tmp_path}", "checkpoint=model.ckpt"])
     with pytest.raises(
         ConfigError, match="takes one of checkpoint=, artifact=, predictions= and report=; got checkpoint and report"
     ):
         evaluate.run(cfg)
-
-
-def test_wandb_gets_the_table_and_the_plot(tmp_path):
-    results = tmp_path / "results"
-    for record in sweep_records():
-        append_record(results / "records.jsonl", record)
-    run_cli("evaluate.py", f"report={results}", "logger=wandb", f"paths.results={tmp_path / 'run'}")
-    (run_folder,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
-    (run_file,) = run_folder.glob("*.wandb")
-    run = read_run(run_file)
-    assert (run["name"], run["job_type"]) == ("report-results", "report")
-    (table_file,) = run_folder.rglob("*.table.json")
-    table = json.loads(table_file.read_text())
-    assert table["columns"] == list(CSV_COLUMNS) and len(table["data"]) == 8
-    assert list(run_folder.rglob("*.png")), "the Pareto plot is logged as an image"
 
 
 def test_the_report_and_a_runs_own_comparison_agree_on_the_same_record():

@@ -1,4 +1,4 @@
-"""A job entry for tests/test_distributed.py: two ranks through edgecomp.lit.distributed, without a pipeline.
+"""A job entry for tests/e2e/test_distributed.py: two ranks through edgecomp.lit.distributed, without a pipeline.
 
 `run(cfg)` joins the job's process group (rank 0 launches rank 1 with `python -m edgecomp.lit.ddp_worker`, which
 re-enters this function), does one `on_main` section, then releases the workers. Rank 1 lingers after its release,
@@ -26,7 +26,7 @@ def run(cfg) -> None:
         enable_checkpointing=False,
         enable_progress_bar=False,
     )
-    distributed.join(trainer, "tests.ddp_entry:run", cfg)
+    distributed.join(trainer, "tests.helpers.ddp_entry:run", cfg)
     out = Path(cfg.out)
     world = distributed.world_size()
 
