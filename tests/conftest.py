@@ -51,6 +51,7 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the markers
 def pytest_collection_modifyitems(config, items):
     """Mark every test with its tier, the folder it is in (`-m unit`, `-m 'integration or e2e'`); a test file
     outside the tiers' folders is an error, so that every test is in exactly one tier."""
@@ -281,6 +282,40 @@ def trained(shared_dir, data_dir) -> Callable[..., TrainedRun]:
         return TrainedRun(results, record, printed.read_text())
 
     return train
+
+
+@dataclass(frozen=True)
+class RecipeRun:
+    """The session's run of the smoke classifier recipe (the `smoke_recipe` fixture)."""
+
+    results: Path  # its results: records.jsonl, stages/
+    returned: list[dict]  # what compress.py's run returned
+    starts: list[tuple[str, dict]]  # the state every fine-tune started from (tests/helpers/recipe.py)
+    overrides: list[str]  # its config's overrides: a run with them reuses its baseline and its stages
+
+
+@pytest.fixture(scope="session")
+def smoke_recipe(shared_dir, data_dir, trained) -> RecipeRun:
+    """tests/helpers/recipe.py's smoke classifier recipe (prune, KD recovery, INT8) run in-process once per session,
+    by whichever test (of whichever worker) asks first, from the session's smoke baseline (`trained`); what it
+    returned and the state each fine-tune started from are kept beside its results for the others."""
+    from tests.helpers.recipe import SMOKE_CLASSIFIER_RECIPE, run_recording_starts
+
+    results = shared_dir / "recipe"
+    overrides = [
+        *SMOKE_CLASSIFIER_RECIPE,
+        f"paths.results={results}",
+        f"paths.data={data_dir}",
+        f"paths.runs={trained('smoke').runs}",
+    ]
+    kept = shared_dir / "recipe.pt"  # written last: the run is complete
+    with exclusive(shared_dir / "recipe.lock"):
+        if not kept.exists():
+            shutil.rmtree(results, ignore_errors=True)
+            returned, starts = run_recording_starts(compose_config("compress", overrides))
+            torch.save({"returned": returned, "starts": starts}, kept)
+    run = torch.load(kept, weights_only=False)  # this session's own file
+    return RecipeRun(results, run["returned"], run["starts"], overrides)
 
 
 def compression_context_of(cfg: DictConfig, data: bool = True) -> CompressionContext:

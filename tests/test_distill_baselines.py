@@ -13,7 +13,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from edgecomp.config import build
-from edgecomp.distill.distiller import DistillationBatch
 from edgecomp.distill.families import family_view
 from edgecomp.distill.output_losses import bounded_regression_loss, soft_label_loss
 from edgecomp.errors import ConfigError
@@ -21,32 +20,12 @@ from edgecomp.models.detection.torchvision_dense import FCOSAdapter, RetinaNetAd
 from edgecomp.models.detection.torchvision_two_stage import FasterRCNNAdapter
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
 from tests.conftest import compose_config
+from tests.helpers.distillation import batch_of, compressor, detector, distillation_batch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SIZE = 64
 # alpha, beta, gamma of eq. 7 as conf/compressor/{fitnet,od2017,scalekd}.yaml set them (ScaleKD's one-stage values).
 EQ7_WEIGHTS = {"loss_feat": 0.01, "loss_cls": 0.2, "loss_bbox": 0.05}
-
-
-def batch_of(count: int = 2, seed: int = 0) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    boxes = torch.tensor([[4.0, 6.0, 30.0, 40.0], [40.0, 40.0, 52.0, 50.0], [20.0, 44.0, 28.0, 52.0]])
-    targets = [{"boxes": boxes[: 1 + i % 3], "labels": torch.arange(1 + i % 3) % 3} for i in range(count)]
-    return torch.rand(count, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)), targets
-
-
-def compressor(name: str, *overrides: str):
-    # No warm-up: the one step distils.
-    overrides = ["compressor.schedule.student_warmup=0", *overrides]
-    cfg = compose_config("compress", ["experiment=smoke_scalekd", f"compressor={name}", *overrides])
-    return build(cfg.compressor)
-
-
-def detector(family: type, seed: int, **settings):
-    torch.manual_seed(seed)
-    if family is FasterRCNNAdapter:
-        settings = {"proposals_train": 100, "rois_per_image": 32, **settings}
-    return family(3, SIZE, **settings)
 
 
 def one_step(method, student, teacher) -> dict[str, float]:
@@ -115,26 +94,13 @@ def test_the_torchvision_families_take_a_step_teacher_and_student_backbones_may_
         )
 
 
-def distillation_batch(distiller, student, teacher) -> DistillationBatch:
-    images, targets = batch_of(seed=3)
-    with torch.no_grad():
-        teacher_features = teacher.features(
-            torch.nn.functional.interpolate(images, scale_factor=distiller.teacher_scale, mode="bilinear")
-        )
-    features = student.features(images)
-    head = student.head(features.pyramid)
-    torch.manual_seed(0)  # Faster R-CNN samples its proposals
-    step = distiller.student_view.detection_step(features.pyramid, head, targets)
-    return DistillationBatch(images, targets, features, head, step, teacher_features)  # fmt: skip
-
-
 def test_chen_et_al_distil_the_teachers_levels_of_the_students_strides_and_its_roi_head_on_the_students_proposals():
     student, teacher = detector(FasterRCNNAdapter, 0).train(), detector(FasterRCNNAdapter, 1).eval()
     distiller = compressor("od2017").build_distiller(family_view(student), family_view(teacher))
     # teacher_scale 2: the teacher's P3..pool (strides 8..64 / 2) are the student's P2..P5; the student's pool
     # (stride 64) has no partner of its stride and is not distilled.
     assert distiller.reference_levels["dense"] == [1, 2, 3, 4, None]
-    batch = distillation_batch(distiller, student, teacher)
+    batch = distillation_batch(student, teacher, distiller, batch_of(seed=3))
     reference = distiller.teacher_view.outputs_on(
         batch.teacher.pyramid, teacher.head(batch.teacher.pyramid), batch.student_step, 2.0
     )
@@ -149,7 +115,7 @@ def test_perturbing_the_references_boxes_changes_only_the_bounded_regression_los
         distiller = compressor("od2017", f"compressor.perturb_px={shift}").build_distiller(
             family_view(student), family_view(teacher)
         )
-        losses[shift] = distiller.losses(distillation_batch(distiller, student, teacher))
+        losses[shift] = distiller.losses(distillation_batch(student, teacher, distiller, batch_of(seed=3)))
     assert losses[0]["loss_cls"].item() == losses[6]["loss_cls"].item() == losses[12]["loss_cls"].item()
     assert len({losses[s]["loss_bbox"].item() for s in (0, 6, 12)}) == 3
 

@@ -190,8 +190,8 @@ def test_scalekd_distils_an_mmdet_r50_from_an_r101_at_twice_its_resolution():
     from edgecomp.distill.output_losses import OutputDistillationSettings
     from edgecomp.distill.scalekd_distiller import CSASettings, ScaleKD, SDFSettings
     from edgecomp.models.detection.mmdet import MMDetAdapter
-    from tests.test_scalekd import SIZE as size
-    from tests.test_scalekd import distillation_batch  # its images and targets: an image with objects, one without
+    from tests.helpers.distillation import SIZE as size
+    from tests.helpers.distillation import distillation_batch  # two images: one with objects, one without
 
     torch.manual_seed(0)
     student = MMDetAdapter("conf/mmdet/retinanet_r50_fpn.py", num_classes=4, input_size=size)

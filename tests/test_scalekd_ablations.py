@@ -24,7 +24,7 @@ from edgecomp.lit.detection_distillation_module import backbone_norms
 from edgecomp.models.detection.torchvision_dense import FCOSAdapter, RetinaNetAdapter
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
 from tests.conftest import CONF, compose_config
-from tests.test_distill_baselines import SIZE, batch_of, compressor, detector, distillation_batch
+from tests.helpers.distillation import SIZE, batch_of, compressor, detector, distillation_batch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -98,7 +98,9 @@ def test_direct_regression_to_the_teachers_boxes_is_zero_at_no_shift_and_grows_w
             f"compressor.output.bbox_loss={loss}",
             f"compressor.perturb_px={shift}",
         ).build_distiller(family_view(student), family_view(teacher))
-        values[shift] = distiller.losses(distillation_batch(distiller, student, teacher))["loss_bbox"].item()
+        values[shift] = distiller.losses(distillation_batch(student, teacher, distiller, batch_of(seed=3)))[
+            "loss_bbox"
+        ].item()
     assert values[0] == pytest.approx(0.0, abs=1e-10)
     assert 0 < values[6] < values[12]
     if loss == "l2":  # the reference moved by s * u: mean ||s u||^2 grows with the square of the shift
@@ -112,7 +114,9 @@ def test_the_bounded_loss_never_pulls_towards_the_teachers_boxes():
     distiller = compressor(
         "od2017", "compressor.teacher_scale=1", "compressor.output.bbox_loss=bounded"
     ).build_distiller(family_view(student), family_view(teacher))
-    assert distiller.losses(distillation_batch(distiller, student, teacher))["loss_bbox"].item() == 0.0
+    assert (
+        distiller.losses(distillation_batch(student, teacher, distiller, batch_of(seed=3)))["loss_bbox"].item() == 0.0
+    )
 
 
 @pytest.mark.parametrize(
@@ -230,7 +234,8 @@ def test_perturb_px_moves_the_assistants_boxes_on_the_scalekd_path():
             f"compressor.perturb_px={shift}",
         ).build_distiller(family_view(student), family_view(teacher))
         terms[shift] = {
-            k: v.item() for k, v in distiller.losses(distillation_batch(distiller, student, teacher)).items()
+            k: v.item()
+            for k, v in distiller.losses(distillation_batch(student, teacher, distiller, batch_of(seed=3))).items()
         }
     assert terms[0]["loss_cls"] == terms[6]["loss_cls"] == terms[12]["loss_cls"]
     assert terms[0]["loss_feat"] == terms[12]["loss_feat"]

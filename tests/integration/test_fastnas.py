@@ -1,32 +1,27 @@
-"""compressor=fastnas: ModelOpt FastNAS structured pruning, its model rewrites, its artifact and compress.py end to end.
+"""compressor=fastnas: ModelOpt FastNAS structured pruning searched, its artifact restored, compress.py's work
+in-process (tests/unit/test_fastnas_rewrites.py: the model rewrites and the settings; tests/e2e/test_fastnas_cli.py:
+YOLOv8n through both entry points, slow).
 
-The fast tier prunes the classification smoke model (MobileNetV3-Small at 32 px, a coarse search space) in-process;
-the slow tier resumes that search from a checkpoint cut short, and runs `experiment=smoke_fastnas` (YOLOv8n) through
-both entry points.
+The fast tier prunes the classification smoke model (MobileNetV3-Small at 32 px, a coarse search space) from the
+session's smoke baseline; the slow tier resumes that search from a checkpoint cut short.
 """
 
 from __future__ import annotations
 
-import copy
-import fnmatch
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-import timm
 import torch
-from timm.layers import BatchNormAct2d
 
 from edgecomp.config import build
 from edgecomp.errors import CheckpointError, ConfigError
 from edgecomp.models.checkpoint import load_model, load_weights
-from edgecomp.models.detection.yolov8 import YOLOv8Adapter
 from edgecomp.models.modelopt_artifact import ModelOptView
 from edgecomp.models.outputs import flat_tensors
-from edgecomp.models.timm_classifier import split_batchnorm_act
 from edgecomp.pipelines import compress, evaluate
-from tests.conftest import compose_config, read_jsonl, run_cli
+from tests.conftest import compose_config
 
 DIVISOR = 16
 BUDGET = 0.9
@@ -46,50 +41,6 @@ SMOKE_CLASSIFIER = [
     "logger=none",
     "trainer.enable_progress_bar=false",
 ]
-
-# ---------------------------------------------------------------------------------------------------- model rewrites
-
-
-def test_splitting_timms_batchnorm_act_changes_no_output_in_training_or_eval_mode(one_torch_thread):
-    torch.manual_seed(0)
-    original = timm.create_model("mobilenetv3_small_100", num_classes=5)
-    split = copy.deepcopy(original)
-    fused = sum(type(m) is BatchNormAct2d for m in original.modules())
-    assert split_batchnorm_act(split) == fused > 10
-    assert not any(isinstance(m, BatchNormAct2d) for m in split.modules())
-    images = torch.rand(4, 3, 64, 64)
-    # Training mode: same output, and the running statistics update the same way.
-    assert torch.equal(original.train()(images), split.train()(images))
-    running = {k: v for k, v in original.state_dict().items() if "running" in k or "num_batches" in k}
-    renamed = {k.replace(".bn.", "."): v for k, v in split.state_dict().items()}
-    assert all(torch.equal(value, renamed[key]) for key, value in running.items())
-    assert torch.equal(original.eval()(images), split.eval()(images))
-
-
-def test_yolov8s_concat_patch_changes_no_output_and_stays_inside_the_adapter(one_torch_thread):
-    from ultralytics.nn.modules import Concat
-    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
-
-    forward_before = Concat.forward
-    torch.manual_seed(0)
-    adapter = YOLOv8Adapter(num_classes=4, input_size=64, scale="n").eval()
-    patched = [m for m in adapter.modules() if isinstance(m, Concat)]
-    assert len(patched) == 4 and all(type(m) is not Concat for m in patched)  # YOLOv8's neck has 4 Concat layers
-
-    unpatched = copy.deepcopy(adapter)
-    for layer in unpatched.modules():
-        if isinstance(layer, Concat):
-            layer.__class__ = Concat
-    images = torch.rand(2, 3, 64, 64)
-    with torch.no_grad():
-        outputs, reference = flat_tensors(adapter(images)), flat_tensors(unpatched(images))
-    assert len(outputs) == 6 and all(torch.equal(a, b) for a, b in zip(outputs, reference, strict=True))
-
-    # Ultralytics' own class and a model built with Ultralytics directly are untouched.
-    assert Concat.forward is forward_before
-    plain = DetectionModel(yaml_model_load("yolov8n.yaml"), ch=3, verbose=False)
-    assert sum(type(m) is Concat for m in plain.modules()) == 4
-
 
 # ---------------------------------------------------------------------------------------------------- the config
 
@@ -128,53 +79,20 @@ def test_search_layers_that_name_no_layer_are_refused_before_any_work(tmp_path, 
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize(
-    ("override", "key"),
-    [
-        ("compressor.flops=120%", "compressor.flops"),
-        ("compressor.flops=two-thirds", "compressor.flops"),
-        ("compressor.flops=0", "compressor.flops"),
-        ("compressor.channel_divisor=0", "compressor.channel_divisor"),
-        ("compressor.channel_ratios=[0.25,0.5]", "compressor.channel_ratios"),
-        ("compressor.epochs=-1", "compressor.epochs"),
-        ("compressor.lr=0", "compressor.lr"),
-        ("compressor.calibration_batch_size=0", "compressor.calibration_batch_size"),
-        ("compressor.search_layers=blocks.4.*", "compressor.search_layers"),
-    ],
-)
-def test_settings_out_of_range_are_refused_when_the_compressor_is_built(override, key):
-    cfg = compose_config("compress", ["experiment=smoke", "compressor=fastnas", override])
-    with pytest.raises(ConfigError, match=key):
-        build(cfg.compressor)
-
-
-def test_fastnas_yolo_runs_on_synthetic_sod_by_default_and_on_coco128_when_asked():
-    default = compose_config("compress", ["experiment=fastnas_yolo"])
-    coco = compose_config("compress", ["experiment=fastnas_yolo", "dataset=coco128"])
-    assert (default.dataset.name, default.model.name, default.compressor.name) == (
-        "synthetic_sod",
-        "yolov8n",
-        "fastnas",
-    )
-    assert (coco.dataset.name, coco.dataset.image_size, coco.compressor.flops) == ("coco128", 640, "66%")
-    for cfg in (default, coco):
-        build(cfg.compressor).check(cfg)
-
-
-def test_the_budget_reads_as_a_percentage_or_a_fraction():
-    for flops in ("66%", 0.66):
-        cfg = compose_config("compress", ["experiment=smoke", "compressor=fastnas", f"compressor.flops={flops}"])
-        assert build(cfg.compressor).flops_target == "66%"
-
-
 # ---------------------------------------------------------------------------------------------------- compress.py
 
 
 @pytest.fixture(scope="module")
-def pruned_classifier(tmp_path_factory, data_dir, one_torch_thread):
-    """compress.py with compressor=fastnas on the classification smoke setting: (config overrides, record)."""
+def pruned_classifier(tmp_path_factory, data_dir, trained, one_torch_thread):
+    """compress.py with compressor=fastnas on the classification smoke setting, from the session's smoke baseline:
+    (config overrides, record)."""
     results = tmp_path_factory.mktemp("fastnas")
-    overrides = [*SMOKE_CLASSIFIER, f"paths.results={results}", f"paths.data={data_dir}"]
+    overrides = [
+        *SMOKE_CLASSIFIER,
+        f"paths.results={results}",
+        f"paths.data={data_dir}",
+        f"paths.runs={trained('smoke').runs}",
+    ]
     record = compress.run(compose_config("compress", overrides))
     return overrides, record
 
@@ -236,7 +154,9 @@ def test_evaluate_restores_the_artifact_into_a_fresh_model_and_reproduces_the_re
         load_weights(build(compose_config("compress", overrides).model), record["checkpoint"])
 
 
-def test_modelopt_recalibrates_batchnorm_for_each_candidate_from_the_50_calibration_batches(pruned_classifier):
+def test_modelopt_recalibrates_batchnorm_for_each_candidate_from_the_50_calibration_batches(
+    pruned_classifier, compression_context_for
+):
     """ModelOpt re-estimates BatchNorm statistics (on `eval()`) only from a full queue of 50 batches, which the
     calibration batches fill; a layer after a narrowed one then gets statistics of its own."""
     import warnings
@@ -249,15 +169,13 @@ def test_modelopt_recalibrates_batchnorm_for_each_candidate_from_the_50_calibrat
     from modelopt.torch.utils.network import run_forward_loop
 
     from edgecomp.compress.pruning.fastnas import CalibrationBatches, search_space_rules
-    from edgecomp.pipelines.common import start_job
 
     overrides, _ = pruned_classifier
-    cfg = compose_config("compress", overrides)
-    job = start_job(cfg)
+    cfg, context = compression_context_for(*overrides)
     view = ModelOptView(build(cfg.model)).eval()
     rules = search_space_rules(DIVISOR, (0.5, 1.0), ("blocks.4.*",))
     mtn.convert(view, [("fastnas", rules)], registry=PruneModeRegistry)
-    batches = CalibrationBatches(job.datamodule, MODELOPT_QUEUE_MAXLEN, 2)
+    batches = CalibrationBatches(context.datamodule, MODELOPT_QUEUE_MAXLEN, 2)
     assert len(list(batches)) == MODELOPT_QUEUE_MAXLEN == 50
     # What the searcher does first: the largest subnet, evaluated once with the data loader (which fills the queue).
     prep_for_eval(view, lambda model: run_forward_loop(model, batches, collect_func=lambda images: images))
@@ -294,30 +212,7 @@ def test_a_killed_search_resumes_from_its_checkpoint(pruned_classifier, tmp_path
     assert search["baseline_score"] == record["fastnas"]["search"]["baseline_score"]
 
 
-# ---------------------------------------------------------------------------------------------------- YOLOv8, CLI
-
-
-@pytest.mark.slow
-def test_smoke_fastnas_prunes_yolov8n_and_evaluate_reproduces_it(tmp_path, data_dir):
-    """`experiment=smoke_fastnas` through both entry points: YOLOv8n within 66% of its FLOPs, fewer parameters, and
-    `evaluate.py checkpoint=<artifact>` (a fresh model restored by ModelOpt) gives the record's numbers again."""
-    common = ["experiment=smoke_fastnas", f"paths.results={tmp_path}", f"paths.data={data_dir}", "logger=none"]
-    proc = run_cli("compress.py", *common, "trainer.enable_progress_bar=false", timeout=600)
-    (record,) = read_jsonl(tmp_path / "records.jsonl")
-    assert "| FLOPs" in proc.stdout and "mAP@50-95" in proc.stdout  # the report's table
-    assert record["model"] == "yolov8n" and record["compressor"] == "fastnas"
-    assert record["flops"] <= 0.66 * record["baseline"]["flops"]
-    assert record["params"] < record["baseline"]["params"]
-    searched = record["fastnas"]["subnet_config"]
-    assert any("network.model.22" in name for name in searched)  # the head is searched
-    patterns = record["compression"]["search_layers"]  # ... and only the layers the smoke names
-    assert all(any(fnmatch.fnmatch(name, pattern) for pattern in patterns) for name in searched)
-
-    run_cli("evaluate.py", *common, f"checkpoint={record['checkpoint']}")
-    _, evaluated = read_jsonl(tmp_path / "records.jsonl")
-    assert evaluated["metrics"] == record["metrics"]
-    for field in ("params", "flops", "size_bytes", "gzip_bytes"):
-        assert evaluated[field] == record[field], field
+# ---------------------------------------------------------------------------------------------------- detectors
 
 
 @pytest.mark.parametrize("family", ["retinanet", "faster_rcnn"])
@@ -363,8 +258,3 @@ def test_a_torchvision_detector_is_searched_restored_and_still_runs_torchvisions
             torch.testing.assert_close(got, expected)
 
 
-def test_the_view_hands_modelopt_tensors_not_a_dataclass():
-    adapter = YOLOv8Adapter(num_classes=4, input_size=64, scale="n").eval()
-    with torch.no_grad():
-        outputs = ModelOptView(adapter)(torch.rand(1, 3, 64, 64))
-    assert isinstance(outputs, tuple) and len(outputs) == 6 and all(isinstance(t, torch.Tensor) for t in outputs)

@@ -1,54 +1,33 @@
 """compressor=scalekd: the SDF (shapes, weight sharing, no collapse), the CSA (shapes at every level, the rates, where
 its gradients come from and go), the pairing of teacher and student levels, the family views the output losses rely
-on, the assistant's update before the student's, and the smoke_scalekd run end to end."""
+on, the assistant's update before the student's, the configs refused (tests/integration/test_scalekd_smoke.py: the
+smoke_scalekd run in-process; tests/e2e/test_scalekd_cli.py: compress.py, slow)."""
 
 from __future__ import annotations
 
 import copy
-import csv
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torchvision.models.detection._utils import BoxCoder, BoxLinearCoder
 
-from edgecomp.config import build, resolved_config
+from edgecomp.config import build
 from edgecomp.distill.alignment import LevelPair, aligned_pyramid, pair_levels, teacher_input, to_grid
 from edgecomp.distill.csa import CrossScaleAssistant, MultiScaleCrossAttention
-from edgecomp.distill.distiller import DistillationBatch
 from edgecomp.distill.families import family_view
-from edgecomp.distill.high_resolution import UpsampledInputDetector, high_resolution_config, load_teacher
 from edgecomp.distill.output_losses import OutputDistillationSettings
 from edgecomp.distill.scalekd_distiller import CSASettings, ScaleKD, SDFSettings, batchnorm_statistics_held
 from edgecomp.distill.sdf import ScaleDecoupledEmbedding, ScaleDecoupledFeatureDistillation
 from edgecomp.errors import ConfigError
-from edgecomp.models.checkpoint import load_state_dict
 from edgecomp.models.detection.torchvision_dense import FCOSAdapter, RetinaNetAdapter
 from edgecomp.models.detection.torchvision_two_stage import FasterRCNNAdapter
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
-from edgecomp.pipelines.common import Job, start_job
-from edgecomp.pipelines.compress import compression_context
-from tests.conftest import compose_config, read_jsonl, run_cli
+from tests.conftest import compose_config
+from tests.helpers.distillation import SIZE, detector, distillation_batch, images, targets_for
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-SIZE = 64  # every family's strides divide it; small enough for a step in well under a second
-
-
-def targets_for(count: int) -> list[dict[str, torch.Tensor]]:
-    """Two objects in the first image, none in the second (an empty image must work), then repeat."""
-    with_objects = {
-        "boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0], [40.0, 40.0, 52.0, 50.0]]),
-        "labels": torch.tensor([0, 2]),
-    }
-    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
-    return [with_objects if i % 2 == 0 else empty for i in range(count)]  # fmt: skip
-
-
-def images(count: int, seed: int = 0) -> torch.Tensor:
-    return torch.rand(count, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
 
 
 # ---------------------------------------------------------------------------------------------------- SDF
@@ -168,10 +147,7 @@ def test_levels_pair_by_effective_stride_and_the_teachers_input_is_upsampled():
 
 
 def build_detector(family: type, **settings):
-    torch.manual_seed(0)
-    if family is FasterRCNNAdapter:
-        settings = {"proposals_train": 100, "rois_per_image": 32, **settings}
-    return family(3, SIZE, **settings).eval()  # eval: BatchNorm leaves its statistics alone in these checks
+    return detector(family, 0, **settings).eval()  # eval: BatchNorm leaves its statistics alone in these checks
 
 
 @pytest.mark.parametrize("family", [YOLOv8Adapter, RetinaNetAdapter, FCOSAdapter, FasterRCNNAdapter])
@@ -209,38 +185,6 @@ def test_a_box_space_shift_per_pixel_moves_the_decoded_box_by_that_many_pixels()
     assert torch.allclose(moved, linear.decode(distances, anchors) + 12, atol=1e-4)
 
 
-def test_the_high_resolution_teacher_trains_on_upsampled_images_and_its_weights_load_into_the_plain_teacher(tmp_path):
-    cfg = compose_config("compress", [*SCALEKD, "teacher=yolov8n"])  # the small teacher: the same code, cheaper
-    torch.manual_seed(0)
-    wrapper = build(high_resolution_config(cfg.teacher, 2.0))
-    assert isinstance(wrapper, UpsampledInputDetector) and wrapper.name == "yolov8n_x2"
-    assert (wrapper.input_size, wrapper.detector.input_size) == (128, 256)
-    wrapper.eval()
-    batch, targets = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0)), targets_for(1)
-    upsampled = F.interpolate(batch, size=(256, 256), mode="bilinear", align_corners=False)
-    expected = wrapper.detector.loss(upsampled, [{**t, "boxes": 2 * t["boxes"]} for t in targets])
-    assert {k: v.item() for k, v in wrapper.loss(batch, targets).items()} == pytest.approx(
-        {k: v.item() for k, v in expected.items()}
-    )
-    wrapper.detector.max_detections = 5
-    assert torch.allclose(wrapper.predict(batch)[0]["boxes"], wrapper.detector.predict(upsampled)[0]["boxes"] / 2)
-
-    torch.save(wrapper.state_dict(), tmp_path / "wrapped.pt")  # what the teacher's training run writes
-    torch.save(wrapper.detector.state_dict(), tmp_path / "plain.pt")  # a teacher trained elsewhere
-    for name in ("wrapped.pt", "plain.pt"):
-        teacher = load_teacher(cfg.teacher, tmp_path / name)
-        assert type(teacher) is YOLOv8Adapter
-        assert all(torch.equal(v, wrapper.detector.state_dict()[k]) for k, v in teacher.state_dict().items())
-
-    context = compression_context(Job(cfg, resolved_config(cfg), logger=None))
-    compressor = build(cfg.compressor)
-    teacher = compressor.teacher_training(context)
-    assert teacher.config["model"]["name"] == "yolov8n_x2" and teacher.config["model"]["detector"]["input_size"] == 256
-    assert teacher.run_dir != context.teacher_training().run_dir  # not the plain teacher's training run
-    plain = build(compose_config("compress", [*SCALEKD, "compressor.teacher_scale=1"]).compressor)
-    assert plain.teacher_training(context).run_dir == context.teacher_training().run_dir
-
-
 # ---------------------------------------------------------------------------------------------------- the distiller
 
 
@@ -251,16 +195,6 @@ def yolo_pair():
     distiller = ScaleKD(family_view(student), family_view(teacher), 2.0, SDFSettings(embed_channels=16),
                         CSASettings(dim=32), OutputDistillationSettings())  # fmt: skip
     return student, teacher, distiller
-
-
-def distillation_batch(student, teacher, distiller, count: int = 2) -> DistillationBatch:
-    batch, targets = images(count), targets_for(count)
-    with torch.no_grad():
-        teacher_features = teacher.features(teacher_input(batch, distiller.teacher_scale))
-    features = student.features(batch)
-    head = student.head(features.pyramid)
-    step = distiller.student_view.detection_step(features.pyramid, head, targets)
-    return DistillationBatch(batch, targets, features, head, step, teacher_features)
 
 
 def test_the_assistants_detection_loss_trains_the_csa_and_reaches_neither_teacher_nor_student_features(yolo_pair):
@@ -399,76 +333,3 @@ def test_the_ablations_and_presets_compose():
     one_stage = build(compose_config("compress", SCALEKD).compressor)
     assert (one_stage.weights.alpha, one_stage.weights.beta, one_stage.weights.gamma) == (0.01, 0.2, 0.05)
     assert one_stage.teacher_scale == 2.0
-
-
-# ---------------------------------------------------------------------------------------------------- smoke_scalekd
-
-
-def test_smoke_scalekd_logs_every_term_every_step_and_deploys_the_baselines_architecture(tmp_path, data_dir):
-    """The smoke run in-process, its teacher a random YOLOv8s checkpoint (the teacher's training is train.py's, tested
-    there): the distilled student, its record fields and the CSV log of every step."""
-    teacher_file = tmp_path / "teacher.pt"
-    cfg = compose_config(
-        "compress", ["experiment=smoke_scalekd", "logger=csv", f"paths.results={tmp_path}", f"paths.data={data_dir}",
-                     f"compressor.teacher_checkpoint={teacher_file}", "trainer.enable_progress_bar=false"],
-    )  # fmt: skip
-    torch.manual_seed(123)
-    torch.save(build(cfg.teacher).state_dict(), teacher_file)
-    compressor = build(cfg.compressor)
-    compressor.check(cfg)
-    job = start_job(cfg)
-    context = compression_context(job)
-    compressor.prepare(context)
-    baseline = job.new_model()
-    student = compressor.compress(baseline, context)
-
-    fields = compressor.record_fields()["distill"]
-    assert fields["deployed_params_equal_baseline"] and fields["deployed_architecture_equal_baseline"]
-    assert (
-        fields["deployed_params"]
-        == sum(p.numel() for p in baseline.parameters())
-        == sum(p.numel() for p in student.parameters())
-    )
-    assert fields["distiller_params"] > 0
-    assert type(student) is type(baseline) and not any(
-        isinstance(m, (CrossScaleAssistant, ScaleDecoupledFeatureDistillation)) for m in student.modules()
-    )
-    for term in ("loss_feat", "loss_cls", "loss_bbox", "loss_det", "loss_assistant"):
-        assert math.isfinite(fields[term]["first"]) and math.isfinite(fields[term]["last"]), term
-    assert fields["loss_det"]["first"] > 0 and fields["loss_feat"]["first"] > 0
-
-    (metrics,) = (tmp_path / "csv").rglob("metrics.csv")
-    with metrics.open() as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("train/loss")]
-    steps = 2 * 2  # 2 epochs of 16 images in batches of 8
-    assert len(rows) == steps
-    for term in ("loss_feat", "loss_cls", "loss_bbox", "loss_det", "loss_assistant", "det_box", "det_cls", "det_dfl"):
-        assert all(math.isfinite(float(row[f"train/{term}"])) for row in rows), term
-    # The warm-up step (compressor.schedule.student_warmup=1): the student's loss is L_det alone, then all of eq. 7.
-    assert [float(row["train/distilling"]) for row in rows] == [0.0, 1.0, 1.0, 1.0]
-    assert float(rows[0]["train/loss"]) == pytest.approx(float(rows[0]["train/loss_det"]), rel=1e-5)
-    later = rows[1]
-    weighted = sum(
-        w * float(later[f"train/{t}"]) for w, t in ((0.01, "loss_feat"), (0.2, "loss_cls"), (0.05, "loss_bbox"))
-    )
-    assert float(later["train/loss"]) == pytest.approx(float(later["train/loss_det"]) + weighted, rel=1e-4)
-    assert compressor.results()["teacher_checkpoint"] == str(teacher_file)
-
-
-@pytest.mark.slow
-def test_compress_py_experiment_smoke_scalekd_end_to_end(tmp_path, data_dir):
-    """`python compress.py experiment=smoke_scalekd` as a user runs it: baseline and teacher trained, the distilled
-    student measured against the baseline, the record's distill field."""
-    run_cli("compress.py", "experiment=smoke_scalekd", "logger=none", "trainer.enable_progress_bar=false",
-            f"paths.results={tmp_path}", f"paths.data={data_dir}", timeout=900)  # fmt: skip
-    (record,) = read_jsonl(tmp_path / "records.jsonl")
-    assert record["compressor"] == "scalekd" and record["model"] == "yolov8n"
-    # The deployed file is the distilled student alone: the baseline's tensors (no CSA, no SDF, no teacher), trained
-    # to other values.
-    student, baseline = load_state_dict(record["checkpoint"]), load_state_dict(record["baseline"]["checkpoint"])
-    assert {k: v.shape for k, v in student.items()} == {k: v.shape for k, v in baseline.items()}
-    assert not all(torch.equal(v, baseline[k]) for k, v in student.items())
-    assert record["distill"]["deployed_params_equal_baseline"] is True
-    assert {"loss_feat", "loss_cls", "loss_bbox", "loss_det"} <= set(record["distill"])
-    assert record["compression"]["teacher"] == "yolov8s" and record["compression"]["teacher_scale"] == 2.0
-    assert Path(record["checkpoint"]).is_file()
