@@ -1,16 +1,8 @@
-import hashlib
-from pathlib import Path
-
 import pytest
 
 from edgecomp.data.synthetic_cls import SyntheticClassification
 from edgecomp.errors import DatasetError
-
-
-def _digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*.png"))
-    }
+from tests.helpers.data import folder_digest
 
 
 def test_same_seed_gives_byte_identical_images(tmp_path):
@@ -20,7 +12,7 @@ def test_same_seed_gives_byte_identical_images(tmp_path):
     b = SyntheticClassification(
         tmp_path / "b", num_classes=10, image_size=32, train_per_class=3, val_per_class=2, seed=7
     )
-    digest_a, digest_b = _digest(a.ensure_generated()), _digest(b.ensure_generated())
+    digest_a, digest_b = folder_digest(a.ensure_generated(), "*.png"), folder_digest(b.ensure_generated(), "*.png")
     assert len(digest_a) == 10 * (3 + 2)
     assert digest_a == digest_b
 
@@ -28,7 +20,7 @@ def test_same_seed_gives_byte_identical_images(tmp_path):
 def test_another_seed_gives_other_images(tmp_path):
     a = SyntheticClassification(tmp_path, num_classes=10, image_size=32, train_per_class=3, val_per_class=2, seed=1)
     b = SyntheticClassification(tmp_path, num_classes=10, image_size=32, train_per_class=3, val_per_class=2, seed=2)
-    digest_a, digest_b = _digest(a.ensure_generated()), _digest(b.ensure_generated())
+    digest_a, digest_b = folder_digest(a.ensure_generated(), "*.png"), folder_digest(b.ensure_generated(), "*.png")
     assert digest_a.keys() == digest_b.keys()
     assert all(digest_a[k] != digest_b[k] for k in digest_a)
 

@@ -2,7 +2,7 @@
 DetectionModule with Lightning on synthetic_sod and on real COCO128 images, and the COCO evaluation of its output.
 
 Small settings throughout (128 px, 4 images per split): what is tested is that each real component does its job,
-not how well a detector learns in a few steps.
+not how well a detector learns in a few steps. (tests/unit/test_letterbox.py: the letterbox on its own.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from omegaconf import open_dict
 from PIL import Image
 
 from edgecomp.config import build
-from edgecomp.data.detection.letterbox import PAD_VALUE, letterbox, to_original_boxes
+from edgecomp.data.detection.letterbox import to_original_boxes
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.coco_evaluator import CocoEvaluator, coco_detections
 from edgecomp.evaluate.coco_metrics import METRIC_KEYS
@@ -93,25 +93,6 @@ def datamodule_for(overrides: list[str]):
     datamodule = build(cfg.dataset.datamodule)
     datamodule.setup("fit")
     return cfg, datamodule
-
-
-# ------------------------------------------------------------------------------------------------------ letterbox
-
-
-def test_letterbox_keeps_the_aspect_pads_and_maps_boxes_back():
-    image = torch.rand(3, 60, 100)
-    boxes = torch.tensor([[10.0, 5.0, 50.0, 45.0], [0.0, 0.0, 100.0, 60.0]])
-    square, moved, scale = letterbox(image, boxes, 50)
-    assert square.shape == (3, 50, 50)
-    assert scale.tolist() == [0.5, 0.5, 0.5, 0.5]
-    assert torch.equal(moved, boxes * 0.5)
-    assert torch.all(square[:, 30:, :] == PAD_VALUE)  # bottom padding; the image fills the top 30 rows
-    assert not torch.all(square[:, :30, :] == PAD_VALUE)
-    assert torch.allclose(to_original_boxes(moved, scale, 100, 60), boxes)
-    # a box reaching into the padding comes back clipped to the original image
-    assert to_original_boxes(torch.tensor([[40.0, 20.0, 50.0, 50.0]]), scale, 100, 60).tolist() == [
-        [80.0, 40.0, 100.0, 60.0]
-    ]
 
 
 # ------------------------------------------------------------------------------------------------------ DataModule
