@@ -23,7 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL = ("compressor.csa.dim=32", "compressor.sdf.embed_channels=16")
 
 
-
 def fit(method, student, teacher, max_steps: int, batches: int, callbacks=()) -> tuple[pl.LightningModule, pl.Trainer]:
     """`method`'s LightningModule trained by a Lightning Trainer for `max_steps` on `batches` batches per epoch."""
     module = method.training_module(
@@ -40,7 +39,6 @@ def fit(method, student, teacher, max_steps: int, batches: int, callbacks=()) ->
     return module, trainer
 
 
-
 class OptimizerOrder(pl.Callback):
     """Which optimizer stepped, in order: the assistant's (its LightningOptimizer's index 1) or the student's."""
 
@@ -52,7 +50,6 @@ class OptimizerOrder(pl.Callback):
         self.order.append(names[id(optimizer)])
 
 
-
 def test_scalekd_counts_one_global_step_per_batch_and_steps_the_assistant_before_the_student():
     method = compressor("scalekd", *SMALL)
     order = OptimizerOrder()
@@ -60,7 +57,6 @@ def test_scalekd_counts_one_global_step_per_batch_and_steps_the_assistant_before
                           max_steps=3, batches=4, callbacks=[order])  # fmt: skip
     assert module.steps_done == trainer.global_step == 3  # max_steps=3 is three batches, as for every other method
     assert order.order == ["csa", "student"] * 3
-
 
 
 @pytest.mark.parametrize(
@@ -81,7 +77,6 @@ def test_a_part_switched_off_has_no_modules_no_terms_and_no_optimizer(override, 
     else:
         assert distiller.sdf is None and order.order == ["csa", "student"] and "loss_assistant" in logged
         assert not list(distiller.student_parameters())
-
 
 
 def test_a_frozen_backbone_holds_its_weights_and_batchnorm_statistics_across_epochs_until_it_thaws():
