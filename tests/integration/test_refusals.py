@@ -6,11 +6,8 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-import torch
 
-from edgecomp.config import build
-from edgecomp.errors import ConfigError
-from tests.conftest import compose_config, run_in_process
+from tests.conftest import run_in_process
 
 CASES = {
     # a model the compressor cannot deploy: Faster R-CNN's detections need its second stage, outside the file
@@ -88,12 +85,3 @@ def test_compress_refuses_before_any_work(case, tmp_path):
     assert all(path.parts[0] == "hydra" for path in written), written
 
 
-@pytest.mark.parametrize("compressor", ["ptq_fp16", "ptq_int8"])
-def test_ptq_refuses_a_cuda_target_where_there_is_a_gpu(compressor, monkeypatch):
-    """On a GPU machine the CUDA device builds; PTQ's deployment there (TensorRT) is not built by edgecomp yet, and it
-    says so instead of measuring ONNX Runtime on the CPU under a CUDA device's name."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "a test GPU", raising=False)
-    cfg = compose_config("compress", ["experiment=smoke", f"compressor={compressor}", "device=cuda"])
-    with pytest.raises(ConfigError, match=f"compressor={compressor} on device=cuda: .*use device=cpu"):
-        build(cfg.compressor).check(cfg)

@@ -1,24 +1,15 @@
 """The package's layers (pyproject.toml's import-linter contract): a lower one never imports a higher one, checked by
-import-linter, which reads every import statement, a lazy one inside a function included."""
+import-linter's command, which reads every import statement, a lazy one inside a function included
+(tests/unit/test_layers_named.py: every subpackage and module has a layer)."""
 
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10: pytest's own TOML reader
-    import tomli as tomllib
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "edgecomp"
-
-
-def contract_layers() -> list[str]:
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
-    (contract,) = [c for c in config["contracts"] if c["type"] == "layers"]
-    return [name.strip() for layer in contract["layers"] for name in layer.split(":")]
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -39,13 +30,6 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
-
-
-def test_every_subpackage_and_module_has_a_layer():
-    subpackages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").exists()}
-    modules = {path.stem for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
-    layered = {name.removeprefix("edgecomp.") for name in contract_layers()}
-    assert subpackages | modules <= layered, sorted((subpackages | modules) - layered)
 
 
 def test_the_layers_contract_is_kept():

@@ -1,5 +1,6 @@
 """MMDetection's detectors behind DetectorAdapter (edgecomp.models.detection.mmdet), an optional extra installed by
-`bash scripts/install_mmdet.sh`. Without the extra only the refusal runs; the rest is skipped, saying so."""
+`bash scripts/install_mmdet.sh`, through the command line. Without the extra only the refusal runs; the rest is
+skipped, saying so (tests/integration/test_mmdet_adapter.py: the adapter in-process)."""
 
 import importlib.util
 import json
@@ -37,67 +38,6 @@ def test_without_the_extra_model_mmdet_names_the_install_command(tmp_path, data_
     (line,) = [line for line in proc.stderr.splitlines() if line.startswith("edgecomp: error:")]
     assert "model=mmdet needs the MMDetection extra" in line and "bash scripts/install_mmdet.sh" in line
     assert not (tmp_path / "runs").exists()
-
-
-def _batch():
-    generator = torch.Generator().manual_seed(0)
-    images = torch.rand(2, 3, SIZE, SIZE, generator=generator)
-    targets = [
-        {"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0], [70.0, 20.0, 110.0, 90.0]]), "labels": torch.tensor([1, 3])},
-        {"boxes": torch.tensor([[30.0, 30.0, 90.0, 100.0]]), "labels": torch.tensor([0])},
-    ]
-    return images, targets
-
-
-@needs_mmdet
-@pytest.mark.parametrize("arch", ["retinanet_r50_fpn", "fcos_r50_fpn"])
-def test_mmdets_own_loss_falls_when_trained_through_the_adapter_on_synthetic_sod(arch, data_dir):
-    """8 SGD steps on the first two images of smoke_det's synthetic_sod batch, as its datamodule gives them."""
-    from edgecomp.config import build
-    from edgecomp.models.detection.mmdet import MMDetAdapter
-
-    datamodule = build(compose_config("train", ["experiment=smoke_det", f"paths.data={data_dir}"]).dataset.datamodule)
-    datamodule.setup("fit")
-    images, targets = next(iter(datamodule.train_dataloader()))
-    images, targets = images[:2], [{key: t[key] for key in ("boxes", "labels")} for t in targets[:2]]
-    assert images.shape[-1] == SIZE and all(len(t["boxes"]) for t in targets)
-    torch.manual_seed(0)
-    model = MMDetAdapter(f"conf/mmdet/{arch}.py", num_classes=4, input_size=SIZE).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)
-    losses = []
-    for _ in range(8):
-        terms = model.loss(images, targets)
-        loss = sum(terms.values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss))
-    assert {"loss_cls", "loss_bbox"} <= set(terms) and all(torch.isfinite(v) for v in terms.values())
-    assert losses[-1] < losses[0]
-    features = model.features(images)
-    assert features.last_stage.shape[1] == 2048 and [p.shape[-1] for p in features.pyramid] == [16, 8, 4, 2, 1]
-
-
-@needs_mmdet
-def test_the_adapters_detections_are_mmdets_own_predict():
-    """The same boxes, scores and labels as mmdet's detector.predict on the same normalised images (its data
-    samples telling it the image is the S x S input)."""
-    from mmdet.structures import DetDataSample
-
-    from edgecomp.models.detection.mmdet import MMDetAdapter
-
-    torch.manual_seed(0)
-    model = MMDetAdapter("conf/mmdet/retinanet_r50_fpn.py", num_classes=4, input_size=SIZE, score_threshold=0.0).eval()
-    images, _ = _batch()
-    ours = model.predict(images)
-    samples = [DetDataSample(metainfo=meta) for meta in model.image_metas(len(images))]
-    with torch.no_grad():
-        theirs = model.detector.predict(model.normalise(images), samples, rescale=False)
-    for mine, sample in zip(ours, theirs, strict=True):
-        assert len(mine["boxes"]) == 100  # score threshold 0: max_detections each
-        assert torch.equal(mine["boxes"], sample.pred_instances.bboxes)
-        assert torch.equal(mine["scores"], sample.pred_instances.scores)
-        assert torch.equal(mine["labels"], sample.pred_instances.labels)
 
 
 def _spread_head(model) -> None:
@@ -182,39 +122,6 @@ def test_evaluate_py_scores_an_mmdet_retinanet_as_pycocotools_scores_mmdets_own_
 
 
 @needs_mmdet
-def test_scalekd_distils_an_mmdet_r50_from_an_r101_at_twice_its_resolution():
-    """The distiller between mmdet anchor heads, in-process (the command-line run is in the slow tier): its three
-    terms finite and training the student and the SDF, not the assistant; the assistant's detection loss (mmdet's
-    own, on the CSA's features) training the CSA alone."""
-    from edgecomp.distill.families import family_view
-    from edgecomp.distill.output_losses import OutputDistillationSettings
-    from edgecomp.distill.scalekd_distiller import CSASettings, ScaleKD, SDFSettings
-    from edgecomp.models.detection.mmdet import MMDetAdapter
-    from tests.helpers.distillation import SIZE as size
-    from tests.helpers.distillation import distillation_batch  # two images: one with objects, one without
-
-    torch.manual_seed(0)
-    student = MMDetAdapter("conf/mmdet/retinanet_r50_fpn.py", num_classes=4, input_size=size)
-    teacher = MMDetAdapter("conf/mmdet/retinanet_r101_fpn.py", num_classes=4, input_size=2 * size)
-    teacher.eval().requires_grad_(False)
-    distiller = ScaleKD(family_view(student), family_view(teacher), 2.0, SDFSettings(embed_channels=16),
-                        CSASettings(dim=32), OutputDistillationSettings())  # fmt: skip
-    terms = distiller.losses(distillation_batch(student, teacher, distiller))
-    assert set(terms) == {"loss_feat", "loss_cls", "loss_bbox"} and all(torch.isfinite(v) for v in terms.values())
-    torch.stack(list(terms.values())).sum().backward()
-    assert all(p.grad is None for p in distiller.csa.parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.detector.backbone.parameters())
-    assert distiller.sdf.adapter.weight.grad is not None
-
-    student.zero_grad()
-    step = distiller.assistant_step(distillation_batch(student, teacher, distiller))
-    assert {"loss_cls", "loss_bbox"} <= set(step.losses) and all(torch.isfinite(v) for v in step.losses.values())
-    torch.stack(list(step.losses.values())).sum().backward()
-    assert sum(float(p.grad.abs().sum()) for p in distiller.csa.parameters() if p.grad is not None) > 0
-    assert all(p.grad is None for p in student.detector.backbone.parameters())
-
-
-@needs_mmdet
 @pytest.mark.slow
 def test_scalekd_distils_an_mmdet_r50_from_an_r101_with_every_term_finite(tmp_path, data_dir):
     """ScaleKD's smoke run with mmdet's RetinaNet R101 (at 2x the resolution) teaching its R50: one epoch, 96 px."""
@@ -261,40 +168,6 @@ def test_fastnas_prunes_an_mmdet_retinanets_head_through_modelopt(tmp_path, data
     assert record["flops"] < 0.9 * record["baseline"]["flops"] and record["params"] < record["baseline"]["params"]
     pruned = record["fastnas"]["subnet_config"]
     assert pruned and all(name.startswith("detector.bbox_head.") for name in pruned)
-
-
-@needs_mmdet
-@pytest.mark.parametrize(
-    "arch",
-    [
-        "retinanet_r50_fpn",
-        pytest.param("fcos_r50_fpn", marks=pytest.mark.slow),  # the point heads: an export each (10 s)
-        pytest.param("gfl_r50_fpn", marks=pytest.mark.slow),
-    ],
-)
-def test_onnx_runtime_outputs_decode_to_mmdets_eager_detections(arch, tmp_path):
-    """The exported network is the head's raw per-level outputs; mmdet's predict_by_feat on what ONNX Runtime
-    returns gives the eager detections (every score kept; NMS decides how many)."""
-    from edgecomp.evaluate.coco_evaluator import deployed_detections
-    from edgecomp.evaluate.device import TargetDevice
-    from edgecomp.evaluate.onnx_export import export_onnx
-    from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
-    from edgecomp.models.detection.mmdet import MMDetAdapter
-
-    torch.manual_seed(0)
-    model = MMDetAdapter(f"conf/mmdet/{arch}.py", num_classes=4, input_size=SIZE, score_threshold=0.0).eval()
-    _spread_head(model)
-    images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
-    eager = model.predict(images)
-    exported = export_onnx(model, tmp_path / f"{arch}.onnx", SIZE)
-    deployed = deployed_detections(model, OnnxRuntime().load(exported, TargetDevice("cpu", "cpu", OnnxRuntime())), images)
-    for got, expected in zip(deployed, eager, strict=True):
-        assert len(got["boxes"]) == len(expected["boxes"]) > 10
-        assert torch.equal(got["labels"], expected["labels"])
-        torch.testing.assert_close(got["scores"], expected["scores"], atol=1e-4, rtol=1e-4)
-        # pixels of a 128 px frame: FP32 rounding differs between ONNX Runtime's blocked kernels and PyTorch's, by the
-        # CPU's vector width (at most 0.02 px, a relative 2.2e-4, on an AVX2 AMD EPYC; under 0.01 px on AVX-512)
-        torch.testing.assert_close(got["boxes"], expected["boxes"], atol=5e-2, rtol=5e-4)
 
 
 @needs_mmdet
