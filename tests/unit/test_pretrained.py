@@ -4,12 +4,10 @@ test (nothing is downloaded), loaded into edgecomp's models and compared with th
 from __future__ import annotations
 
 import copy
-import hashlib
 
 import pytest
 import timm
 import torch
-import torch.nn as nn
 from safetensors.torch import save_file
 from torchvision.models import resnet18, resnet50
 from torchvision.models.detection import RetinaNet
@@ -22,26 +20,14 @@ from edgecomp.models.checkpoint import load_model, load_weights
 from edgecomp.models.detection.create import create_detector
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter, offline_ultralytics_environment
 from edgecomp.models.timm_classifier import create_classifier
-from edgecomp.pipelines import evaluate
-from tests.conftest import RunsCode, compose_config
+from tests.conftest import RunsCode
+from tests.helpers.models import randomised
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 YOLO = "edgecomp.models.detection.yolov8.YOLOv8Adapter"
 RETINANET = "edgecomp.models.detection.torchvision_dense.RetinaNetAdapter"
 SIZE = 64
-
-
-def randomised(model: nn.Module, seed: int) -> nn.Module:
-    """Every float parameter and buffer drawn at random (BatchNorm statistics included), so that a weight loaded in
-    the wrong place, or not at all, changes the outputs."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-            if tensor.is_floating_point():
-                values = torch.rand(tensor.shape, generator=generator) * 0.2
-                tensor.copy_(values + (0.9 if name.endswith(("running_var", "bn.weight")) else -0.1))
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -222,20 +208,3 @@ def test_an_edgecomp_yolov8_checkpoint_loads_strictly_with_its_aliased_head(tmp_
     assert torch.equal(loaded.detect.cv3[0][2].weight, source.detect.cv3[0][2].weight)
 
 
-def test_the_record_says_what_a_91_class_file_loaded_into_a_4_class_run(tmp_path):
-    """Through evaluate.py (in-process, eager PyTorch on the smoke detection set): the record's `weights` names the
-    file, its fingerprint and the one re-initialised layer."""
-    backbone = _resnet_fpn_extractor(
-        resnet18(norm_layer=FrozenBatchNorm2d), 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256)
-    )
-    path = tmp_path / "retinanet_resnet18_coco.pth"
-    torch.save(randomised(RetinaNet(backbone, 91), seed=9).state_dict(), path)
-    overrides = ["experiment=smoke_det", "model=retinanet", "device=cpu_torch", f"model.pretrained_file={path}"]
-    paths = [f"paths.results={tmp_path / 'results'}", f"paths.data={tmp_path / 'data'}", "logger=none"]
-    record = evaluate.run(compose_config("evaluate", [*overrides, *paths]))
-    weights = record["weights"]
-    assert (weights["file"], weights["format"]) == (str(path), "state_dict")
-    assert weights["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    assert weights["reinitialised"] == ["detector.head.classification_head.cls_logits"]
-    assert weights["left_at_init"] == [] and weights["backbone_share"] == 1.0
-    assert record["checkpoint"] == str(path)

@@ -1,0 +1,58 @@
+"""experiment=edge_benchmark's configs: the paper's sweep composes job by job, and the transfer protocol starts every
+model and the KD student from its file (tests/integration/test_edge_benchmark.py: KD in the paper's direction, and a
+missing weight file refused)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from edgecomp.config import build, resolved_config
+from tests.conftest import CONF, compose_config
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def sweep_params() -> dict[str, list[str]]:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="compress"):
+        cfg = compose("compress", ["experiment=edge_benchmark"], return_hydra_config=True)
+    assert cfg.hydra.mode.name == "MULTIRUN" and cfg.trainer.max_epochs == 5
+    return {key: value.split(",") for key, value in cfg.hydra.sweeper.params.items()}
+
+
+def test_the_sweep_is_the_papers_grid_and_every_job_composes():
+    params = sweep_params()
+    assert len(params["model"]) == 6 and params["seed"] == ["0", "1", "2"]
+    assert set(params["compressor"]) == {
+        "none",
+        "ptq_fp16",
+        "ptq_int8",
+        "prune_25",
+        "prune_50",
+        "prune_75",
+        "kd_into_mobilenetv3_small",
+    }
+    sparsities = []
+    for model, compressor in itertools.product(params["model"], params["compressor"]):
+        cfg = compose_config("compress", ["experiment=edge_benchmark", f"model={model}", f"compressor={compressor}"])
+        built = build(cfg.compressor)
+        built.check(cfg)  # nothing a job would refuse before any work
+        if compressor.startswith("prune"):
+            sparsities.append(built.sparsity)
+    assert sorted(set(sparsities)) == [0.25, 0.5, 0.75]
+
+
+def test_the_transfer_protocol_starts_every_model_and_the_kd_student_from_its_file(tmp_path):
+    (tmp_path / "efficientnet_b1.safetensors").touch()
+    (tmp_path / "mobilenetv3_small_100.pth").touch()
+    overrides = [f"weights_dir={tmp_path}", "model=efficientnet_b1", "compressor=kd_into_mobilenetv3_small"]
+    config = resolved_config(compose_config("compress", ["experiment=edge_benchmark_transfer", *overrides]))
+    assert config["model"]["pretrained_file"] == str(tmp_path / "efficientnet_b1.safetensors")
+    assert config["compressor"]["student"]["pretrained_file"] == str(tmp_path / "mobilenetv3_small_100.pth")
+    assert config["trainer"]["max_epochs"] == 10
+    # without weights_dir, no model has a file (the default presets are unchanged)
+    assert (
+        resolved_config(compose_config("compress", ["experiment=edge_benchmark"]))["model"]["pretrained_file"] is None
+    )
