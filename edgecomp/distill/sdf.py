@@ -22,7 +22,7 @@ the teacher's feature: the student-side SDF's architecture and initial weights (
 teacher's counterpart"), frozen. Then L_feat = ||E_S(adapter(Z^S)) - E_T(Z^T)||^2 with E_T fixed: for any student
 side that outputs a constant c, L_feat >= mean ||E_T(Z^T) - mean E_T(Z^T)||^2, the variance of the teacher's
 embeddings over the batch, which no student parameter can change and which is > 0 as soon as two images' teacher
-features differ (tests/test_scalekd.py measures both). The student side (adapter, bottleneck, MLPs) trains with the
+features differ (tests/unit/test_scalekd.py measures both). The student side (adapter, bottleneck, MLPs) trains with the
 student. The multi-scale decoupling comes from the architecture (three receptive fields over one feature), which a
 fixed E_T keeps.
 

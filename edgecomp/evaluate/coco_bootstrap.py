@@ -11,7 +11,7 @@ concatenated c times. That gives the same precision at every recall threshold as
 c identical detections raises the precision monotonically when they are true positives and lowers it when they
 are false ones, so none of the points in between is a maximum the envelope or a threshold picks up); the one
 exception is a tie in score between detections of different images, whose order pycocotools takes from where the
-images fall in the resample and this takes from the images' order in the index. tests/test_bootstrap.py checks
+images fall in the resample and this takes from the images' order in the index. tests/unit/test_bootstrap.py checks
 both properties against pycocotools itself: every image once reproduces `coco_metrics`, and a resample with
 repeated images equals pycocotools run on a set where those images really are copied.
 

@@ -226,7 +226,7 @@ def test_compress_none_reuses_the_trained_baseline_and_records_both_sides(smoke_
     assert Path(record["artifact"]).name == Path(trained["artifact"]).name
     assert record["baseline"]["metrics"] == record["metrics"] == trained["metrics"]
     assert record["baseline"]["size_bytes"] == record["size_bytes"]
-    # What the compression cost, named for what it measures (its own values: tests/test_cost.py)
+    # What the compression cost, named for what it measures (its own values: tests/unit/test_cost_measure.py)
     assert {"time_s", "rss_added_peak_bytes", "cuda_added_peak_bytes"} <= set(record["compression"])
 
 

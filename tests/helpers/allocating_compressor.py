@@ -1,5 +1,5 @@
 """A compressor that allocates a known amount of memory and holds it a while: what the compression-cost
-measurement must find (tests/test_cost.py runs it through compress.py)."""
+measurement must find (tests/e2e/test_cost.py runs it through compress.py)."""
 
 from __future__ import annotations
 

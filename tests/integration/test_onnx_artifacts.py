@@ -1,5 +1,5 @@
 """`evaluate.py artifact=FILE.onnx`: files edgecomp did not make, scored as they are (in-process runs of the
-evaluate pipeline on the smoke sets). A quantized file of edgecomp's own is re-evaluated in tests/test_ptq.py."""
+evaluate pipeline on the smoke sets). A quantized file of edgecomp's own is re-evaluated in tests/integration/test_ptq.py."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_ultralytics_export_and_edgecomps_export_of_one_checkpoint_agree(ultraly
         np.testing.assert_allclose(ours_decoded.numpy(), decoded, atol=2e-3, rtol=1e-4)
 
 
-@pytest.mark.slow  # the fast tier reads classifier logits from ONNX files in tests/test_ptq.py's re-evaluation
+@pytest.mark.slow  # the fast tier reads classifier logits from ONNX files in tests/integration/test_ptq.py's re-evaluation
 def test_a_foreign_classifier_is_scored_through_its_logits(tmp_path):
     """A timm classifier exported by torch itself (batch fixed at 1): its top-1 through ONNX Runtime is the eager
     model's on the same evaluation split."""

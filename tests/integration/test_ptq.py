@@ -208,6 +208,3 @@ def test_auto_calibration_keeps_the_candidate_that_agrees_most_with_fp32(exporte
     # The kept file is that candidate's own
     images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     assert np.array_equal(run_onnx(made["auto"], images), run_onnx(made[chosen], images))
-
-
-    # The task and the device are refused by check(), before any work: tests/test_refusals.py drives compress.py.

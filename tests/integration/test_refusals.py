@@ -60,7 +60,7 @@ CASES = {
         "compressor=scalekd cannot distil model=mmdet_fcos_r50_fpn: its mmdet head FCOSHead is not an AnchorHead",
     ),
 }
-# Cases that need an optional extra (tests/test_mmdet.py checks its refusal when it is missing)
+# Cases that need an optional extra (tests/e2e/test_mmdet.py checks its refusal when it is missing)
 NEEDS_EXTRA = {"scalekd-between-mmdet-point-heads": "mmdet"}
 
 

@@ -16,3 +16,5 @@ def test_bad_settings_and_targets_are_refused_before_any_work():
         Int8Quantization("ptq_int8", calibrate_method="median")
     with pytest.raises(ConfigError, match="calib_images=0"):
         Int8Quantization("ptq_int8", calib_images=0)
+    # The task and the device are refused by check(), before any work: tests/integration/test_refusals.py drives
+    # compress.py.
