@@ -10,7 +10,9 @@ compressor given a context) and tests/e2e (through the command line: the entry p
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import io
@@ -199,9 +201,16 @@ def train_then_compress(
     return common, baseline.record, dict(zip(compressors, compressed, strict=True))
 
 
-def compose_config(config_name: str = "train", overrides: list[str] | None = None):
+def compose_config(config_name: str = "train", overrides: list[str] | None = None) -> DictConfig:
+    """The config `<config_name>.py <overrides>` composes (a copy of its own: the caller may change it). Composing
+    takes Hydra a good fraction of a second; a composition asked for again in this process is copied from the first."""
+    return copy.deepcopy(_composed(config_name, tuple(overrides or ())))
+
+
+@functools.cache
+def _composed(config_name: str, overrides: tuple[str, ...]) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="test"):
-        return compose(config_name=config_name, overrides=overrides or [])
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
 def coco128_root() -> Path | None:

@@ -1,4 +1,5 @@
-"""torchvision's RetinaNet, FCOS and Faster R-CNN behind DetectorAdapter: shapes, training, decoding, conventions.
+"""torchvision's RetinaNet, FCOS and Faster R-CNN behind DetectorAdapter: shapes, loss terms, decoding, conventions
+(tests/integration/test_detector_training.py: the loss falls over a few steps).
 
 Everything runs at 64 x 64 (72 where a size that is not a multiple of 32 matters) on one thread: on a machine whose
 cores are shared, two threads that wait for each other are several times slower than one.
@@ -14,47 +15,15 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from edgecomp.models.detection.adapter import DetectorAdapter
 from edgecomp.models.detection.backbones import BACKBONES, build_fpn_backbone, pyramid_sizes
-from edgecomp.models.detection.torchvision_dense import FCOSAdapter, FCOSHeadOutputs, RetinaNetAdapter
-from edgecomp.models.detection.torchvision_two_stage import FasterRCNNAdapter
+from edgecomp.models.detection.torchvision_dense import FCOSHeadOutputs
+from tests.helpers.detectors import FAMILIES, LOSS_TERMS, NUM_CLASSES, SIZE, scene, torchvision_detector
 
-NUM_CLASSES = 3
-SIZE = 64
-FAMILIES = {"retinanet": RetinaNetAdapter, "fcos": FCOSAdapter, "faster_rcnn": FasterRCNNAdapter}
 LAST_STAGE_CHANNELS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "mobilenet_v2": 1280}
-LOSS_TERMS = {
-    "retinanet": {"classification", "bbox_regression"},
-    "fcos": {"classification", "bbox_regression", "bbox_ctrness"},
-    "faster_rcnn": {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"},
-}
 # Per-level head channels (classification, regression): anchors x classes and anchors x 4 (Faster R-CNN: the RPN).
 HEAD_CHANNELS = {"retinanet": (9 * NUM_CLASSES, 9 * 4), "fcos": (NUM_CLASSES, 4), "faster_rcnn": (3, 3 * 4)}
-COLOURS = torch.tensor([[1.0, 0.3, 0.3], [0.3, 1.0, 0.3], [0.3, 0.3, 1.0]])  # one per class
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def scene(size: int = SIZE) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """Two dark images with 3 and 2 bright rectangles, coloured by class: real objects at the boxes."""
-    boxes = [
-        torch.tensor([[4.0, 6.0, 24.0, 30.0], [34.0, 8.0, 58.0, 28.0], [12.0, 38.0, 40.0, 60.0]]),
-        torch.tensor([[8.0, 8.0, 36.0, 28.0], [30.0, 34.0, 60.0, 58.0]]),
-    ]
-    labels = [torch.tensor([0, 1, 2]), torch.tensor([2, 0])]
-    images = torch.full((2, 3, size, size), 0.1)
-    for index, (image_boxes, image_labels) in enumerate(zip(boxes, labels, strict=True)):
-        for (x1, y1, x2, y2), label in zip(image_boxes.int().tolist(), image_labels.tolist(), strict=True):
-            images[index, :, y1:y2, x1:x2] = COLOURS[label][:, None, None]
-    return images, [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels, strict=True)]
-
-
-def build(family: str, backbone: str = "resnet18", seed: int = 0, **kwargs) -> DetectorAdapter:
-    torch.manual_seed(seed)
-    return FAMILIES[family](NUM_CLASSES, kwargs.pop("input_size", SIZE), backbone, **kwargs)
-
-
-def first_backbone_weight(adapter: DetectorAdapter) -> torch.Tensor:
-    return next(module for module in adapter.detector.backbone.body.modules() if isinstance(module, nn.Conv2d)).weight
 
 
 def any_batchnorm(adapter: DetectorAdapter) -> nn.BatchNorm2d:
@@ -64,7 +33,7 @@ def any_batchnorm(adapter: DetectorAdapter) -> nn.BatchNorm2d:
 @pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_forward_and_features_shapes(family: str, backbone: str) -> None:
-    adapter = build(family, backbone).eval()
+    adapter = torchvision_detector(family, backbone).eval()
     images, _ = scene()
     with torch.no_grad():
         features = adapter.features(images)
@@ -101,7 +70,7 @@ def test_backbones_train_from_scratch(backbone: str) -> None:
 def test_torchvision_transform_only_normalises(family: str) -> None:
     """The torchvision model must see exactly what features()/forward() see: no resize, no padding (72 is not a
     multiple of torchvision's default padding of 32)."""
-    adapter = build(family, input_size=72)
+    adapter = torchvision_detector(family, input_size=72)
     images = torch.rand(2, 3, 72, 72)
     for training in (True, False):
         adapter.detector.transform.training = training
@@ -113,7 +82,7 @@ def test_torchvision_transform_only_normalises(family: str) -> None:
 @pytest.mark.parametrize("family", ["retinanet", "fcos"])
 def test_dense_head_is_torchvisions_head_per_level(family: str) -> None:
     """head()'s per-level maps, flattened the way torchvision flattens them, are torchvision's head output."""
-    adapter = build(family).eval()
+    adapter = torchvision_detector(family).eval()
     images, _ = scene()
     with torch.no_grad():
         pyramid = adapter.features(images).pyramid
@@ -134,48 +103,10 @@ def test_dense_head_is_torchvisions_head_per_level(family: str) -> None:
         torch.testing.assert_close(flatten(ours.centerness, 1), theirs["bbox_ctrness"])
 
 
-def train_steps(adapter: DetectorAdapter, steps: int) -> tuple[list[float], dict[str, torch.Tensor]]:
-    """Plain SGD on one fixed batch; returns the summed loss before each update and the last loss dict."""
-    images, targets = scene()
-    optimiser = torch.optim.SGD(adapter.parameters(), lr=0.01)
-    adapter.train()
-    losses = []
-    for _ in range(steps):
-        terms = adapter.loss(images, targets)
-        total = sum(terms.values())
-        optimiser.zero_grad()
-        total.backward()
-        if not losses:  # after the first backward: the gradient must reach the first layer of the backbone
-            gradient = first_backbone_weight(adapter).grad
-            assert gradient is not None and gradient.abs().sum() > 0
-        optimiser.step()
-        losses.append(total.item())
-    return losses, terms
-
-
-@pytest.mark.parametrize(
-    ("family", "backbone", "steps"),
-    [
-        ("retinanet", "resnet18", 4),
-        ("fcos", "resnet18", 4),
-        ("faster_rcnn", "resnet18", 3),
-        ("retinanet", "mobilenet_v2", 4),
-        ("fcos", "mobilenet_v2", 4),
-        ("faster_rcnn", "mobilenet_v2", 3),
-    ],
-)
-def test_loss_falls_on_a_fixed_batch(family: str, backbone: str, steps: int) -> None:
-    adapter = build(family, backbone)
-    losses, terms = train_steps(adapter, steps)
-    assert set(terms) == LOSS_TERMS[family]
-    assert all(torch.isfinite(term) and term.dim() == 0 for term in terms.values())
-    assert losses[-1] < losses[0], losses
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_predict_follows_the_conventions(family: str) -> None:
     """Threshold 0 so that a random network returns detections to check (torchvision drops scores <= threshold)."""
-    adapter = build(family, score_threshold=0.0, max_detections=20).eval()
+    adapter = torchvision_detector(family, score_threshold=0.0, max_detections=20).eval()
     images, _ = scene()
     predictions = adapter.predict(images)
     assert len(predictions) == 2
@@ -195,7 +126,7 @@ def test_faster_rcnn_second_stage_reproduces_predict() -> None:
     """features() + the RPN's proposals + roi_outputs(), decoded by torchvision, give predict()'s detections with
     labels one higher (torchvision's background is 0): the second stage sees the same pyramid under the names its
     RoI pooling selects, and predict() shifts the labels back."""
-    adapter = build("faster_rcnn", score_threshold=0.0).eval()
+    adapter = torchvision_detector("faster_rcnn", score_threshold=0.0).eval()
     images, _ = scene()
     sizes = [(SIZE, SIZE)] * 2
     with torch.no_grad():
@@ -216,7 +147,7 @@ def test_faster_rcnn_second_stage_reproduces_predict() -> None:
 
 
 def test_faster_rcnn_shifts_target_labels_past_background() -> None:
-    adapter = build("faster_rcnn")
+    adapter = torchvision_detector("faster_rcnn")
     images, targets = scene()
     seen = []
     hook = adapter.detector.roi_heads.register_forward_pre_hook(lambda module, args: seen.append(args[3]))
@@ -229,7 +160,7 @@ def test_faster_rcnn_shifts_target_labels_past_background() -> None:
 def test_the_adapter_mode_governs_batchnorm_and_the_method_what_is_computed(family: str) -> None:
     """loss() in eval mode (validation, or a frozen backbone) returns the losses without moving BatchNorm's running
     statistics; in train mode it moves them; predict() in train mode still decodes. Modes are restored."""
-    adapter = build(family)
+    adapter = torchvision_detector(family)
     images, targets = scene()
     batchnorm = any_batchnorm(adapter)
     before = batchnorm.running_mean.clone()
@@ -251,7 +182,7 @@ def test_the_adapter_mode_governs_batchnorm_and_the_method_what_is_computed(fami
 
 
 def test_bad_inputs_are_refused_with_a_message() -> None:
-    adapter = build("retinanet")
+    adapter = torchvision_detector("retinanet")
     images, targets = scene()
     with pytest.raises(ValueError, match="images must be a float batch"):
         adapter.predict(torch.rand(1, 3, 32, 32))  # torchvision would silently rescale it to 64
