@@ -1,4 +1,5 @@
-"""The entry points as a user runs them: train, then evaluate the checkpoint, then sweeps and bad input."""
+"""The entry points as a user runs them: train, then evaluate the checkpoint, then sweeps and bad input
+(tests/integration/test_entry_points.py: more of their command lines, run in-process)."""
 
 from pathlib import Path
 
@@ -88,25 +89,6 @@ def test_evaluate_reproduces_the_checkpoint_accuracy(smoke_run, data_dir, tmp_pa
     )
 
 
-def test_evaluate_on_an_emulated_jetson_says_so(smoke_run, data_dir, tmp_path):
-    results, _ = smoke_run
-    trained = read_jsonl(results / "records.jsonl")[0]
-    run_cli(
-        "evaluate.py",
-        "experiment=smoke",
-        f"paths.results={tmp_path}",
-        f"paths.data={data_dir}",
-        f"checkpoint={trained['checkpoint']}",
-        "device=jetson_xavier_nx",
-        "logger=none",
-    )
-    (record,) = read_jsonl(tmp_path / "records.jsonl")
-    # Not the board (this test never runs on a Xavier NX): emulated, on the GPU if there is one, and it says so.
-    assert record["device"] == "jetson_xavier_nx" and "not a Jetson Xavier NX" in record["hardware"]
-    assert record["runtime"]["threads"] == 6 and record["runtime"]["emulated"] is True
-    assert record["runtime"]["accelerator"] == ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def test_multirun_gives_one_job_and_one_wandb_run_per_seed(tmp_path, data_dir):
     proc = run_cli(
         "train.py",
@@ -143,12 +125,6 @@ def test_a_typo_in_an_override_fails_before_any_work(tmp_path):
     assert not (tmp_path / "records.jsonl").exists() and not (tmp_path / "runs").exists()
 
 
-def test_an_unknown_group_option_fails_before_any_work(tmp_path):
-    proc = run_cli("train.py", "model=mobilenetv3_tiny", f"paths.results={tmp_path}", check=False)
-    assert proc.returncode != 0 and "Could not find 'model/mobilenetv3_tiny'" in proc.stderr
-    assert not (tmp_path / "runs").exists()
-
-
 def test_evaluate_without_a_checkpoint_fails_before_any_work(tmp_path):
     proc = run_cli("evaluate.py", "experiment=smoke", f"paths.results={tmp_path}", check=False)
     assert proc.returncode == 1 and "evaluate.py needs checkpoint=PATH" in proc.stderr
@@ -158,21 +134,6 @@ def test_evaluate_without_a_checkpoint_fails_before_any_work(tmp_path):
 def test_a_missing_required_value_is_named_before_any_work(tmp_path):
     proc = run_cli("train.py", "model.name=???", f"paths.results={tmp_path}", check=False)
     assert proc.returncode == 2 and "Missing mandatory value: model.name" in proc.stderr
-    assert not (tmp_path / "runs").exists()
-
-
-def test_a_task_that_does_not_match_the_dataset_is_refused(tmp_path):
-    proc = run_cli("train.py", "task=detection", f"paths.results={tmp_path}", check=False)
-    assert proc.returncode == 1 and "dataset=synthetic_cls is a classification dataset" in proc.stderr
-
-
-def test_a_missing_dataset_root_is_one_clear_line(tmp_path):
-    proc = run_cli(
-        "train.py", "dataset=flowers102", f"dataset.root={tmp_path}/flowers", f"paths.results={tmp_path}", check=False
-    )
-    assert proc.returncode == 1
-    assert f"edgecomp: error: flowers102: dataset root {tmp_path}/flowers does not exist" in proc.stderr
-    assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
 
 
@@ -230,11 +191,3 @@ def test_compress_none_reuses_the_trained_baseline_and_records_both_sides(smoke_
     assert {"time_s", "rss_added_peak_bytes", "cuda_added_peak_bytes"} <= set(record["compression"])
 
 
-def test_compress_without_a_baseline_trains_it_first(tmp_path, data_dir):
-    common = ["experiment=smoke", "trainer.max_epochs=1", f"paths.results={tmp_path}", f"paths.data={data_dir}"]
-    first = run_cli("compress.py", *common, "logger=none")
-    assert "no finished baseline for this config" in first.stderr + first.stdout
-    (record,) = read_jsonl(tmp_path / "records.jsonl")
-    assert Path(record["baseline"]["artifact"]).is_file()
-    second = run_cli("compress.py", *common, "logger=none", "seed=5")  # another seed is another baseline
-    assert "no finished baseline for this config" in second.stderr + second.stdout
