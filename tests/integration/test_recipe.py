@@ -2,6 +2,8 @@
 its baseline and previous measurements, the waterfall, recovery from the previous stage, and the chains refused before
 any work (tests/e2e/test_recipe_resume.py: resume after SIGKILL; tests/unit/test_recipe_table.py: the table)."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -103,9 +105,14 @@ def test_a_recipe_sharing_the_stages_reuses_their_work_and_records_them_as_its_o
     assert (results / "report" / "recipes.md").read_text() == "\n".join(report.waterfalls + report.contrasts)
 
 
-def test_through_the_command_line_the_recovery_stage_starts_from_the_pruned_weights(tmp_path, data_dir, trained):
+def test_through_the_command_line_the_recovery_stage_starts_from_the_pruned_weights(
+    tmp_path, data_dir, trained, smoke_recipe
+):
     """The command line with the distillation's learning rate ~0: what the recovery stage saves is then the weights
     it started from, which must be the prune stage's, not a fresh initialisation."""
+    # The session's smoke recipe's finished stages: its prune stage (and the baseline's measurement) is this recipe's
+    # too, and is reused as a resumed run reuses it; the recovery stage, at another lr, is this run's own.
+    shutil.copytree(smoke_recipe.results / "stages", tmp_path / "stages")
     run_in_process(
         "compress.py",
         *SMOKE_CLASSIFIER_RECIPE,
