@@ -31,7 +31,7 @@ from edgecomp.models.detection.adapter import DetectorAdapter, DetectorFeatures,
 from edgecomp.models.detection.torchvision_dense import FCOSHeadOutputs
 
 REPOSITORY = Path(__file__).resolve().parents[3]
-INSTALL = "bash scripts/install_mmdet.sh"  # the optional extra's install (README, "MMDetection detectors")
+INSTALL = "bash scripts/install_mmdet.sh"  # the optional extra's install (docs/detectors.md, "MMDetection detectors")
 # mmdet's config files ship inside the package (mmdet/.mim/configs); edgecomp's under conf/mmdet/ inherit from them
 # with mmengine's package scope: _base_ = ["mmdet::retinanet/retinanet_r50_fpn_1x_coco.py"].
 
