@@ -149,7 +149,6 @@ def settings_class_of(target: str | None) -> type | None:
     (`settings_class`: every compressor)."""
     if not target:
         return None
-    from edgecomp.settings import Settings
     from hydra.utils import get_object
 
     try:
@@ -157,6 +156,10 @@ def settings_class_of(target: str | None) -> type | None:
     except Exception:  # an optional extra's class (MMDetection) or a function: nothing to list
         return None
     settings = getattr(built, "settings_class", None)
+    if settings is None:
+        return None
+    from edgecomp.settings import Settings  # noqa: I001 (only once a class declares settings)
+
     if not (isinstance(settings, type) and issubclass(settings, Settings)) or not settings.model_fields:
         return None
     return settings
