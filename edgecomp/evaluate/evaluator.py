@@ -13,7 +13,7 @@ NMS are not part of the deployable network the runtime runs).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -75,7 +75,9 @@ def check_resamples(bootstrap: int) -> int:
     return bootstrap
 
 
-def bootstrap_ci95(statistics: dict[str, Callable[[np.ndarray], float]], items: int, resamples: int) -> dict | None:
+def bootstrap_ci95(
+    statistics: Mapping[str, Callable[[np.ndarray], float]], items: int, resamples: int
+) -> dict[str, Any] | None:
     """`metrics_ci95` of metrics computed by `statistics` (each a function of the resampled item indices) over
     `items` evaluation images: each metric's 95 % bias-corrected percentile bootstrap interval
     (edgecomp.evaluate.uncertainty)

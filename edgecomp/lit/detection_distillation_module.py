@@ -40,6 +40,7 @@ import torch.nn as nn
 
 from edgecomp.distill.alignment import teacher_input
 from edgecomp.distill.distiller import TERMS, DistillationBatch, Distiller
+from edgecomp.errors import ConfigError
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
 from edgecomp.models.detection.adapter import DetectorAdapter
 
@@ -196,7 +197,13 @@ class DetectionDistillationModule(pl.LightningModule):
         self._backbone_frozen = frozen
 
     def on_train_start(self) -> None:
-        total = self.trainer.num_training_batches * self.trainer.max_epochs
+        batches, epochs = self.trainer.num_training_batches, self.trainer.max_epochs
+        if epochs is None or not math.isfinite(batches):  # a schedule's fractions are of the run's steps
+            raise ConfigError(
+                "a distillation schedule needs the run's length: trainer.max_epochs and a training loader of known "
+                f"length (got max_epochs={epochs}, {batches} batches per epoch)"
+            )
+        total = int(batches) * epochs
         self.distill_from_step = DistillationSchedule.steps(self.schedule.student_warmup, total)
         self.backbone_frozen_until = DistillationSchedule.steps(self.schedule.freeze_backbone, total)
 
@@ -259,6 +266,11 @@ class DetectionDistillationModule(pl.LightningModule):
         self._sums, self._samples = defaultdict(float), 0
         schedulers = self.lr_schedulers()
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):  # its step() takes a metric
+                raise ConfigError(
+                    "optimizer.scheduler: ReduceLROnPlateau is not supported here; the scheduler is stepped once per "
+                    "epoch, without a metric"
+                )
             scheduler.step()
         if not math.isfinite(self.epoch_means["loss"][-1]):
             self.trainer.should_stop = True  # a diverged student cannot recover
