@@ -37,6 +37,7 @@ are divided out as well). `native` compares the raw box spaces.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -136,7 +137,7 @@ def output_distillation(
     student: dict[str, Stage],
     reference: dict[str, Stage],
     targets: dict[str, StageTargets],
-    reference_levels: dict[str, list[int | None]],
+    reference_levels: Mapping[str, Sequence[int | None]],
     settings: OutputDistillationSettings,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(L_cls, L_bbox) of the student's stages against the reference's, each the sum over the stages of the loss

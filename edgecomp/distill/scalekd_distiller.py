@@ -70,7 +70,7 @@ def batchnorm_statistics_held(module: nn.Module) -> Iterator[None]:
     finally:
         for m, (momentum, count) in zip(norms, saved, strict=True):
             m.momentum = momentum
-            if count is not None:
+            if count is not None and m.num_batches_tracked is not None:  # count was saved from this counter
                 m.num_batches_tracked.copy_(count)
 
 

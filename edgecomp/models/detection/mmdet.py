@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -158,7 +158,11 @@ class MMDetAdapter(DetectorAdapter):
             batch_gt_instances=gt_instances,
             batch_img_metas=self.image_metas(len(targets)),
         )
-        return {name: sum(value) if isinstance(value, (list, tuple)) else value for name, value in terms.items()}
+        # A term given per level is a list of tensors, and their sum a tensor.
+        return {
+            name: cast(torch.Tensor, sum(value)) if isinstance(value, (list, tuple)) else value
+            for name, value in terms.items()
+        }
 
     @torch.no_grad()
     def decode(self, outputs: HeadOutputs) -> list[dict[str, torch.Tensor]]:
