@@ -50,10 +50,11 @@ class Evaluator(ABC):
     bootstrap: int = 0
 
     @abstractmethod
-    def __call__(self, model: nn.Module, predictor: Predictor, datamodule, device) -> dict[str, float]:
-        """The metrics of `model` (deployed as `predictor` on `device`) on `datamodule`'s evaluation split."""
+    def __call__(self, model: nn.Module | None, predictor: Predictor, datamodule, device) -> dict[str, float]:
+        """The metrics of `model` (deployed as `predictor` on `device`) on `datamodule`'s evaluation split. `model` is
+        None for a file made elsewhere (no network: what `predictor` runs is scored)."""
 
-    def evaluate(self, model: nn.Module, predictor: Predictor, datamodule, device) -> Evaluation:
+    def evaluate(self, model: nn.Module | None, predictor: Predictor, datamodule, device) -> Evaluation:
         """The metrics with their bootstrap intervals over the evaluation images where the evaluator computes them
         and `bootstrap` > 0; this default gives the metrics of `__call__` and no interval."""
         return Evaluation(self(model, predictor, datamodule, device))

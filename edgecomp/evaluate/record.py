@@ -20,7 +20,7 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -131,7 +131,7 @@ class Measurement(TypedDict):
     size_bytes: int
     gzip_bytes: int
     runtime: dict[str, Any]  # what ran it: the device's description, runtime, precision, provider, threads
-    metrics: dict[str, float | None]
+    metrics: Mapping[str, float | None]
     metrics_ci95: dict[str, Any] | None
     latency_ms: LatencyStats | PairedLatencyStats | None  # None until a paired timing fills it
 
@@ -142,7 +142,7 @@ class MeasuredSide(TypedDict):
 
     artifact: str
     checkpoint: str
-    metrics: dict[str, float | None]
+    metrics: Mapping[str, float | None]
     metrics_ci95: dict[str, Any] | None
     params: int | None
     flops: int | None
@@ -182,7 +182,7 @@ class Record:
     device: str | None
     hardware: str | None
     # what it measured
-    metrics: dict[str, float | None]
+    metrics: Mapping[str, float | None]
     params: int | None
     flops: int | None
     latency_ms: LatencyStats | PairedLatencyStats | None

@@ -42,7 +42,9 @@ class Training:
     """`cfg` the run's config, `config` the same resolved to plain data (what run folders are named by), the
     datamodule the run trains on and the logger its curves go to."""
 
-    def __init__(self, cfg: DictConfig, config: dict[str, Any], datamodule: pl.LightningDataModule, logger: Any):
+    def __init__(
+        self, cfg: DictConfig, config: dict[str, Any], datamodule: pl.LightningDataModule | None, logger: Any
+    ) -> None:
         self.cfg = cfg
         self.config = config
         self.datamodule = datamodule
