@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edgecomp"
 
 # Bottom to top: a package may import its own layer and those before it.
 LAYERS = (
-    ("errors", "config"),
+    ("errors", "config", "settings"),
     ("data",),
     ("models",),
     ("evaluate",),
