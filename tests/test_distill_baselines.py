@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build
 from edgecomp.distill.distiller import DistillationBatch
 from edgecomp.distill.families import family_view
@@ -204,4 +205,4 @@ def test_a_family_mismatch_is_refused_for_the_baselines_too():
         "compress", ["experiment=smoke_scalekd", "compressor=od2017", "model=retinanet", "teacher=fcos"]
     )
     with pytest.raises(ConfigError, match="one family"):
-        build(cfg.compressor).check(cfg)
+        build(cfg.compressor).check(RunSpec.from_config(cfg))

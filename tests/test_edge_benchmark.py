@@ -9,6 +9,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build, resolved_config
 from edgecomp.models.timm_classifier import create_classifier
 from edgecomp.pipelines.common import start_job
@@ -41,9 +42,9 @@ def test_the_sweep_is_the_papers_grid_and_every_job_composes():
     for model, compressor in itertools.product(params["model"], params["compressor"]):
         cfg = compose_config("compress", ["experiment=edge_benchmark", f"model={model}", f"compressor={compressor}"])
         built = build(cfg.compressor)
-        built.check(cfg)  # nothing a job would refuse before any work
+        built.check(RunSpec.from_config(cfg))  # nothing a job would refuse before any work
         if compressor.startswith("prune"):
-            sparsities.append(built.sparsity)
+            sparsities.append(built.options.sparsity)
     assert sorted(set(sparsities)) == [0.25, 0.5, 0.75]
 
 
@@ -62,7 +63,7 @@ def test_kd_into_the_small_student_is_taught_by_the_trained_base_model(tmp_path,
     )
     job = start_job(cfg)
     compressor = build(cfg.compressor)
-    compressor.check(cfg)
+    compressor.check(RunSpec.from_config(cfg))
     context = compression_context(job)
     compressor.prepare(context)
     teacher = job.new_model()

@@ -18,6 +18,7 @@ import timm
 import torch
 from timm.layers import BatchNormAct2d
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build
 from edgecomp.errors import CheckpointError, ConfigError
 from edgecomp.models.checkpoint import load_model, load_weights
@@ -158,13 +159,13 @@ def test_fastnas_yolo_runs_on_synthetic_sod_by_default_and_on_coco128_when_asked
     )
     assert (coco.dataset.name, coco.dataset.image_size, coco.compressor.flops) == ("coco128", 640, "66%")
     for cfg in (default, coco):
-        build(cfg.compressor).check(cfg)
+        build(cfg.compressor).check(RunSpec.from_config(cfg))
 
 
 def test_the_budget_reads_as_a_percentage_or_a_fraction():
     for flops in ("66%", 0.66):
         cfg = compose_config("compress", ["experiment=smoke", "compressor=fastnas", f"compressor.flops={flops}"])
-        assert build(cfg.compressor).flops_target == "66%"
+        assert build(cfg.compressor).options.flops_target == "66%"
 
 
 # ---------------------------------------------------------------------------------------------------- compress.py
@@ -248,7 +249,8 @@ def test_modelopt_recalibrates_batchnorm_for_each_candidate_from_the_50_calibrat
     from modelopt.torch.prune.pruning import PruneModeRegistry
     from modelopt.torch.utils.network import run_forward_loop
 
-    from edgecomp.compress.pruning.fastnas import CalibrationBatches, search_space_rules
+    from edgecomp.compress.pruning.fastnas_search import CalibrationBatches
+    from edgecomp.compress.pruning.fastnas_space import search_space_rules
     from edgecomp.pipelines.common import start_job
 
     overrides, _ = pruned_classifier
@@ -334,7 +336,7 @@ def test_a_torchvision_detector_is_searched_restored_and_still_runs_torchvisions
     from modelopt.torch.trace import RobustTracer
     from torchvision.ops import MultiScaleRoIAlign
 
-    from edgecomp.compress.pruning.fastnas import search_space_rules
+    from edgecomp.compress.pruning.fastnas_space import search_space_rules
     from edgecomp.models.modelopt_artifact import modelopt_conversion, restore_artifact, save_artifact
 
     cfg = compose_config("compress", ["experiment=smoke_det", f"model={family}", "dataset.image_size=64"])

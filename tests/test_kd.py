@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build, resolved_config, run_id
 from edgecomp.errors import ConfigError
 from edgecomp.lit.hinton_distillation_module import HintonDistillationModule, hinton_loss
@@ -172,7 +173,7 @@ def test_a_diverging_student_stops_at_the_end_of_the_epoch():
 def test_a_config_kd_cannot_work_with_is_refused_by_the_check(overrides, message):
     cfg = compose_config("compress", ["experiment=smoke", "compressor=kd", *overrides])
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        build(cfg.compressor).check(cfg)
+        build(cfg.compressor).check(RunSpec.from_config(cfg))
 
 
 @pytest.mark.parametrize(
@@ -217,7 +218,7 @@ def test_distillation_on_the_smoke_data_lowers_the_loss_from_the_baselines_initi
     job = start_job(cfg)
     context = compression_context(job)
     compressor = build(cfg.compressor)
-    compressor.check(cfg)
+    compressor.check(RunSpec.from_config(cfg))
     configured = compressor.settings()
     compressor.prepare(context)
 

@@ -169,7 +169,8 @@ def test_the_config_file_gives_the_documented_defaults():
     cfg = compose_config("compress", ["compressor=prune_unstructured"])
     compressor = build(cfg.compressor)
     assert isinstance(compressor, UnstructuredPruning) and compressor.name == "prune_unstructured"
-    assert (compressor.sparsity, compressor.epochs, compressor.lr, compressor.scope) == (0.5, 5, 0.005, "global")
+    options = compressor.options
+    assert (options.sparsity, options.epochs, options.lr, options.scope) == (0.5, 5, 0.005, "global")
 
 
 def test_the_masks_are_held_through_the_fine_tune(tmp_path, data_dir, one_torch_thread, monkeypatch):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection._utils import BoxCoder, BoxLinearCoder
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build, resolved_config
 from edgecomp.distill.alignment import LevelPair, aligned_pyramid, pair_levels, teacher_input, to_grid
 from edgecomp.distill.csa import CrossScaleAssistant, MultiScaleCrossAttention
@@ -362,7 +363,7 @@ SCALEKD = ["experiment=smoke_scalekd", "logger=none"]
 def test_a_config_scalekd_cannot_work_with_is_refused_before_any_work(overrides, message):
     cfg = compose_config("compress", overrides)
     with pytest.raises(ConfigError, match=message):
-        build(cfg.compressor).check(cfg)
+        build(cfg.compressor).check(RunSpec.from_config(cfg))
 
 
 @pytest.mark.parametrize(
@@ -387,11 +388,11 @@ def test_settings_out_of_range_are_refused_when_the_compressor_is_built(override
 
 def test_the_ablations_and_presets_compose():
     plain = build(compose_config("compress", [*SCALEKD, "compressor.csa.multi_scale=false"]).compressor)
-    assert plain.csa.effective_rates == (1, 1, 1, 1) and plain.csa.rates == (1, 2, 4, 8)
+    assert plain.options.csa.effective_rates == (1, 1, 1, 1) and plain.options.csa.rates == (1, 2, 4, 8)
     assert (
         build(
             compose_config("compress", [*SCALEKD, "compressor.sdf.weight_sharing=false"]).compressor
-        ).sdf.weight_sharing
+        ).options.sdf.weight_sharing
         is False
     )
     two_stage = build(compose_config("compress", [*SCALEKD, "compressor=scalekd_two_stage"]).compressor)
@@ -415,7 +416,7 @@ def test_smoke_scalekd_logs_every_term_every_step_and_deploys_the_baselines_arch
     torch.manual_seed(123)
     torch.save(build(cfg.teacher).state_dict(), teacher_file)
     compressor = build(cfg.compressor)
-    compressor.check(cfg)
+    compressor.check(RunSpec.from_config(cfg))
     job = start_job(cfg)
     context = compression_context(job)
     compressor.prepare(context)

@@ -1,8 +1,11 @@
-"""What a compressor is given besides the model it compresses: a small, explicit context.
+"""What a compressor is given besides its settings: a small, explicit spec of the run to check, and a context to work
+in.
 
-Everything a compressor may use is a field here (the data, the device and how it scores a model, how to train,
-where to write); it never sees the run's whole config or the pipeline that called it, so a compressor can be run
-by compress.py, by a recipe's stage, or by a test that builds the context itself.
+Everything a compressor may use is a field here: in RunSpec what its check() reads of the run before any work (the
+task, the model, the teacher, the device, the evaluator's metrics), in CompressionContext what compress() works with
+(the data, the device and how it scores a model, how to train, where to write). It never sees the run's whole config
+or the pipeline that called it, so a compressor can be run by compress.py, by a recipe's stage, or by a test that
+builds the spec and the context itself.
 """
 
 from __future__ import annotations
@@ -11,11 +14,38 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.evaluator import Evaluator
 from edgecomp.lit.training import Training
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The run a compressor's check() is asked about, before any data is generated or model trained."""
+
+    task: str  # "classification" or "detection"
+    dataset: str  # the dataset's name
+    image_size: int  # the data's resolution (the model's input)
+    model: DictConfig  # the model's config, which a check may build (random weights: the architecture)
+    teacher: DictConfig | None  # the teacher's config, if the run has one (a recipe's: the model, when it teaches)
+    device: DictConfig  # the target device's config, which a check may build
+    metrics: tuple[str, ...]  # what the task's evaluator reports
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> RunSpec:
+        """The spec of a composed run config (compress.py's)."""
+        return cls(
+            task=str(cfg.task),
+            dataset=str(cfg.dataset.name),
+            image_size=int(cfg.dataset.image_size),
+            model=cfg.model,
+            teacher=cfg.get("teacher"),
+            device=cfg.device,
+            metrics=tuple(get_class(cfg.dataset.evaluator._target_).metric_names),
+        )
 
 
 @dataclass(frozen=True)

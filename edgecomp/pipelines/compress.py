@@ -7,7 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from edgecomp.compress.context import CompressionContext
+from edgecomp.compress.compressor import Compressor
+from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
@@ -38,9 +39,9 @@ def compression_context(job: Job) -> CompressionContext:
     )
 
 
-def compress(job: Job) -> dict[str, Any] | None:
+def compress(job: Job, compressor: Compressor) -> dict[str, Any] | None:
+    """`compressor` (built from the job's config, and checked) applied to the job's trained model."""
     cfg = job.cfg
-    compressor = build(cfg.compressor)
     context = compression_context(job)
     checkpoint = cfg.checkpoint or context.training.trained_checkpoint()
     baseline = load_model(job.new_model(), checkpoint)
@@ -96,5 +97,6 @@ def run(cfg: DictConfig) -> dict[str, Any] | list[dict[str, Any]] | None:
             )
         stages = check_recipe(cfg)
         return run_job(cfg, lambda job: run_recipe(job, stages))
-    build(cfg.compressor).check(cfg)
-    return run_job(cfg, compress)
+    compressor = build(cfg.compressor)  # its settings checked; built once, for the check and the work
+    compressor.check(RunSpec.from_config(cfg))
+    return run_job(cfg, lambda job: compress(job, compressor))

@@ -21,6 +21,7 @@ share those stages' work the same way.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -28,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from edgecomp.compress.compressor import Compressor
-from edgecomp.compress.context import CompressionContext
+from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build, config_hash, run_id
 from edgecomp.errors import ConfigError
@@ -82,21 +83,18 @@ def teacher_is_baseline(cfg: DictConfig) -> bool:
     return cfg.get("teacher") is None
 
 
-def stage_check_config(cfg: DictConfig, stage: Stage) -> DictConfig:
-    """The config a stage's compressor checks: the run's, with the stage as `compressor` and, when the teacher is
-    the baseline, the model's config as `teacher`."""
-    stage_cfg = copy.deepcopy(cfg)
-    with open_dict(stage_cfg):
-        stage_cfg.compressor = stage.config
-        if teacher_is_baseline(cfg):
-            stage_cfg.teacher = stage_cfg.model
-    return stage_cfg
+def stage_spec(cfg: DictConfig) -> RunSpec:
+    """The run a stage's compressor checks: the run's, whose teacher, when it is the baseline, is the model."""
+    spec = RunSpec.from_config(cfg)
+    return dataclasses.replace(spec, teacher=spec.model) if teacher_is_baseline(cfg) else spec
 
 
 def check_recipe(cfg: DictConfig) -> list[Stage]:
-    """Everything that can be refused before any work: each stage's own check() on the run's config, and the chain:
-    no stage after one that ends in a deployed file (quantization), no baseline teacher at another resolution."""
+    """Everything that can be refused before any work: each stage's own check() of the run (stage_spec), and the
+    chain: no stage after one that ends in a deployed file (quantization), no baseline teacher at another resolution.
+    The stages' compressors, built once here, are the ones run_recipe runs."""
     stages = recipe_stages(cfg)
+    spec = stage_spec(cfg)
     for index, stage in enumerate(stages):
         where = f"recipe={cfg.recipe.name}, stage {index} '{stage.name}' (compressor={stage.compressor.name})"
         earlier = next((s for s in stages[:index] if s.compressor.deploys_file), None)
@@ -120,7 +118,7 @@ def check_recipe(cfg: DictConfig) -> list[Stage]:
                 "or give a teacher (teacher=<model>) trained at that scale"
             )
         try:
-            stage.compressor.check(stage_check_config(cfg, stage))
+            stage.compressor.check(spec)
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from err
     return stages
