@@ -165,6 +165,9 @@ def settings_class_of(target: str | None) -> type | None:
     return settings
 
 
+_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}  # annotated_types' bounds, as a range reads
+
+
 def _type_text(annotation: object) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
     text = text or str(annotation).replace("typing.", "")
@@ -173,8 +176,9 @@ def _type_text(annotation: object) -> str:
 
 def settings_rows(settings: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """(key, type, default, what is expected) for every field of `settings`, nested settings as dotted keys."""
-    from edgecomp.settings import Settings
     from pydantic_core import PydanticUndefined
+
+    from edgecomp.settings import Settings
 
     rows = []
     for name, field in settings.model_fields.items():
@@ -183,7 +187,12 @@ def settings_rows(settings: type, prefix: str = "") -> list[tuple[str, str, str,
         if isinstance(annotation, type) and issubclass(annotation, Settings):
             rows.extend(settings_rows(annotation, key + "."))
             continue
-        constraints = ", ".join(str(item) for item in field.metadata if type(item).__name__ in ("Gt", "Ge", "Lt", "Le"))
+        constraints = ", ".join(
+            f"{symbol} {getattr(item, name)}"
+            for item in field.metadata
+            for name, symbol in _BOUNDS.items()
+            if type(item).__name__ == name.capitalize()
+        )
         kind = _type_text(annotation) + (f" ({constraints})" if constraints else "")
         default = "required" if field.default is PydanticUndefined and field.default_factory is None else field.default
         if field.default_factory is not None:
