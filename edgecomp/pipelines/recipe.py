@@ -75,7 +75,15 @@ def recipe_stages(cfg: DictConfig) -> list[Stage]:
     stages = cfg.recipe.get("stages") or {}
     if not stages:
         raise ConfigError(f"recipe={cfg.recipe.name} has no stages: give recipe.stages.<name> a compressor config")
-    return [Stage(str(name), node, build(node)) for name, node in stages.items()]
+    return [_built_stage(cfg.recipe.name, str(name), node) for name, node in stages.items()]
+
+
+def _built_stage(recipe: str, name: str, node: DictConfig) -> Stage:
+    """A stage with its compressor built; a setting it refuses is named with the stage it belongs to."""
+    try:
+        return Stage(name, node, build(node))
+    except ConfigError as err:
+        raise ConfigError(f"recipe={recipe}, stage '{name}': {err}") from err
 
 
 def teacher_is_baseline(cfg: DictConfig) -> bool:
