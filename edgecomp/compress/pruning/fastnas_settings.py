@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from edgecomp.evaluate.latency import LatencyProtocol
-from edgecomp.settings import Settings, Share
+from edgecomp.settings import Settings, Share, list_as_tuple
 
 # The search's latency protocol (compressor.latency_protocol): fewer images and runs than a record's, since every
 # distinct subnet the search meets is deployed and timed; `rounds` pairs of sessions (the subnet, then the unpruned
@@ -30,7 +30,7 @@ def merged_protocol(given: dict[str, int] | None) -> dict[str, int]:
     return merged
 
 
-def sorted_ratios(ratios: list[float] | None) -> tuple[float, ...] | None:
+def sorted_ratios(ratios: tuple[float, ...] | None) -> tuple[float, ...] | None:
     """compressor.channel_ratios, each in (0, 1] and 1 among them, sorted."""
     if ratios is None:
         return None
@@ -39,11 +39,11 @@ def sorted_ratios(ratios: list[float] | None) -> tuple[float, ...] | None:
     return tuple(sorted(ratios))
 
 
-def not_empty(values: list[str] | None) -> tuple[str, ...] | None:
+def not_empty(values: tuple[str, ...] | None) -> tuple[str, ...] | None:
     """A list that, if given, names at least one thing."""
     if values is not None and not values:
         raise ValueError("empty")
-    return None if values is None else tuple(values)
+    return values
 
 
 # A budget: the pruned model's FLOPs or latency as a share of the baseline's, "66%" or 0.66.
@@ -84,12 +84,14 @@ class FastNASSettings(Settings):
         description="a whole number >= 1, the multiple every pruned channel count is rounded to (null: the device "
         "profile's channel_divisor; ModelOpt's default is 32; 8 or 16 leave small models more to prune)",
     )
-    channel_ratios: Annotated[list[float] | None, AfterValidator(sorted_ratios)] = Field(
+    channel_ratios: Annotated[
+        tuple[float, ...] | None, BeforeValidator(list_as_tuple), AfterValidator(sorted_ratios)
+    ] = Field(
         None,
         description="a list of shares of a layer's channels in (0, 1] that includes 1 (the unpruned layer), e.g. "
         "[0.5, 1.0]; null: ModelOpt's 0.05, 0.10, ..., 1",
     )
-    search_layers: Annotated[list[str] | None, AfterValidator(not_empty)] = Field(
+    search_layers: Annotated[tuple[str, ...] | None, BeforeValidator(list_as_tuple), AfterValidator(not_empty)] = Field(
         None,
         description="a list of module-name patterns (fnmatch, e.g. [blocks.4.*] or [network.model.1*]), or null to "
         "search every layer",
