@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection._utils import BoxCoder, BoxLinearCoder
 
-from edgecomp.compress.context import RunSpec
+from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.config import build, resolved_config
 from edgecomp.distill.alignment import LevelPair, aligned_pyramid, pair_levels, teacher_input, to_grid
 from edgecomp.distill.csa import CrossScaleAssistant, MultiScaleCrossAttention
@@ -233,7 +233,19 @@ def test_the_high_resolution_teacher_trains_on_upsampled_images_and_its_weights_
         assert type(teacher) is YOLOv8Adapter
         assert all(torch.equal(v, wrapper.detector.state_dict()[k]) for k, v in teacher.state_dict().items())
 
-    context = compression_context(Job(cfg, resolved_config(cfg), logger=None))
+    # A context with what teacher_training reads (the run's training, the teacher's config): a job that measures no
+    # model has no data, device or evaluator, which compression_context() refuses to leave out
+    job = Job(cfg, resolved_config(cfg), logger=None)
+    context = CompressionContext(
+        task=cfg.task,
+        model_config=cfg.model,
+        teacher_config=cfg.teacher,
+        datamodule=None,
+        device=None,
+        evaluator=None,
+        training=job.training,
+        work_dir=job.artifacts_dir,
+    )
     compressor = build(cfg.compressor)
     teacher = compressor.teacher_training(context)
     assert teacher.config["model"]["name"] == "yolov8n_x2" and teacher.config["model"]["detector"]["input_size"] == 256

@@ -167,6 +167,12 @@ class VsBaseline(TypedDict):
     latency: dict[str, Any] | None  # the paired ratio's interval, rounds and verdict (RatioInterval.as_record)
 
 
+class StageVsBaseline(VsBaseline):
+    """A recipe stage's `vs_baseline`: also its latency ratio to the stage before, from the same paired timing."""
+
+    latency_vs_previous: dict[str, Any]  # RatioInterval.as_record
+
+
 @dataclass
 class Record:
     """One evaluated artifact. `extra` holds a method's own top-level fields; they may not reuse a typed name."""

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast, overload
 
 import torch
 import torch.distributed as dist
@@ -187,6 +187,14 @@ def join(trainer: Any, entry: str, cfg: DictConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- what runs where
+
+
+@overload
+def on_main(work: Callable[[], T], what: str, share: Literal[True]) -> T: ...
+
+
+@overload
+def on_main(work: Callable[[], T], what: str, share: bool = False) -> T | None: ...
 
 
 def on_main(work: Callable[[], T], what: str, share: bool = False) -> T | None:

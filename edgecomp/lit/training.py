@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch.nn as nn
@@ -27,6 +27,10 @@ from edgecomp.evaluate.size import save_weights
 from edgecomp.lit import distributed
 from edgecomp.lit.callbacks import EpochReseed
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
+
+if TYPE_CHECKING:  # annotations only: the task module is built from the dataset's config
+    from edgecomp.lit.classification_module import ClassificationModule
+    from edgecomp.lit.detection_module import DetectionModule
 
 log = logging.getLogger("edgecomp")
 LAST = "last.ckpt"
@@ -120,7 +124,9 @@ class Training:
     def default_lr(self) -> float:
         return float(self.cfg.optimizer.optimizer.lr)
 
-    def task_module(self, model: nn.Module, lr: float, scheduler: SchedulerFactory | None = None) -> pl.LightningModule:
+    def task_module(
+        self, model: nn.Module, lr: float, scheduler: SchedulerFactory | None = None
+    ) -> ClassificationModule | DetectionModule:
         """The dataset's task module (classification, detection: its loss, warm-up and clipping) training `model`
         with the run's optimizer at `lr`, constant unless a `scheduler` is given: a compressor's fine-tune."""
         return build(self.cfg.dataset.module)(model, optimizer=self.optimizer(lr), scheduler=scheduler)

@@ -27,13 +27,14 @@ COMPARISON = "comparison.md"  # the baseline-vs-compressed table, next to the ar
 
 def compression_context(job: Job) -> CompressionContext:
     """What the job's compressor is given (edgecomp.compress.context)."""
+    datamodule, device, _, evaluator = job.measuring()
     return CompressionContext(
         task=job.cfg.task,
         model_config=job.cfg.model,
         teacher_config=job.cfg.get("teacher"),
-        datamodule=job.datamodule,
-        device=job.device,
-        evaluator=job.evaluator,
+        datamodule=datamodule,
+        device=device,
+        evaluator=evaluator,
         training=job.training,
         work_dir=job.artifacts_dir,
     )
@@ -68,7 +69,7 @@ def compress(job: Job, compressor: Compressor) -> dict[str, Any] | None:
     # baseline is timed against itself: the comparison then shows the protocol's own noise).
     deployed = deployed_baseline if compressor.deploys_baseline else compressed
     (base, result), timing = job.measure_compared([deployed_baseline, deployed])
-    record = build_record(job.config, job.device, result, weights)
+    record = build_record(job.config, context.device, result, weights)
     record.baseline = measured_side(base, checkpoint)  # the baseline's own evaluation
     record.compression = {**cost.as_record(), **compressor.compression_fields()}
     # params, FLOPs and latency ratios side by side; the latency's from the paired rounds, with its interval

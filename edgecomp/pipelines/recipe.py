@@ -37,7 +37,7 @@ from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build, config_hash, run_id
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
-from edgecomp.evaluate.record import Record, read_records
+from edgecomp.evaluate.record import MeasuredSide, Record, StageVsBaseline, read_records
 from edgecomp.lit import distributed
 from edgecomp.lit.training import WEIGHTS
 from edgecomp.models.checkpoint import load_model, load_state_dict
@@ -187,7 +187,7 @@ def _load_stage_model(job: Job, weights: Path, architecture: Path | None) -> Sta
     return StageModel(model, weights, architecture)
 
 
-def _baseline_measurement(job: Job, original: nn.Module, checkpoint: Path) -> dict[str, Any]:
+def _baseline_measurement(job: Job, original: nn.Module, checkpoint: Path) -> MeasuredSide:
     """The original model measured on the device, once: a resumed recipe compares with the same measurement."""
     identity = {
         "weights": weights_fingerprint(original),
@@ -232,7 +232,8 @@ def run_recipe(job: Job, stages: list[Stage]) -> list[dict[str, Any]] | None:
     checkpoint = Path(cfg.checkpoint or job.training.trained_checkpoint())
     original = load_model(job.new_model(), checkpoint)
     baseline = distributed.on_main(lambda: _baseline_measurement(job, original, checkpoint), "measuring the baseline")
-    given = StageModel(original, checkpoint)
+    given: StageModel | None = StageModel(original, checkpoint)
+    data: dict[str, Any] | None
     previous = baseline
     published = _published_keys(job)
     teacher_config = cfg.model if teacher_is_baseline(cfg) else cfg.teacher
@@ -280,8 +281,8 @@ def _run_stage(
     job: Job,
     stage: Stage,
     given: StageModel,
-    previous: dict[str, Any] | None,
-    baseline: dict[str, Any] | None,
+    previous: MeasuredSide | None,
+    baseline: MeasuredSide | None,
     folder: Path,
     recipe_field: dict[str, Any],
     checkpoint: Path,
@@ -292,13 +293,17 @@ def _run_stage(
     measure and record it and write its `stage.json`. Returns what the next stage gets and the record; (None, None)
     in the other ranks."""
     cfg = job.cfg
+    model = given.model
+    if isinstance(model, ExportedModel):  # check_recipe puts no stage after one that ends in a deployed file
+        raise RuntimeError(f"stage '{stage.name}' is given a deployed file ({model.path}), which it cannot compress")
+    datamodule, device, _, evaluator = job.measuring()
     context = CompressionContext(
         task=cfg.task,
         model_config=cfg.model,
         teacher_config=teacher_config,
-        datamodule=job.datamodule,
-        device=job.device,
-        evaluator=job.evaluator,
+        datamodule=datamodule,
+        device=device,
+        evaluator=evaluator,
         training=job.training,
         work_dir=folder,
         warm_start=True,
@@ -307,13 +312,16 @@ def _run_stage(
     folder.mkdir(parents=True, exist_ok=True)
     stage.compressor.prepare(context)
     with measure_cost() as cost:
-        output = stage.compressor.compress(copy.deepcopy(given.model), context)
+        output = stage.compressor.compress(copy.deepcopy(model), context)
 
     def record_stage() -> tuple[StageModel, dict[str, Any]]:
-        compared_previous, previous_model = previous, given.model
+        if previous is None or baseline is None:  # rank 0's, which runs this
+            raise RuntimeError(f"stage '{stage.name}': recorded without the measurements of the baseline and before")
+        compared_previous: MeasuredSide = previous
+        previous_model: nn.Module | ExportedModel = model
         # A stage that deploys its result through another runtime than the device's (PTQ's ONNX Runtime file on an
         # eager device) is compared with its input deployed that way, never across runtimes.
-        compared = stage.compressor.deploy_baseline(given.model, context)
+        compared = stage.compressor.deploy_baseline(model, context)
         if isinstance(compared, ExportedModel) and compared.runtime.name != (previous.get("runtime") or {}).get(
             "runtime"
         ):
@@ -332,17 +340,18 @@ def _run_stage(
         timing = job.time_deployed(timed)
         last = len(timed) - 1
         measured["latency_ms"] = timing.latency(last)
-        record = build_record(job.config, job.device, measured, saved.weights)
+        record = build_record(job.config, device, measured, saved.weights)
         record.compressor = stage.compressor.name
         # `baseline` and `previous` stay as they were measured (a stage's `previous` is what the stage before
         # recorded); the ratios are the paired timing's.
         record.baseline = baseline
         record.previous = compared_previous
         record.compression = {**cost.as_record(), **stage.compressor.compression_fields()}
-        record.vs_baseline = {
+        stage_ratios: StageVsBaseline = {
             **vs_baseline(record.to_json(), timing.ratio(last, 0)),
             "latency_vs_previous": timing.ratio(last, last - 1).as_record(),
         }
+        record.vs_baseline = stage_ratios
         record.recipe = recipe_field
         record.extra = stage.compressor.record_fields()
         record.validate()

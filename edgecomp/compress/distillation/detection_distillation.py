@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import torch.nn as nn
 from hydra.utils import get_class
@@ -62,7 +62,8 @@ class DetectionDistillation(TeacherDistillation):
     (student_warmup, freeze_backbone: fractions of the run or step counts) and the loss weights `alpha`, `beta`,
     `gamma` (eq. 7) of the terms the method has (its settings' LossWeight fields)."""
 
-    settings_class = DetectionDistillationSettings
+    # A method's own settings class extends this one (its loss weights, its own settings)
+    settings_class: ClassVar[type[DetectionDistillationSettings]] = DetectionDistillationSettings
     options: DetectionDistillationSettings
     module_class: type[DetectionDistillationModule] = DetectionDistillationModule
 
@@ -129,10 +130,11 @@ class DetectionDistillation(TeacherDistillation):
         seed, on the images upsampled by `teacher_scale` (what it sees when distilling)."""
         if self.teacher_scale == 1:
             return context.teacher_training()
-        return context.teacher_training(high_resolution_config(context.teacher_config, self.teacher_scale))
+        return context.teacher_training(high_resolution_config(context.required_teacher_config(), self.teacher_scale))
 
     def load_teacher(self, context: CompressionContext, checkpoint: Path) -> tuple[nn.Module, str]:
-        return load_teacher(context.teacher_config, checkpoint), context.teacher_config.name
+        teacher = context.required_teacher_config()
+        return load_teacher(teacher, checkpoint), teacher.name
 
     # ---------------------------------------------------------------------------------------------- training
 
@@ -171,15 +173,22 @@ class DetectionDistillation(TeacherDistillation):
         )
 
     def compress(self, model: nn.Module, context: CompressionContext) -> nn.Module:
-        if self.teacher is None:
+        teacher = self.teacher
+        if teacher is None:
             raise RuntimeError(f"{type(self).__name__}.compress called before prepare()")
         training, options = context.training, self.options
         epochs = options.epochs or training.max_epochs  # null: the baseline's budget
         lr = options.lr if options.lr is not None else training.default_lr  # null: the baseline's
+        student = self.student(model, context)
+        if not isinstance(student, DetectorAdapter) or not isinstance(teacher, DetectorAdapter):
+            raise TypeError(
+                f"compressor={self.name} distils a detector into a detector (DetectorAdapter); got student "
+                f"{type(student).__name__}, teacher {type(teacher).__name__}"
+            )
         # Trained like its baseline (DetectionModule's warm-up and clipping)
         module = self.training_module(
-            self.student(model, context),
-            self.teacher,
+            student,
+            teacher,
             optimizer=training.optimizer(lr),
             scheduler=training.scheduler(epochs),  # spanning the distillation's epochs
             warmup_steps=training.module_setting("warmup_steps", 100),

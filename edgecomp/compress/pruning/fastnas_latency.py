@@ -198,7 +198,8 @@ class SubnetLatency:
         rounds = []
         for _ in range(self.rounds):
             ms = self._time(artifact)
-            if self._reference is not None:
+            # (calibrate() sets the reference and its ms together; close() drops the reference alone)
+            if self._reference is not None and self.reference_ms is not None:
                 ratio = ms / self._time(self._reference)
                 if key is not None:
                     self.ratios.setdefault(key, []).append(ratio)

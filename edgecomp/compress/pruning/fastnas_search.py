@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn as nn
 
 from edgecomp.compress.context import CompressionContext
 from edgecomp.compress.pruning.fastnas_settings import FastNASSettings
@@ -29,7 +28,7 @@ from edgecomp.evaluate.runtimes.torch_eager import TorchEagerPredictor
 from edgecomp.models.modelopt_artifact import ModelOptView, report_modelopt_warnings
 
 if TYPE_CHECKING:
-    from edgecomp.compress.pruning.fastnas_latency import SubnetLatency
+    from edgecomp.compress.pruning.fastnas_latency import LatencyRankedSearcher, SubnetLatency
 
 log = logging.getLogger("edgecomp")
 
@@ -68,7 +67,7 @@ class ValidationScore:
         self.metric = metric
         self.evaluations = 0
 
-    def __call__(self, view: nn.Module) -> float:
+    def __call__(self, view: ModelOptView) -> float:
         # ModelOpt's patched eval(): re-estimates every BatchNorm's statistics for the active subnet from the queued
         # training batches before anything is evaluated.
         view.eval()
@@ -147,6 +146,7 @@ def search_subnet(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         convert_search_space(view, model_name, options, divisor)
+        measured: contextlib.AbstractContextManager[None]
         if latency is None:
             constraints: dict[str, Any] = {"flops": options.flops_target}
             measured = contextlib.nullcontext()
@@ -166,12 +166,12 @@ def search_subnet(
                 options.latency_target,
                 budget["budget_ms"],
             )
-        ranked = latency is not None and options.latency_ranking != "drop"
-        if ranked:
+        ranked: LatencyRankedSearcher | None = None  # a latency search in edgecomp's orders (latency_ranking)
+        if latency is not None and options.latency_ranking != "drop":
             from edgecomp.compress.pruning.fastnas_latency import ORDERS, LatencyRankedSearcher
 
             orders = ORDERS if options.latency_ranking == "both" else (options.latency_ranking,)
-            searcher = LatencyRankedSearcher(latency, orders)
+            searcher = ranked = LatencyRankedSearcher(latency, orders)
         else:
             searcher = FastNASModeDescriptor().search_algorithm()
         with measured:
@@ -197,11 +197,11 @@ def search_subnet(
         select(view, state["best"]["config"])
         mtn.export(view)
     report_modelopt_warnings(caught)
-    if budget:
+    if latency is not None:  # a latency search: its budget
         state["latency_budget"] = budget
         state["latency_budget"]["noise"] = latency.noise
-        state["latency_budget"]["saved_ms"] = searcher.saved_ms if ranked else None
-        state["latency_budget"]["finalists"] = searcher.finalists if ranked else None
+        state["latency_budget"]["saved_ms"] = ranked.saved_ms if ranked is not None else None
+        state["latency_budget"]["finalists"] = ranked.finalists if ranked is not None else None
     return state
 
 

@@ -31,7 +31,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import numpy as np
 import onnx
@@ -62,7 +62,7 @@ METHODS = {
     "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,
 }
-AUTO = "auto"
+AUTO: Final = "auto"  # (Final: its type is the literal "auto", one of calibrate_method's values)
 AUTO_CANDIDATES = ("mean_minmax", "minmax")
 # mean_minmax: ONNX Runtime's MinMax calibrater with its moving average on, fed one image per batch, averages each
 # tensor's per-image minimum and maximum over the calibration images.
@@ -236,7 +236,7 @@ class Int8Quantization(OnnxPostTrainingQuantization):
                 )
                 reference = _outputs(fp32, images)  # the FP32 file's outputs, computed once for every candidate
                 agreement = {name: measure(reference, _outputs(path, images)) for name, path in candidates.items()}
-                chosen = max(methods, key=agreement.get)  # the first listed on a tie
+                chosen = max(methods, key=agreement.__getitem__)  # the first listed on a tie
                 self.calibration_choice = {"calibrate_method_used": chosen, key: agreement}
             onnx.checker.check_model(str(candidates[chosen]))
             os.replace(candidates[chosen], output)
