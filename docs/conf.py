@@ -31,13 +31,14 @@ extensions = [
     "sphinx.ext.autosummary",
     "config_groups",  # docs/_ext/config_groups.py: reference/config-groups.md from conf/
     "markdown_docstrings",  # docs/_ext/markdown_docstrings.py: the docstrings' Markdown habits read as reST
+    "record_reports",  # docs/_ext/record_reports.py: tables rendered from the records committed in docs/records/
 ]
 
 # .rst first: autosummary writes its generated module pages (reST) with the first suffix.
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 # README.md: GitHub's view of this folder, pointing here; _build: the output.
-exclude_patterns = ["_build", "README.md"]
+exclude_patterns = ["_build", "README.md", "records/*/report"]  # the reports are included where used
 
 # Markdown links to headings of other pages (`[x](page.md#a-heading)`) resolve as on GitHub, for # to ###.
 myst_heading_anchors = 3

@@ -6,7 +6,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -57,14 +57,15 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     Raises omegaconf.MissingMandatoryValue for any `???` left unset: called first by every entry point, so a
     missing required value stops the run before any work starts.
     """
-    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    # A DictConfig converts to a dict, keyed by strings (the YAML mappings' keys).
+    return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
 
 
 def config_hash(config: dict[str, Any], keys: tuple[str, ...] = TRAINING_KEYS, length: int = 10) -> str:
     subset = copy.deepcopy({key: config.get(key) for key in keys})
     for dotted in PRESENTATION_KEYS:
         *parents, leaf = dotted.split(".")
-        node = subset
+        node: dict[str, Any] | None = subset
         for parent in parents:
             node = node.get(parent) if isinstance(node, dict) else None
         if isinstance(node, dict):

@@ -1,4 +1,5 @@
-"""Errors edgecomp raises for bad input: each says what was wrong, where, and what was expected."""
+"""Errors edgecomp raises: for bad input, each says what was wrong, where, and what was expected; for a run that
+failed on good input (TrainingDiverged), what happened and what to change."""
 
 
 class EdgecompError(Exception):
@@ -19,3 +20,8 @@ class DeviceError(EdgecompError):
 
 class ConfigError(EdgecompError):
     """A config value is out of its valid range."""
+
+
+class TrainingDiverged(EdgecompError):
+    """A training run failed on input that was accepted: its loss became infinite or NaN. A runtime failure, not bad
+    input (the same settings may train on other data or another seed); the message says which settings to lower."""

@@ -140,7 +140,82 @@ def describe_option(option: ConfigOption, conf_dir: Path) -> list[str]:
         lines[0] += f", builds {{py:obj}}`{option.target}`"
     lines.append("")
     lines.extend(comment_markdown(option.comment) or ["(The file starts with no comment.)", ""])
+    lines.extend(settings_table(option.target))
     return lines
+
+
+def settings_class_of(target: str | None) -> type | None:
+    """The typed settings class (edgecomp.settings.Settings) of what `target` builds, if it declares one
+    (`settings_class`: every compressor)."""
+    if not target:
+        return None
+    from hydra.utils import get_object
+
+    try:
+        built = get_object(target)
+    except Exception:  # an optional extra's class (MMDetection) or a function: nothing to list
+        return None
+    settings = getattr(built, "settings_class", None)
+    if settings is None:
+        return None
+    from edgecomp.settings import Settings  # noqa: I001 (only once a class declares settings)
+
+    if not (isinstance(settings, type) and issubclass(settings, Settings)) or not settings.model_fields:
+        return None
+    return settings
+
+
+_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}  # annotated_types' bounds, as a range reads
+
+
+def _type_text(annotation: object) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    text = text or str(annotation).replace("typing.", "")
+    return text.replace("NoneType", "null")
+
+
+def settings_rows(settings: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, what is expected) for every field of `settings`, nested settings as dotted keys."""
+    from pydantic_core import PydanticUndefined
+
+    from edgecomp.settings import Settings
+
+    rows = []
+    for name, field in settings.model_fields.items():
+        key = prefix + name
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Settings):
+            rows.extend(settings_rows(annotation, key + "."))
+            continue
+        constraints = ", ".join(
+            f"{symbol} {getattr(item, name)}"
+            for item in field.metadata
+            for name, symbol in _BOUNDS.items()
+            if type(item).__name__ == name.capitalize()
+        )
+        kind = _type_text(annotation) + (f" ({constraints})" if constraints else "")
+        default = "required" if field.default is PydanticUndefined and field.default_factory is None else field.default
+        if field.default_factory is not None:
+            default = field.default_factory()
+        rows.append((key, kind, "null" if default is None else str(default), field.description or ""))
+    return rows
+
+
+def settings_table(target: str | None) -> list[str]:
+    """The option's typed settings as a table (key, type and range, default, what is expected), where it has any:
+    the same declaration that validates the config, so the table cannot fall behind it."""
+    settings = settings_class_of(target)
+    if settings is None:
+        return []
+    lines = [
+        f"Settings ({{py:obj}}`{settings.__module__}.{settings.__qualname__}`; anything else is refused):",
+        "",
+        "| key | type | default | expected |",
+        "|---|---|---|---|",
+    ]
+    for row in settings_rows(settings):
+        lines.append("| " + " | ".join(escape_markdown(cell) for cell in row) + " |")
+    return [*lines, ""]
 
 
 def render_page(conf_dir: Path) -> str:

@@ -1,22 +1,25 @@
 """The interface every compressor implements, and how compress.py hands it the baseline.
 
 A compressor is built from its config and its settings are fixed from then on (`settings()`); what the run finds
-or measures (the teacher it trained, the sparsity reached, the loss curve) is `results()`. Everything it needs
-besides the model comes in a CompressionContext (edgecomp.compress.context): it never imports the pipelines.
+or measures (the teacher it trained, the sparsity reached, the loss curve) is `results()`. Its settings are a typed
+class of its own (`settings_class`, edgecomp.settings): the constructor validates its keyword settings into it once,
+so no compressor checks a type or a range by hand; what can only be checked against the run (a model it cannot
+prune, a teacher missing) is its check() of a RunSpec. Everything it needs besides the model comes in a
+CompressionContext (edgecomp.compress.context): it never imports the pipelines.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch.nn as nn
-from omegaconf import DictConfig
 
-from edgecomp.compress.context import CompressionContext
+from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.evaluate.artifact import ExportedModel
 from edgecomp.evaluate.size import save_weights
+from edgecomp.settings import Settings, validated
 
 
 class Compressor(ABC):
@@ -35,14 +38,18 @@ class Compressor(ABC):
     # True for a compressor whose result has another architecture than its input (FastNAS): what save() writes is
     # then what every later stage's weights need to be loaded into.
     changes_architecture: bool = False
+    # The compressor's settings: the keys its config may have besides `name` (none by default).
+    settings_class: ClassVar[type[Settings]] = Settings
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, **settings: Any) -> None:
         self.name = name  # the config option's name, which the record reports
+        # The settings, validated once (a ConfigError naming the key otherwise)
+        self.options = validated(self.settings_class, settings)
 
-    def check(self, cfg: DictConfig) -> None:
-        """Raise a ConfigError for a run config this compressor cannot work with (e.g. distillation without a
-        teacher). compress.py calls it before any work: before the data is generated or the baseline trained."""
-        return None  # by default every config that composes is fine
+    def check(self, spec: RunSpec) -> None:
+        """Raise a ConfigError for a run this compressor cannot work with (e.g. distillation without a teacher).
+        compress.py calls it before any work: before the data is generated or the baseline trained."""
+        return None  # by default every run whose config composes is fine
 
     def prepare(self, context: CompressionContext) -> None:
         """Get what the compressor needs besides the baseline (e.g. a distillation teacher, trained once and reused
@@ -70,8 +77,8 @@ class Compressor(ABC):
 
     def settings(self) -> dict[str, Any]:
         """The compressor's settings, recorded under the record's `compression`: what it was built with, the same
-        before and after compress()."""
-        return {}
+        before and after compress(). By default the validated settings as they are."""
+        return self.options.model_dump()
 
     @property
     def trains(self) -> bool:

@@ -7,40 +7,37 @@ is the difference between the two recipes' records.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch.nn as nn
+from pydantic import Field
 
 from edgecomp.compress.compressor import Compressor
 from edgecomp.compress.context import CompressionContext
-from edgecomp.errors import ConfigError
+from edgecomp.settings import Settings
+
+
+class FineTuneSettings(Settings):
+    epochs: int = Field(ge=1, description="a whole number of epochs >= 1")
+    lr: float | None = Field(None, gt=0, description="a learning rate > 0 (null: the run optimizer's)")
+    lr_schedule: bool = Field(
+        True, description="true (the run's learning-rate schedule spanning the epochs) or false (a constant lr)"
+    )
 
 
 class FineTune(Compressor):
     """`epochs` of the task's training at `lr` (null: the run optimizer's), with the run's learning-rate schedule
     spanning them (`lr_schedule: false`: a constant `lr`)."""
 
-    def __init__(self, name: str, epochs: int, lr: float | None = None, lr_schedule: bool = True) -> None:
-        super().__init__(name)
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise ConfigError(f"compressor.epochs={epochs}: expected a whole number of epochs >= 1")
-        if lr is not None and not lr > 0:
-            raise ConfigError(f"compressor.lr={lr}: expected a learning rate > 0 (null: the run optimizer's)")
-        self.epochs = epochs
-        self.lr = lr
-        self.lr_schedule = bool(lr_schedule)
+    settings_class = FineTuneSettings
+    options: FineTuneSettings
 
     def compress(self, model: nn.Module, context: CompressionContext) -> nn.Module:
-        training = context.training
-        lr = self.lr if self.lr is not None else training.default_lr
-        scheduler = training.scheduler(self.epochs) if self.lr_schedule else None
+        training, options = context.training, self.options
+        lr = options.lr if options.lr is not None else training.default_lr
+        scheduler = training.scheduler(options.epochs) if options.lr_schedule else None
         module = training.task_module(model, lr, scheduler)
-        training.fine_tune(module, self.epochs)
+        training.fine_tune(module, options.epochs)
         return module.model.cpu()
 
     @property
     def trains(self) -> bool:
         return True
-
-    def settings(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "lr": self.lr, "lr_schedule": self.lr_schedule}

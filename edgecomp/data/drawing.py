@@ -19,7 +19,7 @@ def hsv_to_rgb(h: float, s: float, v: float) -> tuple[int, int, int]:
 def textured_background(rng: np.random.Generator, size: int, blur_divisor: int) -> Image.Image:
     """A smooth random texture in muted colours (blurred noise), so that colour alone does not give objects away."""
     noise = rng.integers(60, 190, size=(size // 8 + 1, size // 8 + 1, 3), dtype=np.uint8)
-    background = Image.fromarray(noise).resize((size, size), Image.BILINEAR)
+    background = Image.fromarray(noise).resize((size, size), Image.Resampling.BILINEAR)
     return background.filter(ImageFilter.GaussianBlur(radius=max(1, size // blur_divisor)))
 
 

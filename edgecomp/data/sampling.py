@@ -10,7 +10,7 @@ epoch 0 or resumed at epoch k, and whatever the number of workers.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -18,6 +18,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from edgecomp.errors import DatasetError
 
 _SEED_RANGE = 2**62
+
+
+def dataset_length(dataset: Dataset) -> int:
+    """`len(dataset)`. torch's `Dataset` declares no `__len__` (it is optional there); what is loaded here needs one."""
+    if not isinstance(dataset, Sized):
+        raise TypeError(f"{type(dataset).__name__} has no __len__: a map-style dataset of known size is needed")
+    return len(dataset)
 
 
 class EpochShuffleSampler(Sampler[tuple[int, int]]):
@@ -48,7 +55,7 @@ class SeededSamples(Dataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return dataset_length(self.dataset)
 
     def __getitem__(self, key: tuple[int, int]):
         index, seed = key
@@ -75,7 +82,7 @@ def seeded_train_loader(
     return DataLoader(
         SeededSamples(dataset),
         batch_size=batch_size,
-        sampler=EpochShuffleSampler(len(dataset), seed, epoch),
+        sampler=EpochShuffleSampler(dataset_length(dataset), seed, epoch),
         num_workers=num_workers,
         collate_fn=collate_fn,
         # The loader's own draws (its workers' base seed) come from here, never from the global generator.
@@ -87,9 +94,10 @@ def seeded_train_loader(
 def first_images(dataset: Dataset, count: int, split: str) -> torch.Tensor:
     """The images of the first `count` items of `dataset` (cycled if it is smaller), stacked: the latency
     protocol's fixed set. Items are (image, label or target) pairs."""
-    if len(dataset) == 0:
+    size = dataset_length(dataset)
+    if size == 0:
         raise DatasetError(f"the {split!r} split is empty: no images to time")
-    indices = itertools.islice(itertools.cycle(range(len(dataset))), count)
+    indices = itertools.islice(itertools.cycle(range(size)), count)
     return torch.stack([dataset[i][0] for i in indices])
 
 
@@ -105,7 +113,8 @@ def held_out_indices(size: int, count: int, seed: int) -> list[int]:
 def sampled_images(dataset: Dataset, count: int, seed: int) -> torch.Tensor:
     """The images of `count` items drawn without replacement by `seed` (all of them if there are fewer), stacked:
     e.g. a quantizer's calibration set, which the first items of a class-sorted split would not represent."""
-    if len(dataset) == 0:
+    size = dataset_length(dataset)
+    if size == 0:
         raise DatasetError("the split is empty: no images to sample")
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:count]
     return torch.stack([dataset[i][0] for i in order.tolist()])

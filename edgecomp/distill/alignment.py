@@ -55,6 +55,12 @@ def pair_levels(student_strides: tuple[int, ...], teacher_strides: tuple[int, ..
     return pairs
 
 
+def grid_size(feature: torch.Tensor) -> tuple[int, int]:
+    """The (H, W) of a feature map (..., H, W)."""
+    height, width = feature.shape[-2:]
+    return height, width
+
+
 def to_grid(feature: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """`feature` (N, C, h, w) on an (H, W) grid: average-pooled when it is at least as fine (each cell the mean of
     the finer cells it covers), bilinearly interpolated when it is coarser; unchanged when it is already (H, W)."""
@@ -70,6 +76,6 @@ def aligned_pyramid(
 ) -> list[torch.Tensor]:
     """The teacher's pyramid re-indexed to the student's levels (`pairs`) and put on each student level's grid."""
     return [
-        to_grid(teacher_pyramid[pair.teacher], tuple(level.shape[-2:]))
+        to_grid(teacher_pyramid[pair.teacher], grid_size(level))
         for pair, level in zip(pairs, student_pyramid, strict=True)
     ]

@@ -47,6 +47,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from edgecomp.distill.alignment import grid_size
+
 QuerySide = Literal["student", "teacher"]
 Attention = Literal["msc", "plain"]
 Residual = Literal["teacher", "student", "none"]
@@ -107,7 +109,7 @@ class MultiScaleCrossAttention(nn.Module):
         for rate, aggregate, key, value, projection in zip(
             self.rates, self.aggregate, self.keys, self.values, self.value_projections, strict=True
         ):
-            grid = aggregated_grid(tuple(key_value.shape[-2:]), rate)
+            grid = aggregated_grid(grid_size(key_value), rate)
             pooled = aggregate(tokens(F.adaptive_avg_pool2d(key_value, grid)))  # MSC(F, r_i): (N, tokens, C)
             k, v = key(pooled), value(pooled)  # (N, tokens, group_dim)
             v_grid = v.transpose(1, 2).reshape(n, -1, *grid)

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from edgecomp.distill.alignment import aligned_pyramid, to_grid
+from edgecomp.distill.alignment import aligned_pyramid, grid_size, to_grid
 from edgecomp.distill.distiller import DistillationBatch, Distiller, feature_channels
 from edgecomp.distill.families import FamilyView
 from edgecomp.distill.sdf import ScaleDecoupledFeatureDistillation, standardise
@@ -49,7 +49,7 @@ class FitNet(Distiller):
         """(guided student feature, hint teacher feature on its grid) per distilled feature."""
         if self.features == "last_stage":
             student = batch.student.last_stage
-            return [(student, to_grid(batch.teacher.last_stage, tuple(student.shape[-2:])))]
+            return [(student, to_grid(batch.teacher.last_stage, grid_size(student)))]
         teacher = aligned_pyramid(batch.teacher.pyramid, batch.student.pyramid, self.level_pairs)
         return list(zip(batch.student.pyramid, teacher, strict=True))
 

@@ -13,6 +13,7 @@ then use the wrapped detector itself, fed the same upsampling (edgecomp.distill.
 from __future__ import annotations
 
 import os
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -61,7 +62,8 @@ def upsampled_input_detector(detector: DetectorAdapter, scale: float, name: str)
 def high_resolution_config(detector: DictConfig, scale: float) -> DictConfig:
     """The config of `detector` (a detector config such as cfg.teacher) trained and run at `scale` x its input size
     behind `UpsampledInputDetector`, named `<name>_x<scale>` so that its training run has a folder of its own."""
-    inner = OmegaConf.to_container(detector, resolve=True)
+    # A DictConfig converts to a dict, keyed by strings (the YAML mapping's keys).
+    inner = cast(dict[str, Any], OmegaConf.to_container(detector, resolve=True))
     inner["input_size"] = int(round(inner["input_size"] * scale))
     return OmegaConf.create(
         {

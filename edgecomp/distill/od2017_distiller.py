@@ -30,7 +30,7 @@ class OutputDistillation(Distiller):
     ) -> None:
         super().__init__(student_view, teacher_view, teacher_scale)
         self.settings = settings
-        self.reference_levels = {
+        self.reference_levels: dict[str, list[int | None]] = {
             "dense": [pair.teacher if pair.exact else None for pair in self.level_pairs],
             "roi": [0],
         }

@@ -37,29 +37,49 @@ are divided out as well). `native` compares the raw box spaces.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from edgecomp.distill.families import Stage, StageTargets
+from edgecomp.settings import Settings
 
 BboxLoss = Literal["bounded", "l2", "smooth_l1"]
 BoxUnits = Literal["relative", "native"]
-BBOX_LOSSES: tuple[str, ...] = ("bounded", "l2", "smooth_l1")
-BOX_UNITS: tuple[str, ...] = ("relative", "native")
 SMOOTH_L1_BETA = 1.0 / 9.0
 
 
-@dataclass(frozen=True)
-class OutputDistillationSettings:
-    temperature: float = 1.0  # T of the soft labels (both sides' logits are divided by it)
-    background_weight: float = 1.5  # w of the background class in a softmax stage (Chen et al.: 1.5)
-    bound_margin: float = 0.0  # m of the bounded regression loss
-    bbox_loss: BboxLoss = "bounded"  # Chen et al.'s bound, or eq. 2's direct regression (l2, smooth_l1)
-    box_units: BoxUnits = "relative"  # box-space coordinates in units of the object's size, or the family's own
-    perturb_px: float = 0.0  # the reference's boxes moved by this many pixels in x and in y (Table 1)
+class OutputLossSettings(Settings):
+    """Chen et al.'s output losses as configured (`compressor.output`)."""
+
+    temperature: float = Field(
+        1.0, gt=0, description="T of the soft labels, > 0 (both sides' logits are divided by it; Chen et al.: 1)"
+    )
+    background_weight: float = Field(
+        1.5, gt=0, description="w of the background class in a softmax stage, > 0 (Chen et al.: 1.5)"
+    )
+    bound_margin: float = Field(0.0, ge=0, description="m of the bounded regression loss, >= 0")
+    bbox_loss: BboxLoss = Field(
+        "bounded", description="bounded (Chen et al.), l2 or smooth_l1 (ScaleKD's eq. 2, direct regression)"
+    )
+    box_units: BoxUnits = Field(
+        "relative",
+        description="relative (box-space coordinates in units of the object's size in every family) or native "
+        "(each family's own)",
+    )
+
+
+# The reference's boxes moved by this many pixels in x and in y (ScaleKD's Table 1)
+PerturbPx = Annotated[float, Field(ge=0, description="a diagonal shift in pixels, >= 0 (Table 1: 6, 12)")]
+
+
+class OutputDistillationSettings(OutputLossSettings):
+    """The output losses and the perturbation of the reference's boxes, as the distillers take them."""
+
+    perturb_px: PerturbPx = 0.0
 
 
 def soft_label_loss(
@@ -136,7 +156,7 @@ def output_distillation(
     student: dict[str, Stage],
     reference: dict[str, Stage],
     targets: dict[str, StageTargets],
-    reference_levels: dict[str, list[int | None]],
+    reference_levels: Mapping[str, Sequence[int | None]],
     settings: OutputDistillationSettings,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(L_cls, L_bbox) of the student's stages against the reference's, each the sum over the stages of the loss

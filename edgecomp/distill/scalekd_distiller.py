@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn as nn
+from pydantic import BeforeValidator, Field, model_validator
 
 from edgecomp.distill.alignment import aligned_pyramid
 from edgecomp.distill.csa import Attention, CrossScaleAssistant, QuerySide, Residual
@@ -31,26 +32,59 @@ from edgecomp.distill.families import DetectionStep, FamilyView
 from edgecomp.distill.output_losses import OutputDistillationSettings, output_distillation
 from edgecomp.distill.sdf import ScaleDecoupledFeatureDistillation
 from edgecomp.models.detection.adapter import HeadOutputs
+from edgecomp.settings import Settings, list_as_tuple
+
+# One whole number >= 1 per branch (dilations) or head group (rates)
+WholeNumbers = Annotated[tuple[Annotated[int, Field(ge=1)], ...], BeforeValidator(list_as_tuple)]
 
 
-@dataclass(frozen=True)
-class SDFSettings:
-    enabled: bool = True  # False: no SDF, no L_feat (Table 6/7's rows without it)
-    weight_sharing: bool = True  # one set of bottleneck weights for the three dilations (Table 7)
-    embed_channels: int = 128  # each branch's MLP output per position
-    dilations: tuple[int, ...] = (1, 2, 3)
+class SDFSettings(Settings):
+    """The scale-decoupled feature distillation as configured (`compressor.sdf`)."""
+
+    enabled: bool = Field(True, description="true or false (false: no SDF, no L_feat: Table 6/7's rows without it)")
+    weight_sharing: bool = Field(
+        True, description="true or false (one set of bottleneck weights for the three dilations, Table 7)"
+    )
+    embed_channels: int = Field(128, ge=1, description="a whole number >= 1 (each branch's MLP output per position)")
+    dilations: WholeNumbers = Field((1, 2, 3), min_length=1, description="whole numbers >= 1 (the paper: 1, 2, 3)")
 
 
-@dataclass(frozen=True)
-class CSASettings:
-    enabled: bool = True  # False: no assistant, no assistant training, no L_cls / L_bbox (Table 6's "no CSA")
-    attention: Attention = "msc"  # msc: the paper's multi-scale cross-attention; plain: nn.MultiheadAttention's
-    residual: Residual = "teacher"  # what the assistant adds to the attention's output (edgecomp.distill.csa)
-    multi_scale: bool = True  # False: every MSC rate 1 (the aggregation MLP and P(V) stay; attention=plain drops them)
-    rates: tuple[int, ...] = (1, 2, 4, 8)  # MSC down-sampling rate of each head group
-    heads: int = 4  # attention heads, split evenly over the rates
-    dim: int = 128  # attention width (heads x head dimension)
-    query_from: QuerySide = "student"  # which network gives the query (eq. 3); the other gives key and value
+class CSASettings(Settings):
+    """The cross-scale assistant as configured (`compressor.csa`, its optimizer aside)."""
+
+    enabled: bool = Field(
+        True, description="true or false (false: no assistant, no assistant training, no L_cls / L_bbox)"
+    )
+    attention: Attention = Field(
+        "msc",
+        description="msc (the paper's multi-scale cross-attention) or plain (standard multi-head cross-attention)",
+    )
+    residual: Residual = Field(
+        "teacher",
+        description="teacher (a projection of the teacher's feature), student (the student's feature) or none",
+    )
+    multi_scale: bool = Field(
+        True, description="true or false (false: every MSC rate 1; the aggregation MLP and P(V) stay)"
+    )
+    rates: WholeNumbers = Field(
+        (1, 2, 4, 8), min_length=1, description="whole down-sampling rates >= 1, one per head group"
+    )
+    heads: int = Field(4, ge=1, description="a whole number of attention heads >= 1, split evenly over the rates")
+    dim: int = Field(128, ge=1, description="the attention width (heads x head dimension), a multiple of heads")
+    query_from: QuerySide = Field(
+        "student", description="student or teacher: which network gives the query (eq. 3); the other key and value"
+    )
+
+    @model_validator(mode="after")
+    def _heads_fit(self) -> CSASettings:
+        if self.heads % len(self.rates):
+            raise ValueError(
+                f"heads={self.heads}: must split evenly over the {len(self.rates)} rates {list(self.rates)} (one head "
+                "group per rate)"
+            )
+        if self.dim % self.heads:
+            raise ValueError(f"dim={self.dim}: must be a multiple of heads={self.heads}")
+        return self
 
     @property
     def effective_rates(self) -> tuple[int, ...]:
@@ -70,7 +104,7 @@ def batchnorm_statistics_held(module: nn.Module) -> Iterator[None]:
     finally:
         for m, (momentum, count) in zip(norms, saved, strict=True):
             m.momentum = momentum
-            if count is not None:
+            if count is not None and m.num_batches_tracked is not None:  # count was saved from this counter
                 m.num_batches_tracked.copy_(count)
 
 

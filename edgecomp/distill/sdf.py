@@ -37,12 +37,13 @@ over positions and images.
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgecomp.distill.alignment import to_grid
+from edgecomp.distill.alignment import grid_size, to_grid
 
 
 def standardise(feature: torch.Tensor) -> torch.Tensor:
@@ -94,7 +95,8 @@ class ScaleDecoupledEmbedding(nn.Module):
         )  # fmt: skip
 
     def bottleneck(self, branch: int) -> DilatedBottleneck:
-        return self.bottlenecks[0 if self.weight_sharing else branch]
+        # A ModuleList's item is typed as any Module; these are all DilatedBottlenecks.
+        return cast(DilatedBottleneck, self.bottlenecks[0 if self.weight_sharing else branch])
 
     def branches(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each branch's embedding (N, E, h, w): its MLP on the bottleneck at its dilation."""
@@ -141,4 +143,4 @@ class ScaleDecoupledFeatureDistillation(nn.Module):
 
     def forward(self, student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
         student = self.embed_student(student_feature)
-        return self.distance(student, self.embed_teacher(teacher_feature, tuple(student.shape[-2:])))
+        return self.distance(student, self.embed_teacher(teacher_feature, grid_size(student)))

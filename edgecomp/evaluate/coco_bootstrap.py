@@ -39,7 +39,9 @@ class ResampledAP:
     for the recall thresholds, and the precision envelope read at the points found."""
 
     def __init__(self, evaluation: COCOeval, area: str = "all") -> None:
-        params = evaluation._paramsEval  # what evaluate() laid evalImgs out by: category, area range, image
+        # What evaluate() laid evalImgs out by: category, area range, image. (A private attribute evaluate() sets,
+        # which the pycocotools stubs leave out.)
+        params = evaluation._paramsEval  # type: ignore[attr-defined]
         if not evaluation.evalImgs:
             raise ValueError("ResampledAP needs a COCOeval that has run evaluate()")
         self.images = images = len(params.imgIds)
@@ -139,7 +141,7 @@ def _category(entries: list, images: int) -> tuple | None:
     left out: they never change which precision a recall threshold reads (they add a point with the precision and
     recall of the one before it, or only lower precisions after the highest recall). None for a category without
     ground truth."""
-    scores, image, matched, ignored = [], [], [], []
+    scores, image, matched_per_image, ignored_per_image = [], [], [], []
     positives = np.zeros(images, dtype=np.int64)
     for position, entry in enumerate(entries):
         if entry is None:  # neither ground truth nor detections of the category in the image
@@ -147,14 +149,14 @@ def _category(entries: list, images: int) -> tuple | None:
         count = len(entry["dtScores"][:MAX_DETECTIONS])
         scores.append(np.asarray(entry["dtScores"][:MAX_DETECTIONS], dtype=float))
         image.append(np.full(count, position, dtype=np.int64))
-        matched.append(np.asarray(entry["dtMatches"])[:, :MAX_DETECTIONS])
-        ignored.append(np.asarray(entry["dtIgnore"])[:, :MAX_DETECTIONS])
+        matched_per_image.append(np.asarray(entry["dtMatches"])[:, :MAX_DETECTIONS])
+        ignored_per_image.append(np.asarray(entry["dtIgnore"])[:, :MAX_DETECTIONS])
         positives[position] = np.count_nonzero(np.asarray(entry["gtIgnore"]) == 0)
     if not positives.any():
         return None
     order = np.argsort(-np.concatenate(scores), kind="mergesort")  # accumulate()'s sort
-    matched = np.concatenate(matched, axis=1)[:, order] != 0
-    ignored = np.concatenate(ignored, axis=1)[:, order].astype(bool)
+    matched = np.concatenate(matched_per_image, axis=1)[:, order] != 0
+    ignored = np.concatenate(ignored_per_image, axis=1)[:, order].astype(bool)
     true, false = matched & ~ignored, ~matched & ~ignored
     keep = true.any(axis=0) | false.any(axis=0)
     hits = np.flatnonzero(true.any(axis=0))

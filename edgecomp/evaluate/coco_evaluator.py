@@ -107,8 +107,9 @@ def coco_evaluation_with_intervals(index, detections: list[dict[str, Any]], boot
     """coco_metrics of `detections` against `index`, and the bootstrap intervals of map and map_small over the
     index's images (`bootstrap` resamples, 0: none)."""
     evaluation = coco_evaluation(index, detections)
-    statistics = {}
+    statistics: dict[str, ResampledAP] = {}
     if bootstrap:
         statistics = {name: ResampledAP(evaluation, area) for name, area in CocoEvaluator.BOOTSTRAPPED.items()}
-    images = len(evaluation._paramsEval.imgIds)
+    # The images evaluate() ran on (a private attribute it sets, which the pycocotools stubs leave out).
+    images = len(evaluation._paramsEval.imgIds)  # type: ignore[attr-defined]
     return Evaluation(evaluation_metrics(evaluation), bootstrap_ci95(statistics, images, bootstrap))

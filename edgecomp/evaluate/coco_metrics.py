@@ -119,7 +119,8 @@ def coco_evaluation(index: DetectionIndex, detections: list[dict[str, Any]]) -> 
     reads its numbers from (see there), with the per-image evaluations (`evalImgs`) a bootstrap re-accumulates."""
     detections = validate_predictions(detections, index)
     ground_truth = COCO()
-    ground_truth.dataset = copy.deepcopy(index.to_coco())
+    # A COCO file's whole dictionary, as COCO loads it (the stubs type `dataset` as its three lists alone).
+    ground_truth.dataset = copy.deepcopy(index.to_coco())  # type: ignore[assignment]
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth.createIndex()
         if detections:

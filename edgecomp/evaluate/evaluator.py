@@ -13,7 +13,7 @@ NMS are not part of the deployable network the runtime runs).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -50,10 +50,11 @@ class Evaluator(ABC):
     bootstrap: int = 0
 
     @abstractmethod
-    def __call__(self, model: nn.Module, predictor: Predictor, datamodule, device) -> dict[str, float]:
-        """The metrics of `model` (deployed as `predictor` on `device`) on `datamodule`'s evaluation split."""
+    def __call__(self, model: nn.Module | None, predictor: Predictor, datamodule, device) -> dict[str, float]:
+        """The metrics of `model` (deployed as `predictor` on `device`) on `datamodule`'s evaluation split. `model` is
+        None for a file made elsewhere (no network: what `predictor` runs is scored)."""
 
-    def evaluate(self, model: nn.Module, predictor: Predictor, datamodule, device) -> Evaluation:
+    def evaluate(self, model: nn.Module | None, predictor: Predictor, datamodule, device) -> Evaluation:
         """The metrics with their bootstrap intervals over the evaluation images where the evaluator computes them
         and `bootstrap` > 0; this default gives the metrics of `__call__` and no interval."""
         return Evaluation(self(model, predictor, datamodule, device))
@@ -75,7 +76,9 @@ def check_resamples(bootstrap: int) -> int:
     return bootstrap
 
 
-def bootstrap_ci95(statistics: dict[str, Callable[[np.ndarray], float]], items: int, resamples: int) -> dict | None:
+def bootstrap_ci95(
+    statistics: Mapping[str, Callable[[np.ndarray], float]], items: int, resamples: int
+) -> dict[str, Any] | None:
     """`metrics_ci95` of metrics computed by `statistics` (each a function of the resampled item indices) over
     `items` evaluation images: each metric's 95 % bias-corrected percentile bootstrap interval
     (edgecomp.evaluate.uncertainty)

@@ -45,14 +45,20 @@ class LatencyProtocol:
         return max(1, math.ceil(self.runs / self.rounds))
 
 
-class LatencyStats(TypedDict):
-    """A record's `latency_ms` (and its baseline's): the statistics of the timed passes, ms per image."""
+class LatencySummary(TypedDict):
+    """The statistics of timed passes, ms per image (`latency_stats`)."""
 
     mean: float
     std: float  # sample standard deviation (0 for one pass)
     median: float  # what every comparison uses
     p90: float
     ci95: list[float] | None  # the median's distribution-free 95 % interval; null below the 6 passes it needs
+
+
+class LatencyStats(LatencySummary):
+    """A record's `latency_ms` (and its baseline's): the statistics of the timed passes, ms per image, and how they
+    were timed."""
+
     runs: int  # timed passes (a paired timing's, pooled over its rounds)
     warmup: int
     images: int
@@ -66,18 +72,18 @@ class PairedLatencyStats(LatencyStats):
     rounds: int  # alternating rounds
 
 
-def latency_stats(ms_per_image: list[float]) -> dict[str, Any]:
+def latency_stats(ms_per_image: list[float]) -> LatencySummary:
     """mean, sample standard deviation, median, 90th percentile of per-pass ms per image, and the 95 % interval of
     the median (`ci95`, null below the 6 passes it needs)."""
     values = np.asarray(ms_per_image, dtype=np.float64)
     interval = median_interval(ms_per_image)
-    return {
-        "mean": float(values.mean()),
-        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-        "median": float(np.median(values)),
-        "p90": float(np.percentile(values, 90)),
-        "ci95": None if interval is None else list(interval),
-    }
+    return LatencySummary(
+        mean=float(values.mean()),
+        std=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        median=float(np.median(values)),
+        p90=float(np.percentile(values, 90)),
+        ci95=None if interval is None else list(interval),
+    )
 
 
 def latency_record(timed: list[float], warmup: int, images: int, batch_size: int) -> LatencyStats:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from edgecomp.evaluate.latency import LatencyProtocol, PairedLatencyStats, latency_record, prepared_batches, time_passes
+from edgecomp.evaluate.latency import LatencyProtocol, PairedLatencyStats, latency_stats, prepared_batches, time_passes
 from edgecomp.evaluate.uncertainty import RatioInterval, ratio_interval
 
 # A side's timer: given the round's index, the ms per image of its timed passes in that round.
@@ -67,9 +67,17 @@ class PairedTiming:
     def latency(self, side: int) -> PairedLatencyStats:
         """`side`'s latency as a record holds it: the statistics over its timed passes of every round, pooled."""
         pooled = [ms for passes in self.passes[side] for ms in passes]
-        stats = latency_record(pooled, self.warmup, self.images, self.batch_size)
-        passes = stats.pop("passes_ms_per_image")  # the rounds before the passes, as records have them
-        return PairedLatencyStats(**stats, rounds=self.rounds, passes_ms_per_image=passes)
+        # latency_record's fields with the rounds before the passes, as records have them (a TypedDict's required key
+        # cannot be popped to move it, so the fields are given in order).
+        return PairedLatencyStats(
+            **latency_stats(pooled),
+            runs=len(pooled),
+            warmup=self.warmup,
+            images=self.images,
+            batch_size=self.batch_size,
+            rounds=self.rounds,
+            passes_ms_per_image=pooled,
+        )
 
 
 def round_order(sides: int, round_index: int) -> list[int]:

@@ -20,7 +20,7 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -62,7 +62,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 0
 
 
 # What each typed field may hold (None is allowed where a record can lack the thing: a scored predictions file has
@@ -131,7 +131,7 @@ class Measurement(TypedDict):
     size_bytes: int
     gzip_bytes: int
     runtime: dict[str, Any]  # what ran it: the device's description, runtime, precision, provider, threads
-    metrics: dict[str, float | None]
+    metrics: Mapping[str, float | None]
     metrics_ci95: dict[str, Any] | None
     latency_ms: LatencyStats | PairedLatencyStats | None  # None until a paired timing fills it
 
@@ -142,7 +142,7 @@ class MeasuredSide(TypedDict):
 
     artifact: str
     checkpoint: str
-    metrics: dict[str, float | None]
+    metrics: Mapping[str, float | None]
     metrics_ci95: dict[str, Any] | None
     params: int | None
     flops: int | None
@@ -167,6 +167,12 @@ class VsBaseline(TypedDict):
     latency: dict[str, Any] | None  # the paired ratio's interval, rounds and verdict (RatioInterval.as_record)
 
 
+class StageVsBaseline(VsBaseline):
+    """A recipe stage's `vs_baseline`: also its latency ratio to the stage before, from the same paired timing."""
+
+    latency_vs_previous: dict[str, Any]  # RatioInterval.as_record
+
+
 @dataclass
 class Record:
     """One evaluated artifact. `extra` holds a method's own top-level fields; they may not reuse a typed name."""
@@ -182,7 +188,7 @@ class Record:
     device: str | None
     hardware: str | None
     # what it measured
-    metrics: dict[str, float | None]
+    metrics: Mapping[str, float | None]
     params: int | None
     flops: int | None
     latency_ms: LatencyStats | PairedLatencyStats | None

@@ -32,16 +32,19 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn as nn
+from pydantic import AfterValidator, Field
 
 from edgecomp.distill.alignment import teacher_input
 from edgecomp.distill.distiller import TERMS, DistillationBatch, Distiller
+from edgecomp.errors import ConfigError
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
 from edgecomp.models.detection.adapter import DetectorAdapter
+from edgecomp.settings import Settings
 
 
 @contextmanager
@@ -77,12 +80,26 @@ class LossWeights:
         return {"loss_feat": self.alpha, "loss_cls": self.beta, "loss_bbox": self.gamma}[term]
 
 
-@dataclass(frozen=True)
-class DistillationSchedule:
+def fraction_or_steps(value: float) -> float:
+    """A share of the run's steps in [0, 1), or a whole number of steps >= 1."""
+    if value >= 1 and value != int(value):
+        raise ValueError("neither a fraction nor a whole number of steps")
+    return value
+
+
+# A fraction of the run's steps in [0, 1), or a whole number of steps >= 1.
+ScheduleSteps = Annotated[
+    float,
+    Field(ge=0, description="a fraction of the run in [0, 1) or a whole number of steps >= 1"),
+    AfterValidator(fraction_or_steps),
+]
+
+
+class DistillationSchedule(Settings):
     """Each value: a fraction of the run's steps when in [0, 1), a number of steps when >= 1."""
 
-    student_warmup: float = 0.0
-    freeze_backbone: float = 0.0
+    student_warmup: ScheduleSteps = 0.0  # the distillation terms weigh nothing for these first steps
+    freeze_backbone: ScheduleSteps = 0.0  # the student's backbone is not updated for these first steps
 
     @staticmethod
     def steps(value: float, total_steps: int) -> int:
@@ -196,7 +213,13 @@ class DetectionDistillationModule(pl.LightningModule):
         self._backbone_frozen = frozen
 
     def on_train_start(self) -> None:
-        total = self.trainer.num_training_batches * self.trainer.max_epochs
+        batches, epochs = self.trainer.num_training_batches, self.trainer.max_epochs
+        if epochs is None or not math.isfinite(batches):  # a schedule's fractions are of the run's steps
+            raise ConfigError(
+                "a distillation schedule needs the run's length: trainer.max_epochs and a training loader of known "
+                f"length (got max_epochs={epochs}, {batches} batches per epoch)"
+            )
+        total = int(batches) * epochs
         self.distill_from_step = DistillationSchedule.steps(self.schedule.student_warmup, total)
         self.backbone_frozen_until = DistillationSchedule.steps(self.schedule.freeze_backbone, total)
 
@@ -259,6 +282,11 @@ class DetectionDistillationModule(pl.LightningModule):
         self._sums, self._samples = defaultdict(float), 0
         schedulers = self.lr_schedulers()
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):  # its step() takes a metric
+                raise ConfigError(
+                    "optimizer.scheduler: ReduceLROnPlateau is not supported here; the scheduler is stepped once per "
+                    "epoch, without a metric"
+                )
             scheduler.step()
         if not math.isfinite(self.epoch_means["loss"][-1]):
             self.trainer.should_stop = True  # a diverged student cannot recover

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast, overload
 
 import torch
 import torch.distributed as dist
@@ -137,8 +137,11 @@ class DDPStrategy(_LightningDDPStrategy):
 
     def _configure_launcher(self) -> None:
         super()._configure_launcher()
-        if not self.cluster_environment.creates_processes_externally:
-            self._launcher = WorkerLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+        environment = self.cluster_environment
+        if environment is None:  # Lightning sets it when it builds the strategy, before this runs
+            raise RuntimeError("DDPStrategy: no cluster environment to launch the local ranks in")
+        if not environment.creates_processes_externally:
+            self._launcher = WorkerLauncher(environment, self.num_processes, self.num_nodes)
 
 
 def _write_spec(job: _Job) -> Path:
@@ -172,15 +175,26 @@ def join(trainer: Any, entry: str, cfg: DictConfig) -> None:
         )
     _job = _Job(
         entry,
-        OmegaConf.to_container(cfg, resolve=False),
+        cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False)),  # a DictConfig converts to a dict
         environment={key: os.environ.get(key) for key in LAUNCH_ENV},
         threads=torch.get_num_threads(),
     )
-    strategy.launcher.launch(strategy.setup_environment)  # the Trainer configured the launcher (WorkerLauncher)
+    launcher = strategy.launcher  # the Trainer configured it (WorkerLauncher)
+    if launcher is None:
+        raise RuntimeError("the trainer's DDP strategy has no launcher: join() runs after the Trainer is built")
+    launcher.launch(strategy.setup_environment)
     log.info("rank %d of %d joined the job's process group (%s)", rank(), world_size(), dist.get_backend())
 
 
 # ----------------------------------------------------------------------------------------------- what runs where
+
+
+@overload
+def on_main(work: Callable[[], T], what: str, share: Literal[True]) -> T: ...
+
+
+@overload
+def on_main(work: Callable[[], T], what: str, share: bool = False) -> T | None: ...
 
 
 def on_main(work: Callable[[], T], what: str, share: bool = False) -> T | None:
@@ -197,11 +211,11 @@ def on_main(work: Callable[[], T], what: str, share: bool = False) -> T | None:
         try:
             result = work()
         except BaseException:
-            store.set(key, _FAILED)
+            store.set(key, _FAILED)  # type: ignore[arg-type]  # torch's stub says str; the binding takes bytes too
             raise
         if share:
-            store.set(f"{key}/result", pickle.dumps(result))
-        store.set(key, _DONE)
+            store.set(f"{key}/result", pickle.dumps(result))  # type: ignore[arg-type]  # (bytes, as above)
+        store.set(key, _DONE)  # type: ignore[arg-type]  # (bytes, as above)
         return result
     log.info("rank %d: waiting for rank 0 (%s)", rank(), what)
     while not store.check([key]):

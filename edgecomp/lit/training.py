@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 import torch.nn as nn
@@ -27,6 +27,10 @@ from edgecomp.evaluate.size import save_weights
 from edgecomp.lit import distributed
 from edgecomp.lit.callbacks import EpochReseed
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
+
+if TYPE_CHECKING:  # annotations only: the task module is built from the dataset's config
+    from edgecomp.lit.classification_module import ClassificationModule
+    from edgecomp.lit.detection_module import DetectionModule
 
 log = logging.getLogger("edgecomp")
 LAST = "last.ckpt"
@@ -42,7 +46,9 @@ class Training:
     """`cfg` the run's config, `config` the same resolved to plain data (what run folders are named by), the
     datamodule the run trains on and the logger its curves go to."""
 
-    def __init__(self, cfg: DictConfig, config: dict[str, Any], datamodule: pl.LightningDataModule, logger: Any):
+    def __init__(
+        self, cfg: DictConfig, config: dict[str, Any], datamodule: pl.LightningDataModule | None, logger: Any
+    ) -> None:
         self.cfg = cfg
         self.config = config
         self.datamodule = datamodule
@@ -118,7 +124,9 @@ class Training:
     def default_lr(self) -> float:
         return float(self.cfg.optimizer.optimizer.lr)
 
-    def task_module(self, model: nn.Module, lr: float, scheduler: SchedulerFactory | None = None) -> pl.LightningModule:
+    def task_module(
+        self, model: nn.Module, lr: float, scheduler: SchedulerFactory | None = None
+    ) -> ClassificationModule | DetectionModule:
         """The dataset's task module (classification, detection: its loss, warm-up and clipping) training `model`
         with the run's optimizer at `lr`, constant unless a `scheduler` is given: a compressor's fine-tune."""
         return build(self.cfg.dataset.module)(model, optimizer=self.optimizer(lr), scheduler=scheduler)

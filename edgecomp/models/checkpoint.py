@@ -17,6 +17,7 @@ import copy
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn as nn
@@ -30,6 +31,8 @@ from edgecomp.models.weight_files import (
     weight_file,
 )
 from edgecomp.models.weight_matching import describe_mismatch, match_weights
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -58,13 +61,13 @@ def _pruned_from(given: torch.Size, full: torch.Size) -> bool:
     return len(given) == len(full) and all(g <= f for g, f in zip(given, full, strict=True))
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+def load_weights(model: ModuleT, path: str | os.PathLike) -> ModuleT:
     """Load `path` into `model`, strictly: every parameter must come from the file, in the same shape (under a
     renaming the model accepts: edgecomp.models.weight_matching), and every tensor of the file must have its place."""
     return _load_strictly(model, read_weight_file(path))
 
 
-def _load_strictly(model: nn.Module, weights: WeightFile) -> nn.Module:
+def _load_strictly(model: ModuleT, weights: WeightFile) -> ModuleT:
     match = match_weights(model, weights)
     if problems := match.problems():
         raise CheckpointError(

@@ -77,7 +77,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> nn.Module:
             f"({match.problems()})"
         )
     model.load_state_dict(match.loadable, strict=False)
-    model.pretrained_weights = weights_report(match, share)
+    # nn.Module's __setattr__ is annotated for tensors and modules only; any other value is a plain attribute.
+    model.pretrained_weights = weights_report(match, share)  # type: ignore[assignment]
     return model
 
 

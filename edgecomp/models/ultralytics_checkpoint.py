@@ -16,7 +16,7 @@ reader refused for naming one of them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 import torch.nn as nn
@@ -58,7 +58,7 @@ def allowed_classes() -> list[type]:
     return classes
 
 
-def is_ultralytics_checkpoint(obj: Any) -> bool:
+def is_ultralytics_checkpoint(obj: Any) -> TypeGuard[Mapping[str, Any]]:
     """A dict with a pickled detection model under `ema` or `model` (what Ultralytics saves)."""
     return isinstance(obj, Mapping) and any(isinstance(obj.get(key), nn.Module) for key in ("ema", "model"))
 
@@ -66,5 +66,6 @@ def is_ultralytics_checkpoint(obj: Any) -> bool:
 def ultralytics_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The weights of an Ultralytics checkpoint: its EMA model's where it has one (the weights Ultralytics itself
     evaluates and exports), else its model's; keys as Ultralytics names them (`model.0.conv.weight`, ...)."""
-    network = checkpoint.get("ema") if isinstance(checkpoint.get("ema"), nn.Module) else checkpoint["model"]
+    ema = checkpoint.get("ema")
+    network = ema if isinstance(ema, nn.Module) else checkpoint["model"]
     return dict(network.state_dict())  # the unpickled module is dropped: no copy needed (FP32 conversion copies)

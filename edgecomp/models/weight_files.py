@@ -22,6 +22,7 @@ import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeGuard
 
 import torch
 
@@ -166,7 +167,8 @@ def read_checkpoint(path: str | os.PathLike, allow_ultralytics: bool = False) ->
 
 def _read_with_allowlist(path: Path) -> object:
     """`path` read by the weights-only unpickler with the Ultralytics allowlist; a global outside it is refused."""
-    with torch.serialization.safe_globals(allowed_classes()):
+    # A new list, which mypy types as the list of callables (or (callable, name) pairs) that safe_globals takes.
+    with torch.serialization.safe_globals([*allowed_classes()]):
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
@@ -184,7 +186,7 @@ def _unpickler_reason(err: pickle.UnpicklingError) -> str:
     return specific[0] if specific else (lines[0] if lines else type(err).__name__)
 
 
-def is_modelopt_artifact(obj: object) -> bool:
+def is_modelopt_artifact(obj: object) -> TypeGuard[dict[str, Any]]:
     """Whether a loaded checkpoint is what modelopt.torch.opt.save writes (a modelopt_state next to the weights)."""
     return isinstance(obj, dict) and all(key in obj for key in MODELOPT_ARTIFACT_KEYS)
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import lightning.pytorch as pl
 import torch.nn as nn
@@ -29,6 +29,22 @@ from edgecomp.pipelines.summary import format_summary
 from edgecomp.tracking.loggers import close_logger, log_record
 from edgecomp.tracking.sweep import current_sweep
 
+if TYPE_CHECKING:  # annotations only: the datamodule a job uses is built from its config
+    from edgecomp.data.classification_datamodule import ClassificationDataModule
+    from edgecomp.data.detection.detection_datamodule import DetectionDataModule
+
+    # The datamodules a config builds (dataset.datamodule).
+    DataModule = ClassificationDataModule | DetectionDataModule
+
+
+class Measuring(NamedTuple):
+    """What measuring a model needs: start_job builds it, unless the job measures none."""
+
+    datamodule: DataModule
+    device: TargetDevice
+    protocol: LatencyProtocol
+    evaluator: Evaluator
+
 
 @dataclass
 class Job:
@@ -37,7 +53,7 @@ class Job:
     logger: Any
     # What measuring a model needs; None for a job that measures none (scoring a predictions file).
     device: TargetDevice | None = None
-    datamodule: pl.LightningDataModule | None = None
+    datamodule: DataModule | None = None
     protocol: LatencyProtocol | None = None
     evaluator: Evaluator | None = None
     # What the configured model loaded from model.pretrained_file (edgecomp.models.pretrained), for the record.
@@ -47,6 +63,15 @@ class Job:
         """A fresh instance of the configured model (random init, or its pretrained_file)."""
         return build(self.cfg.model)
 
+    def measuring(self) -> Measuring:
+        """The job's dataset, device, latency protocol and evaluator; an error for a job that measures no model."""
+        if self.datamodule is None or self.device is None or self.protocol is None or self.evaluator is None:
+            raise RuntimeError(
+                "this job measures no model (started with measures_a_model=False): it has no dataset, device, "
+                "latency protocol and evaluator to measure one with"
+            )
+        return Measuring(self.datamodule, self.device, self.protocol, self.evaluator)
+
     @property
     def training(self) -> Training:
         """How this job's config trains a model (edgecomp.lit.training)."""
@@ -55,18 +80,19 @@ class Job:
     def measure(self, model: nn.Module | ExportedModel, latency: bool = True) -> Measurement:
         """The model's measurement on the job's dataset, device and latency protocol (pipelines.measure); without
         its latency where a paired timing will give it."""
-        return measure_model(
-            model, self.datamodule, self.device, self.protocol, self.evaluator, self.deploy_dir, latency=latency
-        )
+        datamodule, device, protocol, evaluator = self.measuring()
+        return measure_model(model, datamodule, device, protocol, evaluator, self.deploy_dir, latency=latency)
 
     def measure_compared(self, models: list[nn.Module | ExportedModel]) -> tuple[list[Measurement], PairedTiming]:
         """The models measured as `measure` does, their latencies timed against each other in alternating rounds
         (pipelines.measure.measure_compared)."""
-        return measure_compared(models, self.datamodule, self.device, self.protocol, self.evaluator, self.deploy_dir)
+        datamodule, device, protocol, evaluator = self.measuring()
+        return measure_compared(models, datamodule, device, protocol, evaluator, self.deploy_dir)
 
     def time_deployed(self, models: list[nn.Module | ExportedModel]) -> PairedTiming:
         """The models, deployed on the job's device, timed against each other (pipelines.measure.time_deployed)."""
-        return time_deployed(models, self.datamodule, self.device, self.protocol, self.deploy_dir)
+        datamodule, device, protocol, _ = self.measuring()
+        return time_deployed(models, datamodule, device, protocol, self.deploy_dir)
 
     @property
     def deploy_dir(self) -> Path:

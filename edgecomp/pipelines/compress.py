@@ -7,7 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from edgecomp.compress.context import CompressionContext
+from edgecomp.compress.compressor import Compressor
+from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
@@ -26,21 +27,22 @@ COMPARISON = "comparison.md"  # the baseline-vs-compressed table, next to the ar
 
 def compression_context(job: Job) -> CompressionContext:
     """What the job's compressor is given (edgecomp.compress.context)."""
+    datamodule, device, _, evaluator = job.measuring()
     return CompressionContext(
         task=job.cfg.task,
         model_config=job.cfg.model,
         teacher_config=job.cfg.get("teacher"),
-        datamodule=job.datamodule,
-        device=job.device,
-        evaluator=job.evaluator,
+        datamodule=datamodule,
+        device=device,
+        evaluator=evaluator,
         training=job.training,
         work_dir=job.artifacts_dir,
     )
 
 
-def compress(job: Job) -> dict[str, Any] | None:
+def compress(job: Job, compressor: Compressor) -> dict[str, Any] | None:
+    """`compressor` (built from the job's config, and checked) applied to the job's trained model."""
     cfg = job.cfg
-    compressor = build(cfg.compressor)
     context = compression_context(job)
     checkpoint = cfg.checkpoint or context.training.trained_checkpoint()
     baseline = load_model(job.new_model(), checkpoint)
@@ -67,7 +69,7 @@ def compress(job: Job) -> dict[str, Any] | None:
     # baseline is timed against itself: the comparison then shows the protocol's own noise).
     deployed = deployed_baseline if compressor.deploys_baseline else compressed
     (base, result), timing = job.measure_compared([deployed_baseline, deployed])
-    record = build_record(job.config, job.device, result, weights)
+    record = build_record(job.config, context.device, result, weights)
     record.baseline = measured_side(base, checkpoint)  # the baseline's own evaluation
     record.compression = {**cost.as_record(), **compressor.compression_fields()}
     # params, FLOPs and latency ratios side by side; the latency's from the paired rounds, with its interval
@@ -96,5 +98,6 @@ def run(cfg: DictConfig) -> dict[str, Any] | list[dict[str, Any]] | None:
             )
         stages = check_recipe(cfg)
         return run_job(cfg, lambda job: run_recipe(job, stages))
-    build(cfg.compressor).check(cfg)
-    return run_job(cfg, compress)
+    compressor = build(cfg.compressor)  # its settings checked; built once, for the check and the work
+    compressor.check(RunSpec.from_config(cfg))
+    return run_job(cfg, lambda job: compress(job, compressor))

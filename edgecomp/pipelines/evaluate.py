@@ -17,6 +17,7 @@ from edgecomp.evaluate.onnx_outputs import check_input, check_logits, detection_
 from edgecomp.evaluate.record import Record
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.models.checkpoint import load_model
+from edgecomp.models.detection.adapter import DetectorAdapter
 from edgecomp.pipelines.common import Job, run_job
 from edgecomp.pipelines.measure import build_record, record_header
 
@@ -29,7 +30,7 @@ def evaluate(job: Job) -> dict[str, Any]:
         model, weights = load_model(job.new_model(), cfg.checkpoint), cfg.checkpoint
     else:
         model, weights = job.new_model(), cfg.model.pretrained_file
-    return job.publish(build_record(job.config, job.device, job.measure(model), weights), "evaluate")
+    return job.publish(build_record(job.config, job.measuring().device, job.measure(model), weights), "evaluate")
 
 
 def evaluate_artifact(job: Job) -> dict[str, Any]:
@@ -38,16 +39,21 @@ def evaluate_artifact(job: Job) -> dict[str, Any]:
     `model` names the configured model where its head outputs are the file's, else the file."""
     path = Path(job.cfg.artifact)
     signature = read_signature(path)
-    check_input(signature, job.datamodule.image_size)
+    check_input(signature, job.measuring().datamodule.image_size)
     decoder, model_name = None, None
     if job.cfg.task == "detection":
-        decoder, model_name = detection_decoder(signature, job.new_model())
+        detector = job.new_model()
+        if not isinstance(detector, DetectorAdapter):  # start_job refuses a classifier on a detection dataset
+            raise ConfigError(f"model={job.cfg.model.name} is not a detector: it cannot decode a detection file")
+        decoder, model_name = detection_decoder(signature, detector)
     else:
         check_logits(signature, job.cfg.dataset.num_classes)
     exported = ExportedModel(
         source=None, path=path, runtime=OnnxRuntime(), precision=signature.precision, decoder=decoder
     )
-    record = build_record(job.config, job.device, job.measure(exported), None, model=model_name or path.name)
+    record = build_record(
+        job.config, job.measuring().device, job.measure(exported), None, model=model_name or path.name
+    )
     return job.publish(record, "evaluate (ONNX file)")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch.nn as nn
 
@@ -85,6 +85,7 @@ def measure_model(
     size = datamodule.image_size
     if not isinstance(model, ExportedModel):
         model = device.runtime.deploy(model, size, deploy_dir)
+    loaded: Path | nn.Module  # what the runtime loads: the file, or the module itself
     if isinstance(model, ExportedModel):
         network, scorer, artifact, runtime = model.source, model.scorer, model.file_bytes(), model.runtime
         description = {
@@ -124,11 +125,14 @@ def measure_model(
 def measured_side(measurement: Measurement | dict[str, Any], checkpoint: str | Path) -> MeasuredSide:
     """The side of a comparison that `measurement` (measure_model's, or a record) measured: its deployed artifact
     (the checkpoint for a module run as it is), the weights it came from, and MEASURED_FIELDS."""
-    return MeasuredSide(
-        artifact=str(measurement.get("artifact") or checkpoint),
-        checkpoint=str(checkpoint),
+    side = {
+        "artifact": str(measurement.get("artifact") or checkpoint),
+        "checkpoint": str(checkpoint),
         **{key: measurement.get(key) for key in MEASURED_FIELDS},
-    )
+    }
+    # MEASURED_FIELDS are MeasuredSide's own keys, which a Measurement (or a record, checked when read) holds with
+    # MeasuredSide's types.
+    return cast(MeasuredSide, side)
 
 
 def record_header(config: dict[str, Any]) -> dict[str, Any]:
@@ -153,8 +157,9 @@ def build_record(
     """The record of a model measured on a device (`measurement`: measure_model's): `artifact` is the deployed file
     (the checkpoint itself for a module run as it is), `checkpoint` the weights it came from (None for a file made
     elsewhere), `model` the configured model's name unless given."""
-    measurement = dict(measurement)
-    artifact = measurement.pop("artifact", None) or checkpoint
+    # The measured fields go to the record as they are; the deployed file is the record's `artifact`.
+    measured: dict[str, Any] = {key: value for key, value in measurement.items() if key != "artifact"}
+    artifact = measurement.get("artifact") or checkpoint
     return Record(
         **record_header(config),
         artifact=str(artifact),
@@ -163,5 +168,5 @@ def build_record(
         compressor=config["compressor"]["name"],
         device=config["device"]["name"],
         hardware=device.hardware,
-        **measurement,  # includes "runtime": what ran the measured artifact
+        **measured,  # includes "runtime": what ran the measured artifact
     )

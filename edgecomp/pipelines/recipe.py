@@ -21,6 +21,7 @@ share those stages' work the same way.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -28,15 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from edgecomp.compress.compressor import Compressor
-from edgecomp.compress.context import CompressionContext
+from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.compress.cost import measure_cost
 from edgecomp.config import build, config_hash, run_id
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
-from edgecomp.evaluate.record import Record, read_records
+from edgecomp.evaluate.record import MeasuredSide, Record, StageVsBaseline, read_records
 from edgecomp.lit import distributed
 from edgecomp.lit.training import WEIGHTS
 from edgecomp.models.checkpoint import load_model, load_state_dict
@@ -74,7 +75,15 @@ def recipe_stages(cfg: DictConfig) -> list[Stage]:
     stages = cfg.recipe.get("stages") or {}
     if not stages:
         raise ConfigError(f"recipe={cfg.recipe.name} has no stages: give recipe.stages.<name> a compressor config")
-    return [Stage(str(name), node, build(node)) for name, node in stages.items()]
+    return [_built_stage(cfg.recipe.name, str(name), node) for name, node in stages.items()]
+
+
+def _built_stage(recipe: str, name: str, node: DictConfig) -> Stage:
+    """A stage with its compressor built; a setting it refuses is named with the stage it belongs to."""
+    try:
+        return Stage(name, node, build(node))
+    except ConfigError as err:
+        raise ConfigError(f"recipe={recipe}, stage '{name}': {err}") from err
 
 
 def teacher_is_baseline(cfg: DictConfig) -> bool:
@@ -82,21 +91,18 @@ def teacher_is_baseline(cfg: DictConfig) -> bool:
     return cfg.get("teacher") is None
 
 
-def stage_check_config(cfg: DictConfig, stage: Stage) -> DictConfig:
-    """The config a stage's compressor checks: the run's, with the stage as `compressor` and, when the teacher is
-    the baseline, the model's config as `teacher`."""
-    stage_cfg = copy.deepcopy(cfg)
-    with open_dict(stage_cfg):
-        stage_cfg.compressor = stage.config
-        if teacher_is_baseline(cfg):
-            stage_cfg.teacher = stage_cfg.model
-    return stage_cfg
+def stage_spec(cfg: DictConfig) -> RunSpec:
+    """The run a stage's compressor checks: the run's, whose teacher, when it is the baseline, is the model."""
+    spec = RunSpec.from_config(cfg)
+    return dataclasses.replace(spec, teacher=spec.model) if teacher_is_baseline(cfg) else spec
 
 
 def check_recipe(cfg: DictConfig) -> list[Stage]:
-    """Everything that can be refused before any work: each stage's own check() on the run's config, and the chain:
-    no stage after one that ends in a deployed file (quantization), no baseline teacher at another resolution."""
+    """Everything that can be refused before any work: each stage's own check() of the run (stage_spec), and the
+    chain: no stage after one that ends in a deployed file (quantization), no baseline teacher at another resolution.
+    The stages' compressors, built once here, are the ones run_recipe runs."""
     stages = recipe_stages(cfg)
+    spec = stage_spec(cfg)
     for index, stage in enumerate(stages):
         where = f"recipe={cfg.recipe.name}, stage {index} '{stage.name}' (compressor={stage.compressor.name})"
         earlier = next((s for s in stages[:index] if s.compressor.deploys_file), None)
@@ -120,7 +126,7 @@ def check_recipe(cfg: DictConfig) -> list[Stage]:
                 "or give a teacher (teacher=<model>) trained at that scale"
             )
         try:
-            stage.compressor.check(stage_check_config(cfg, stage))
+            stage.compressor.check(spec)
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from err
     return stages
@@ -181,7 +187,7 @@ def _load_stage_model(job: Job, weights: Path, architecture: Path | None) -> Sta
     return StageModel(model, weights, architecture)
 
 
-def _baseline_measurement(job: Job, original: nn.Module, checkpoint: Path) -> dict[str, Any]:
+def _baseline_measurement(job: Job, original: nn.Module, checkpoint: Path) -> MeasuredSide:
     """The original model measured on the device, once: a resumed recipe compares with the same measurement."""
     identity = {
         "weights": weights_fingerprint(original),
@@ -226,7 +232,8 @@ def run_recipe(job: Job, stages: list[Stage]) -> list[dict[str, Any]] | None:
     checkpoint = Path(cfg.checkpoint or job.training.trained_checkpoint())
     original = load_model(job.new_model(), checkpoint)
     baseline = distributed.on_main(lambda: _baseline_measurement(job, original, checkpoint), "measuring the baseline")
-    given = StageModel(original, checkpoint)
+    given: StageModel | None = StageModel(original, checkpoint)
+    data: dict[str, Any] | None
     previous = baseline
     published = _published_keys(job)
     teacher_config = cfg.model if teacher_is_baseline(cfg) else cfg.teacher
@@ -274,8 +281,8 @@ def _run_stage(
     job: Job,
     stage: Stage,
     given: StageModel,
-    previous: dict[str, Any] | None,
-    baseline: dict[str, Any] | None,
+    previous: MeasuredSide | None,
+    baseline: MeasuredSide | None,
     folder: Path,
     recipe_field: dict[str, Any],
     checkpoint: Path,
@@ -286,13 +293,17 @@ def _run_stage(
     measure and record it and write its `stage.json`. Returns what the next stage gets and the record; (None, None)
     in the other ranks."""
     cfg = job.cfg
+    model = given.model
+    if isinstance(model, ExportedModel):  # check_recipe puts no stage after one that ends in a deployed file
+        raise RuntimeError(f"stage '{stage.name}' is given a deployed file ({model.path}), which it cannot compress")
+    datamodule, device, _, evaluator = job.measuring()
     context = CompressionContext(
         task=cfg.task,
         model_config=cfg.model,
         teacher_config=teacher_config,
-        datamodule=job.datamodule,
-        device=job.device,
-        evaluator=job.evaluator,
+        datamodule=datamodule,
+        device=device,
+        evaluator=evaluator,
         training=job.training,
         work_dir=folder,
         warm_start=True,
@@ -301,13 +312,16 @@ def _run_stage(
     folder.mkdir(parents=True, exist_ok=True)
     stage.compressor.prepare(context)
     with measure_cost() as cost:
-        output = stage.compressor.compress(copy.deepcopy(given.model), context)
+        output = stage.compressor.compress(copy.deepcopy(model), context)
 
     def record_stage() -> tuple[StageModel, dict[str, Any]]:
-        compared_previous, previous_model = previous, given.model
+        if previous is None or baseline is None:  # rank 0's, which runs this
+            raise RuntimeError(f"stage '{stage.name}': recorded without the measurements of the baseline and before")
+        compared_previous: MeasuredSide = previous
+        previous_model: nn.Module | ExportedModel = model
         # A stage that deploys its result through another runtime than the device's (PTQ's ONNX Runtime file on an
         # eager device) is compared with its input deployed that way, never across runtimes.
-        compared = stage.compressor.deploy_baseline(given.model, context)
+        compared = stage.compressor.deploy_baseline(model, context)
         if isinstance(compared, ExportedModel) and compared.runtime.name != (previous.get("runtime") or {}).get(
             "runtime"
         ):
@@ -326,17 +340,18 @@ def _run_stage(
         timing = job.time_deployed(timed)
         last = len(timed) - 1
         measured["latency_ms"] = timing.latency(last)
-        record = build_record(job.config, job.device, measured, saved.weights)
+        record = build_record(job.config, device, measured, saved.weights)
         record.compressor = stage.compressor.name
         # `baseline` and `previous` stay as they were measured (a stage's `previous` is what the stage before
         # recorded); the ratios are the paired timing's.
         record.baseline = baseline
         record.previous = compared_previous
         record.compression = {**cost.as_record(), **stage.compressor.compression_fields()}
-        record.vs_baseline = {
+        stage_ratios: StageVsBaseline = {
             **vs_baseline(record.to_json(), timing.ratio(last, 0)),
             "latency_vs_previous": timing.ratio(last, last - 1).as_record(),
         }
+        record.vs_baseline = stage_ratios
         record.recipe = recipe_field
         record.extra = stage.compressor.record_fields()
         record.validate()

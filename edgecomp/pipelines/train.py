@@ -18,7 +18,7 @@ def train(job: Job) -> dict[str, Any] | None:
         return None
     # Evaluate what was saved, not what is in memory: a fresh model loaded from the checkpoint file.
     deployed = load_weights(job.new_model(), checkpoint)
-    return job.publish(build_record(job.config, job.device, job.measure(deployed), checkpoint), "train")
+    return job.publish(build_record(job.config, job.measuring().device, job.measure(deployed), checkpoint), "train")
 
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:

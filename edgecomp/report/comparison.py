@@ -12,6 +12,7 @@ record has it. Pure functions on record dicts.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from edgecomp.evaluate.evaluator import metric_label
@@ -65,7 +66,7 @@ def _change(ratio: float | None) -> str:
     return "-" if ratio is None else f"{100 * (ratio - 1):+.1f}%"
 
 
-def _latency_change(ratios: dict[str, Any]) -> str:
+def _latency_change(ratios: Mapping[str, Any]) -> str:
     """The latency's change, with the paired timing's 95 % interval and verdict where there is one."""
     paired = ratios.get("latency")
     if not paired:

@@ -95,7 +95,7 @@ def speedup_over_seeds(per_seed: Sequence[tuple[float | None, dict[str, Any] | N
         return Speedup(1 / stat.ratio, (1 / high, 1 / low), stat.verdict, len(known))
     ((value, paired),) = known
     ci95 = None if paired is None else interval(paired.get("ci95"))
-    if ci95 is None or min(ci95) <= 0:
+    if paired is None or ci95 is None or min(ci95) <= 0:
         return Speedup(1 / value, None, None, 1)
     rounds = paired.get("rounds")
     return Speedup(1 / value, (1 / ci95[1], 1 / ci95[0]), paired.get("verdict"), 1, rounds)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -24,7 +25,7 @@ from edgecomp.evaluate.evaluator import metric_label
 from edgecomp.report.table import Row
 
 # The bars thin: two seeds give a wide t interval, which must not hide the points.
-ERRORBAR_STYLE = {"elinewidth": 0.9, "capsize": 2.5, "capthick": 0.9}
+ERRORBAR_STYLE: dict[str, Any] = {"elinewidth": 0.9, "capsize": 2.5, "capthick": 0.9}
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 # Latency on a log axis once the fastest and the slowest point are this far apart.
@@ -44,16 +45,21 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
     return front
 
 
-def _plottable(row: Row) -> bool:
-    return row.accuracy_pct is not None and row.latency_ms is not None and row.latency_ms.mean > 0
+class _Point(NamedTuple):
+    """A row on the plot, at its mean latency and mean accuracy."""
+
+    row: Row
+    latency: float
+    accuracy: float
 
 
-def _panels(rows: Sequence[Row]) -> dict[tuple[str, str, str], list[Row]]:
-    panels: dict[tuple[str, str, str], list[Row]] = {}
+def _panels(rows: Sequence[Row]) -> dict[tuple[str, str, str], list[_Point]]:
+    """The plottable rows (an accuracy and a latency above 0) as points, per (task, dataset, device)."""
+    panels: dict[tuple[str, str, str], list[_Point]] = {}
     for row in rows:
-        if _plottable(row):
+        if row.accuracy_pct is not None and row.latency_ms is not None and row.latency_ms.mean > 0:
             key = (row.key.task, row.key.dataset, str(row.key.device))
-            panels.setdefault(key, []).append(row)
+            panels.setdefault(key, []).append(_Point(row, row.latency_ms.mean, row.accuracy_pct.mean))
     return panels
 
 
@@ -90,17 +96,17 @@ def pareto_figure(rows: Sequence[Row]) -> Figure:
         axes = figure.subplots()
         axes.text(0.5, 0.5, "no row has both an accuracy and a latency", ha="center", va="center")
         axes.set_axis_off()
-    for index, ((task, dataset, device), panel_rows) in enumerate(sorted(panels.items())):
+    for index, ((task, dataset, device), points) in enumerate(sorted(panels.items())):
         axes = figure.add_subplot(lines, columns, index + 1)
-        front = pareto_front([(row.latency_ms.mean, row.accuracy_pct.mean) for row in panel_rows])
+        front = pareto_front([(point.latency, point.accuracy) for point in points])
         on_front = set(front)
-        label_all = len(panel_rows) <= LABEL_EVERY_POINT_UP_TO
-        for row in panel_rows:
+        label_all = len(points) <= LABEL_EVERY_POINT_UP_TO
+        for row, latency, accuracy in points:
             axes.errorbar(
-                row.latency_ms.mean,
-                row.accuracy_pct.mean,
-                xerr=_bar(row.latency_ms.mean, row.latency_ci95),
-                yerr=_bar(row.accuracy_pct.mean, row.accuracy_ci95),
+                latency,
+                accuracy,
+                xerr=_bar(latency, row.latency_ci95),
+                yerr=_bar(accuracy, row.accuracy_ci95),
                 marker=marker[row.key.compressor or "-"],
                 color=colour[row.key.model or "-"],
                 markersize=7,
@@ -109,17 +115,16 @@ def pareto_figure(rows: Sequence[Row]) -> Figure:
             )
             # The runtime and precision beside every point: a deployed baseline and a quantized file share the
             # panel, and a point's runtime is part of what it means.
-            point = (row.latency_ms.mean, row.accuracy_pct.mean)
             if label_all:
                 note = " ".join(part for part in (row.key.settings_label, row.key.runtime) if part)
-            elif point in on_front:
+            elif (latency, accuracy) in on_front:
                 note = " ".join(part for part in (row.key.model, row.key.settings_label) if part)
             else:
                 note = ""
             if note:
                 axes.annotate(
                     note,
-                    (row.latency_ms.mean, row.accuracy_pct.mean),
+                    (latency, accuracy),
                     xytext=(4, 4),
                     textcoords="offset points",
                     fontsize=7,
@@ -133,7 +138,7 @@ def pareto_figure(rows: Sequence[Row]) -> Figure:
             linestyle="--",
             zorder=0,
         )
-        latencies = [row.latency_ms.mean for row in panel_rows]
+        latencies = [point.latency for point in points]
         if max(latencies) > LOG_SCALE_SPAN * min(latencies):
             axes.set_xscale("log")
             # Ticks at 1, 2 and 5 of each decade, as plain numbers (0.2, 1, 5) rather than powers of ten, and no
@@ -142,7 +147,7 @@ def pareto_figure(rows: Sequence[Row]) -> Figure:
             axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             axes.xaxis.set_minor_formatter(NullFormatter())
         axes.set_xlabel(f"latency on {device} (median ms per image)")
-        axes.set_ylabel(f"{metric_label(panel_rows[0].metric)} (%)")
+        axes.set_ylabel(f"{metric_label(points[0].row.metric)} (%)")
         axes.set_title(f"{dataset} ({task}) on {device}", fontsize=10)
         axes.grid(True, which="both", alpha=0.3)
 
@@ -164,7 +169,7 @@ def pareto_figure(rows: Sequence[Row]) -> Figure:
     ]
     handles += [Line2D([], [], color=colour[name], linewidth=4, label=name) for name in models]
     handles.append(Line2D([], [], color="0.4", linestyle="--", label="Pareto front"))
-    if any(row.accuracy_ci95 or row.latency_ci95 for panel_rows in panels.values() for row in panel_rows):
+    if any(point.row.accuracy_ci95 or point.row.latency_ci95 for points in panels.values() for point in points):
         handles.append(
             Line2D(
                 [],

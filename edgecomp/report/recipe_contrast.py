@@ -74,12 +74,12 @@ def comparable_recipes(records: Sequence[dict[str, Any]]) -> dict[tuple, dict[st
         for name, stages in recipes.items():
             length = len(next(iter(stages.values()))["recipe"].get("stages") or ())
             groups.setdefault((*where, length), {})[(name, variant)] = stages
-    labelled = {}
-    for where, recipes in groups.items():
-        names = [name for name, _ in recipes]
-        labelled[where] = {
+    labelled: dict[tuple, dict[str, dict[tuple[int, int], dict]]] = {}
+    for group, named_recipes in groups.items():
+        names = [name for name, _ in named_recipes]
+        labelled[group] = {
             name if names.count(name) == 1 else f"{name} ({variant})": stages
-            for (name, variant), stages in recipes.items()
+            for (name, variant), stages in named_recipes.items()
         }
     return labelled
 

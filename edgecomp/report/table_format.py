@@ -9,8 +9,8 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from edgecomp.evaluate.uncertainty import MeanInterval
-from edgecomp.report.intervals import difference_text, mean_std_text, measure_text, speedup_text
+from edgecomp.evaluate.uncertainty import MeanInterval, PairedDifference
+from edgecomp.report.intervals import Speedup, difference_text, mean_std_text, measure_text, speedup_text
 from edgecomp.report.table import Row
 from edgecomp.units import MB
 
@@ -89,6 +89,9 @@ def csv_values(row: Row) -> list[Any]:
     def bounds(ci95: tuple[float, float] | None) -> list[float | None]:
         return [None, None] if ci95 is None else list(ci95)
 
+    def interval(measure: MeanInterval | PairedDifference | Speedup | None) -> list[float | None]:
+        return bounds(None if measure is None else measure.ci95)
+
     change, speedup = row.accuracy_change, row.speedup_interval
 
     return [
@@ -103,19 +106,19 @@ def csv_values(row: Row) -> list[Any]:
         len(row.seeds),
         ";".join(str(seed) for seed in row.seeds),
         *stat(row.accuracy_pct),
-        *bounds(row.accuracy_pct and row.accuracy_pct.ci95),
+        *interval(row.accuracy_pct),
         *bounds(row.accuracy_images_ci95),
         *stat(row.latency_ms),
-        *bounds(row.latency_ms and row.latency_ms.ci95),
+        *interval(row.latency_ms),
         *bounds(row.latency_passes_ci95),
         *stat(row.size_bytes),
         *stat(row.gzip_bytes),
         *stat(row.compression_time_s),
         row.delta_accuracy_pts,
-        *bounds(change and change.ci95),
+        *interval(change),
         change and change.verdict,
         row.speedup,
-        *bounds(speedup and speedup.ci95),
+        *interval(speedup),
         speedup and speedup.verdict,
         speedup and speedup.rounds,
         row.size_ratio,

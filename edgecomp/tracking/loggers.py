@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
@@ -54,7 +54,7 @@ class WandbLogger(_LightningWandbLogger):
             self._experiment = None
 
 
-def log_record(logger: Logger | bool, record: dict[str, Any]) -> None:
+def log_record(logger: Logger | Literal[False] | None, record: dict[str, Any]) -> None:
     """Send a record to the logger: the config as hyper-parameters, its numbers as metrics, all of it as the
     run summary where the logger has one."""
     if not logger:
@@ -68,6 +68,6 @@ def log_record(logger: Logger | bool, record: dict[str, Any]) -> None:
     logger.save()
 
 
-def close_logger(logger: Logger | bool) -> None:
+def close_logger(logger: Logger | Literal[False] | None) -> None:
     if logger and hasattr(logger, "close"):
         logger.close()

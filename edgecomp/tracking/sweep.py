@@ -78,20 +78,29 @@ class Objective:
             raise ConfigError(f"objective.latency_penalty={self.latency_penalty}: expected a number >= 0")
 
     def value(self, record: dict[str, Any]) -> float | tuple[float, float]:
+        """The record's objective: `single_value`, or with `latency_as_objective` the metric and the latency."""
+        if self.latency_as_objective:
+            return self.metric_value(record), float(field_value(record, "latency_ms.median"))
+        return self.single_value(record)
+
+    def single_value(self, record: dict[str, Any]) -> float:
+        """The objective of a single-objective search: the metric, penalised past the latency budget."""
+        metric = self.metric_value(record)
+        latency = field_value(record, "latency_ms.median")
+        if self.latency_budget_ms is None or latency is None:
+            return metric
+        excess = max(0.0, latency / self.latency_budget_ms - 1.0)
+        sign = -1.0 if self.direction == "maximize" else 1.0
+        return metric + sign * self.latency_penalty * excess
+
+    def metric_value(self, record: dict[str, Any]) -> float:
         metric = field_value(record, self.metric)
         if not isinstance(metric, (int, float)) or isinstance(metric, bool) or not math.isfinite(metric):
             raise ConfigError(
                 f"objective.metric={self.metric}: the record has {metric!r} there, not a finite number (e.g. "
                 f"metrics.top1, metrics.map; the record's metrics are {sorted(record.get('metrics') or {})})"
             )
-        latency = field_value(record, "latency_ms.median")
-        if self.latency_as_objective:
-            return float(metric), float(latency)
-        if self.latency_budget_ms is None or latency is None:
-            return float(metric)
-        excess = max(0.0, latency / self.latency_budget_ms - 1.0)
-        sign = -1.0 if self.direction == "maximize" else 1.0
-        return float(metric) + sign * self.latency_penalty * excess
+        return float(metric)
 
     def better(self, a: float, b: float) -> bool:
         return a > b if self.direction == "maximize" else a < b
@@ -132,7 +141,7 @@ class BestTrial(Callback):
             last[record["sweep"]["job"]] = record
         best_job, best_value = None, None
         for job, record in sorted(last.items()):
-            value = objective.value(record)
+            value = objective.single_value(record)  # a single objective: a multi-objective study returned above
             if best_value is None or objective.better(value, best_value):
                 best_job, best_value = job, value
         best = last[best_job]

@@ -189,5 +189,3 @@ def test_compress_none_reuses_the_trained_baseline_and_records_both_sides(smoke_
     assert record["baseline"]["size_bytes"] == record["size_bytes"]
     # What the compression cost, named for what it measures (its own values: tests/unit/test_cost_measure.py)
     assert {"time_s", "rss_added_peak_bytes", "cuda_added_peak_bytes"} <= set(record["compression"])
-
-

@@ -66,5 +66,3 @@ def test_smoke_det_trains_then_evaluate_reproduces_the_record(tmp_path, data_dir
         assert (value != value and eager["metrics"][key] != eager["metrics"][key]) or eager["metrics"][key] == (
             pytest.approx(value, abs=0.002)
         ), key
-
-

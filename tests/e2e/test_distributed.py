@@ -35,7 +35,11 @@ def ddp_workers(results: Path) -> list[psutil.Process]:
 def test_rank_0_goes_on_alone_once_the_workers_have_exited(tmp_path):
     out = tmp_path / "seen.json"
     subprocess.run(
-        [sys.executable, "-m", "tests.helpers.ddp_entry", str(out), "3"], cwd=REPO, check=True, capture_output=True, timeout=120
+        [sys.executable, "-m", "tests.helpers.ddp_entry", str(out), "3"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     seen = json.loads(out.read_text())
     assert seen["world"] == 2

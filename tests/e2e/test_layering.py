@@ -46,3 +46,15 @@ def test_the_contract_catches_a_lazy_import_of_a_higher_layer(tmp_path):
     proc = lint_imports(tmp_path)
     assert proc.returncode != 0
     assert "edgecomp.compress.none -> edgecomp.pipelines.train" in proc.stdout
+
+
+def test_no_module_is_over_450_lines_and_no_two_share_a_file_name():
+    """The house's size and naming rules (issue 36): a module a maintainer can read through, named by its role."""
+    modules = sorted(PACKAGE.rglob("*.py"))
+    long = {str(path.relative_to(PACKAGE)): n for path in modules if (n := len(path.read_text().splitlines())) > 450}
+    assert not long, long
+    names: dict[str, list[str]] = {}
+    for path in modules:
+        if path.name != "__init__.py":
+            names.setdefault(path.name, []).append(str(path.relative_to(PACKAGE)))
+    assert not {name: paths for name, paths in names.items() if len(paths) > 1}

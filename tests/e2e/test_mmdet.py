@@ -176,7 +176,13 @@ def test_train_py_deploys_an_mmdet_retinanet_that_ptq_int8_quantizes(tmp_path, d
     """train.py trains, exports and records an mmdet RetinaNet; compress.py compressor=ptq_int8 from its checkpoint
     writes a QDQ INT8 ONNX file a third of the FP32 one's size, scored with COCO metrics from ONNX Runtime's outputs
     decoded by mmdet."""
-    common = ["experiment=smoke_det", "model=mmdet", "logger=none", f"paths.results={tmp_path}", f"paths.data={data_dir}"]
+    common = [
+        "experiment=smoke_det",
+        "model=mmdet",
+        "logger=none",
+        f"paths.results={tmp_path}",
+        f"paths.data={data_dir}",
+    ]
     run_cli("train.py", *common, "trainer.max_epochs=1")
     (trained,) = read_jsonl(tmp_path / "records.jsonl")
     assert trained["model"] == "mmdet_retinanet_r50_fpn" and trained["artifact"].endswith(".onnx")

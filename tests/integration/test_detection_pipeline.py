@@ -68,7 +68,10 @@ def generated_coco128(tmp_path_factory) -> Path:
             lines = []
             for _ in range(3):
                 w, h = (0.1 + 0.4 * torch.rand(2, generator=rng)).tolist()
-                x, y = (w / 2 + (1 - w) * torch.rand(1, generator=rng)).item(), (h / 2 + (1 - h) * torch.rand(1, generator=rng)).item()
+                x, y = (
+                    (w / 2 + (1 - w) * torch.rand(1, generator=rng)).item(),
+                    (h / 2 + (1 - h) * torch.rand(1, generator=rng)).item(),
+                )
                 category = int(torch.randint(0, 80, (1,), generator=rng))
                 lines.append(f"{category} {x:.6f} {y:.6f} {w:.6f} {h:.6f}")
             (root / "labels" / folder / f"{number:012d}.txt").write_text("\n".join(lines) + "\n")
@@ -262,7 +265,9 @@ def test_each_detector_trains_with_a_falling_loss_and_evaluates(model, dataset, 
     assert "train/loss" in history.logged and len([k for k in history.logged if k.startswith("train/")]) >= 3
 
     device = build(cfg.device)
-    predictor = TorchEagerRuntime().load(detector, device)  # the trained module as it is (ONNX: test_detector_deployment)
+    predictor = TorchEagerRuntime().load(
+        detector, device
+    )  # the trained module as it is (ONNX: test_detector_deployment)
     metrics = build(cfg.dataset.evaluator)(detector, predictor, datamodule, device)
     assert set(metrics) == set(METRIC_KEYS)
     # The split has objects: the overall metrics are numbers (NaN only for a size range without ground truth)

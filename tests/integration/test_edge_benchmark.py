@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build
 from edgecomp.models.timm_classifier import create_classifier
 from tests.conftest import run_in_process
@@ -19,7 +20,7 @@ def test_kd_into_the_small_student_is_taught_by_the_trained_base_model(tmp_path,
         "experiment=smoke", "model=mobilenetv3_large_100", "compressor=kd_into_mobilenetv3_small", "compressor.epochs=1"
     )
     compressor = build(cfg.compressor)
-    compressor.check(cfg)
+    compressor.check(RunSpec.from_config(cfg))
     compressor.prepare(context)
     teacher = build(cfg.model)
     student = compressor.compress(teacher, context)

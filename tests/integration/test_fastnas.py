@@ -168,7 +168,8 @@ def test_modelopt_recalibrates_batchnorm_for_each_candidate_from_the_50_calibrat
     from modelopt.torch.prune.pruning import PruneModeRegistry
     from modelopt.torch.utils.network import run_forward_loop
 
-    from edgecomp.compress.pruning.fastnas import CalibrationBatches, search_space_rules
+    from edgecomp.compress.pruning.fastnas_search import CalibrationBatches
+    from edgecomp.compress.pruning.fastnas_space import search_space_rules
 
     overrides, _ = pruned_classifier
     cfg, context = compression_context_for(*overrides)
@@ -229,7 +230,7 @@ def test_a_torchvision_detector_is_searched_restored_and_still_runs_torchvisions
     from modelopt.torch.trace import RobustTracer
     from torchvision.ops import MultiScaleRoIAlign
 
-    from edgecomp.compress.pruning.fastnas import search_space_rules
+    from edgecomp.compress.pruning.fastnas_space import search_space_rules
     from edgecomp.models.modelopt_artifact import modelopt_conversion, restore_artifact, save_artifact
 
     cfg = compose_config("compress", ["experiment=smoke_det", f"model={family}", "dataset.image_size=64"])
@@ -256,5 +257,3 @@ def test_a_torchvision_detector_is_searched_restored_and_still_runs_torchvisions
     with torch.no_grad():
         for got, expected in zip(flat_tensors(restored(images)), outputs, strict=True):
             torch.testing.assert_close(got, expected)
-
-

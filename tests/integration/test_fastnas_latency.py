@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from edgecomp.compress.pruning.fastnas import FastNASPruning
 from edgecomp.compress.pruning.fastnas_latency import MIN_NOISE, SubnetLatency
+from edgecomp.compress.pruning.fastnas_search import search_subnet
 from edgecomp.config import build
 from edgecomp.errors import ConfigError, DeviceError
 from edgecomp.evaluate.device import TargetDevice
@@ -67,7 +68,7 @@ def test_every_device_profile_names_its_channel_divisor():
 def test_a_null_channel_divisor_is_the_device_profiles(tmp_path):
     cfg = compose_config("compress", ["experiment=smoke", "compressor=fastnas", "device.channel_divisor=8"])
     pruner = build(cfg.compressor)
-    assert pruner.channel_divisor is None and pruner.divisor_for(build(cfg.device).channel_divisor) == 8
+    assert pruner.options.channel_divisor is None and pruner.divisor_for(build(cfg.device).channel_divisor) == 8
     assert pruner.settings()["channel_divisor"] is None
     # check() converts at the device's divisor: its refusal of a budget below the search space's floor (the last
     # stage of MobileNetV3-Small halved keeps ~80% of the FLOPs) names it
@@ -144,7 +145,7 @@ class FakeLatency(SubnetLatency):
 def run_search(
     pruner: FastNASPruning, folder: Path, latency: FakeLatency | None = None, score=fake_score
 ) -> tuple[dict, nn.Module]:
-    """FastNASPruning.search on the tiny CNN at 32 px, channel divisor 8: (the searcher's state, the exported net)."""
+    """fastnas_search.search_subnet on the tiny CNN at 32 px, channel divisor 8: (the searcher's state, the exported net)."""
     torch.manual_seed(0)
     view = ModelOptView(tiny_cnn()).eval()
     context = SimpleNamespace(
@@ -152,8 +153,9 @@ def run_search(
         model_config=SimpleNamespace(name="tiny_cnn"),
         device=TargetDevice("cpu", "cpu", OnnxRuntime(), threads=1),
     )
-    checkpoint = folder / f"search-{pruner.constraint}-{pruner.latency_ranking}.pth"
-    state = pruner.search(view, context, score, checkpoint, torch.zeros(1, 3, 32, 32), 1, 8, latency)
+    options = pruner.options
+    checkpoint = folder / f"search-{options.constraint}-{options.latency_ranking}.pth"
+    state = search_subnet(options, view, context, score, checkpoint, torch.zeros(1, 3, 32, 32), 1, 8, latency)
     return state, view.model
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build, resolved_config, run_id
 from edgecomp.lit.hinton_distillation_module import HintonDistillationModule
 from tests.conftest import compose_config
@@ -133,7 +134,7 @@ def test_distillation_on_the_smoke_data_lowers_the_loss_from_the_baselines_initi
         f"compressor.teacher_checkpoint={teacher_file}",
     )
     compressor = build(cfg.compressor)
-    compressor.check(cfg)
+    compressor.check(RunSpec.from_config(cfg))
     configured = compressor.settings()
     compressor.prepare(context)
 

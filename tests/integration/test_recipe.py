@@ -139,7 +139,7 @@ def test_through_the_command_line_the_recovery_stage_starts_from_the_pruned_weig
             r"stage 3 'again' .* comes after stage 'quantize' .* put quantization last",
         ),
         (["compressor=kd"], r"recipe=prune_kd_int8 and compressor=kd"),
-        (["recipe.stages.recover.T=0"], r"compressor.T=0"),
+        (["recipe.stages.recover.T=0"], r"recipe=prune_kd_int8, stage 'recover': compressor.T=0: expected"),
     ],
 )
 def test_an_impossible_chain_is_refused_before_any_work(tmp_path, overrides, message):

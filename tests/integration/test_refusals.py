@@ -55,8 +55,13 @@ CASES = {
     "fastnas-on-densenet": (["experiment=smoke", "compressor=fastnas", "model=densenet169"], "cannot prune"),
     # an mmdet point head (FCOS), which no distillation view reads: refused before the datasets or models are built
     "scalekd-between-mmdet-point-heads": (
-        ["experiment=smoke_scalekd", "model=mmdet", "model.arch=fcos_r50_fpn", "teacher=mmdet",
-         "teacher.arch=fcos_r50_fpn"],  # fmt: skip
+        [
+            "experiment=smoke_scalekd",
+            "model=mmdet",
+            "model.arch=fcos_r50_fpn",
+            "teacher=mmdet",
+            "teacher.arch=fcos_r50_fpn",
+        ],  # fmt: skip
         "compressor=scalekd cannot distil model=mmdet_fcos_r50_fpn: its mmdet head FCOSHead is not an AnchorHead",
     ),
 }
@@ -83,5 +88,3 @@ def test_compress_refuses_before_any_work(case, tmp_path):
     written = sorted(p.relative_to(results) for p in results.rglob("*") if p.is_file()) if results.exists() else []
     # Hydra's own job log (results/hydra/...) is all there may be: no run, checkpoint, artifact or record
     assert all(path.parts[0] == "hydra" for path in written), written
-
-

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build
 from edgecomp.distill.csa import CrossScaleAssistant
 from edgecomp.distill.high_resolution import UpsampledInputDetector, high_resolution_config, load_teacher
@@ -74,7 +75,7 @@ def test_smoke_scalekd_logs_every_term_every_step_and_deploys_the_baselines_arch
     torch.manual_seed(123)
     torch.save(build(cfg.teacher).state_dict(), teacher_file)
     compressor = build(cfg.compressor)
-    compressor.check(cfg)
+    compressor.check(RunSpec.from_config(cfg))
     compressor.prepare(context)
     baseline = build(cfg.model)
     student = compressor.compress(baseline, context)

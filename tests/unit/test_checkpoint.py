@@ -105,7 +105,7 @@ def pruned_artifact(tmp_path_factory):
     from modelopt.torch.nas.utils import sample
     from modelopt.torch.prune.pruning import PruneModeRegistry
 
-    from edgecomp.compress.pruning.fastnas import search_space_rules
+    from edgecomp.compress.pruning.fastnas_space import search_space_rules
     from edgecomp.models.modelopt_artifact import ModelOptView, modelopt_conversion, save_artifact
 
     view = ModelOptView(create_classifier("mobilenetv3_small_100", num_classes=4))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build
 from edgecomp.distill.families import family_view
 from edgecomp.distill.output_losses import bounded_regression_loss, soft_label_loss
@@ -95,4 +96,4 @@ def test_a_family_mismatch_is_refused_for_the_baselines_too():
         "compress", ["experiment=smoke_scalekd", "compressor=od2017", "model=retinanet", "teacher=fcos"]
     )
     with pytest.raises(ConfigError, match="one family"):
-        build(cfg.compressor).check(cfg)
+        build(cfg.compressor).check(RunSpec.from_config(cfg))

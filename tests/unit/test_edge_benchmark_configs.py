@@ -9,6 +9,7 @@ import itertools
 import pytest
 from hydra import compose, initialize_config_dir
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build, resolved_config
 from tests.conftest import CONF, compose_config
 
@@ -38,9 +39,9 @@ def test_the_sweep_is_the_papers_grid_and_every_job_composes():
     for model, compressor in itertools.product(params["model"], params["compressor"]):
         cfg = compose_config("compress", ["experiment=edge_benchmark", f"model={model}", f"compressor={compressor}"])
         built = build(cfg.compressor)
-        built.check(cfg)  # nothing a job would refuse before any work
+        built.check(RunSpec.from_config(cfg))  # nothing a job would refuse before any work
         if compressor.startswith("prune"):
-            sparsities.append(built.sparsity)
+            sparsities.append(built.options.sparsity)
     assert sorted(set(sparsities)) == [0.25, 0.5, 0.75]
 
 

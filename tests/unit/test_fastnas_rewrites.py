@@ -10,6 +10,7 @@ import timm
 import torch
 from timm.layers import BatchNormAct2d
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
@@ -90,13 +91,13 @@ def test_fastnas_yolo_runs_on_synthetic_sod_by_default_and_on_coco128_when_asked
     )
     assert (coco.dataset.name, coco.dataset.image_size, coco.compressor.flops) == ("coco128", 640, "66%")
     for cfg in (default, coco):
-        build(cfg.compressor).check(cfg)
+        build(cfg.compressor).check(RunSpec.from_config(cfg))
 
 
 def test_the_budget_reads_as_a_percentage_or_a_fraction():
     for flops in ("66%", 0.66):
         cfg = compose_config("compress", ["experiment=smoke", "compressor=fastnas", f"compressor.flops={flops}"])
-        assert build(cfg.compressor).flops_target == "66%"
+        assert build(cfg.compressor).options.flops_target == "66%"
 
 
 def test_the_view_hands_modelopt_tensors_not_a_dataclass():

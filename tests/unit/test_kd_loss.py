@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.lit.hinton_distillation_module import hinton_loss
@@ -77,7 +78,7 @@ def test_t_squared_keeps_the_soft_target_gradient_independent_of_the_temperature
 def test_a_config_kd_cannot_work_with_is_refused_by_the_check(overrides, message):
     cfg = compose_config("compress", ["experiment=smoke", "compressor=kd", *overrides])
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        build(cfg.compressor).check(cfg)
+        build(cfg.compressor).check(RunSpec.from_config(cfg))
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ DETECTORS = {
     "yolov8s": YOLOv8Adapter,
     "yolov8m": YOLOv8Adapter,
 }
-OPTIONAL_DETECTORS = ["mmdet"]  # the MMDetection extra's (tests/integration/test_mmdet_adapter.py builds it where it is installed)
+OPTIONAL_DETECTORS = [
+    "mmdet"
+]  # the MMDetection extra's (tests/integration/test_mmdet_adapter.py builds it where it is installed)
 
 
 def test_every_model_option_is_a_classifier_or_a_detector():

@@ -18,9 +18,9 @@ def test_a_trial_over_the_latency_budget_loses_the_penalty_times_its_relative_ex
     # within the budget: nothing
     assert Objective("metrics.top1", latency_budget_ms=15).value(RECORD) == 0.8
     # a minimised metric is pushed up instead
-    assert Objective("latency_ms.median", direction="minimize", latency_budget_ms=10).value(
-        RECORD
-    ) == pytest.approx(12.2)
+    assert Objective("latency_ms.median", direction="minimize", latency_budget_ms=10).value(RECORD) == pytest.approx(
+        12.2
+    )
 
 
 def test_latency_as_a_second_objective():

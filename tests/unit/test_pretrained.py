@@ -206,5 +206,3 @@ def test_an_edgecomp_yolov8_checkpoint_loads_strictly_with_its_aliased_head(tmp_
     torch.manual_seed(1)
     loaded = load_weights(YOLOv8Adapter(4, SIZE), tmp_path / "last.ckpt")
     assert torch.equal(loaded.detect.cv3[0][2].weight, source.detect.cv3[0][2].weight)
-
-

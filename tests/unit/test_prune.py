@@ -165,6 +165,5 @@ def test_the_config_file_gives_the_documented_defaults():
     cfg = compose_config("compress", ["compressor=prune_unstructured"])
     compressor = build(cfg.compressor)
     assert isinstance(compressor, UnstructuredPruning) and compressor.name == "prune_unstructured"
-    assert (compressor.sparsity, compressor.epochs, compressor.lr, compressor.scope) == (0.5, 5, 0.005, "global")
-
-
+    options = compressor.options
+    assert (options.sparsity, options.epochs, options.lr, options.scope) == (0.5, 5, 0.005, "global")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from tests.conftest import compose_config
@@ -19,4 +20,4 @@ def test_ptq_refuses_a_cuda_target_where_there_is_a_gpu(compressor, monkeypatch)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "a test GPU", raising=False)
     cfg = compose_config("compress", ["experiment=smoke", f"compressor={compressor}", "device=cuda"])
     with pytest.raises(ConfigError, match=f"compressor={compressor} on device=cuda: .*use device=cpu"):
-        build(cfg.compressor).check(cfg)
+        build(cfg.compressor).check(RunSpec.from_config(cfg))

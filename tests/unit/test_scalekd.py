@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.detection._utils import BoxCoder, BoxLinearCoder
 
+from edgecomp.compress.context import RunSpec
 from edgecomp.config import build
 from edgecomp.distill.alignment import LevelPair, aligned_pyramid, pair_levels, teacher_input, to_grid
 from edgecomp.distill.csa import CrossScaleAssistant, MultiScaleCrossAttention
@@ -296,7 +297,7 @@ SCALEKD = ["experiment=smoke_scalekd", "logger=none"]
 def test_a_config_scalekd_cannot_work_with_is_refused_before_any_work(overrides, message):
     cfg = compose_config("compress", overrides)
     with pytest.raises(ConfigError, match=message):
-        build(cfg.compressor).check(cfg)
+        build(cfg.compressor).check(RunSpec.from_config(cfg))
 
 
 @pytest.mark.parametrize(
@@ -321,11 +322,11 @@ def test_settings_out_of_range_are_refused_when_the_compressor_is_built(override
 
 def test_the_ablations_and_presets_compose():
     plain = build(compose_config("compress", [*SCALEKD, "compressor.csa.multi_scale=false"]).compressor)
-    assert plain.csa.effective_rates == (1, 1, 1, 1) and plain.csa.rates == (1, 2, 4, 8)
+    assert plain.options.csa.effective_rates == (1, 1, 1, 1) and plain.options.csa.rates == (1, 2, 4, 8)
     assert (
         build(
             compose_config("compress", [*SCALEKD, "compressor.sdf.weight_sharing=false"]).compressor
-        ).sdf.weight_sharing
+        ).options.sdf.weight_sharing
         is False
     )
     two_stage = build(compose_config("compress", [*SCALEKD, "compressor=scalekd_two_stage"]).compressor)

@@ -190,7 +190,8 @@ def test_the_table_presets_compose_with_the_papers_settings():
         "msc": (True, "msc"),
     }.items():
         table6 = build(compose_config("compress", ["experiment=scalekd_table6", f"csa={variant}"]).compressor)
-        assert (table6.csa.enabled, table6.csa.attention, table6.csa.residual) == (enabled, attention, "none")
+        csa = table6.options.csa
+        assert (csa.enabled, csa.attention, csa.residual) == (enabled, attention, "none")
         assert table6.teacher_scale == 1.0
     assert sweep("scalekd_table6")["csa"] == "none,plain,msc"
     table7 = build(compose_config("compress", ["experiment=scalekd_table7"]).compressor)

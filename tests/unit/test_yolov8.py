@@ -76,5 +76,3 @@ def test_scales_grow_and_bad_settings_are_refused():
         YOLOv8Adapter(NUM_CLASSES, SIZE, "xl")
     with pytest.raises(ValueError, match="divisible by its largest stride 32"):
         YOLOv8Adapter(NUM_CLASSES, 100, "n")
-
-

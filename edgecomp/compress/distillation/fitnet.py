@@ -4,25 +4,32 @@ hint loss of edgecomp.distill.fitnet_distiller on the last backbone stage or on 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from edgecomp.compress.distillation.detection_distillation import DetectionDistillation
+from pydantic import Field
+
+from edgecomp.compress.distillation.detection_distillation import (
+    DetectionDistillation,
+    DetectionDistillationSettings,
+    LossWeight,
+)
 from edgecomp.distill.families import FamilyView
 from edgecomp.distill.fitnet_distiller import FitNet
-from edgecomp.errors import ConfigError
+
+
+class FitNetSettings(DetectionDistillationSettings):
+    alpha: LossWeight
+    features: Literal["last_stage", "pyramid"] = Field(
+        "last_stage", description="last_stage (the backbone's last stage) or pyramid (every pyramid level)"
+    )
 
 
 class FitNetDistillation(DetectionDistillation):
-    weight_keys = ("alpha",)
-
-    def __init__(self, name: str, features: str = "last_stage", **kwargs: Any) -> None:
-        super().__init__(name, **kwargs)
-        if features not in ("last_stage", "pyramid"):
-            raise ConfigError(f"compressor.features={features!r}: expected last_stage or pyramid")
-        self.features = features
+    settings_class = FitNetSettings
+    options: FitNetSettings
 
     def build_distiller(self, student: FamilyView, teacher: FamilyView) -> FitNet:
-        return FitNet(student, teacher, self.teacher_scale, self.features)
+        return FitNet(student, teacher, self.teacher_scale, self.options.features)
 
     def method_settings(self) -> dict[str, Any]:
-        return {"features": self.features}
+        return {"features": self.options.features}

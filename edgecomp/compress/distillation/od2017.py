@@ -4,52 +4,45 @@ Table 5 "OD" baseline, and its Table 1 perturbation study), in the detection dis
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
-from edgecomp.compress.distillation.detection_distillation import DetectionDistillation
+from pydantic import Field
+
+from edgecomp.compress.distillation.detection_distillation import (
+    DetectionDistillation,
+    DetectionDistillationSettings,
+    LossWeight,
+)
 from edgecomp.distill.families import FamilyView
 from edgecomp.distill.od2017_distiller import OutputDistillation
-from edgecomp.distill.output_losses import BBOX_LOSSES, BOX_UNITS, OutputDistillationSettings
+from edgecomp.distill.output_losses import OutputDistillationSettings, OutputLossSettings, PerturbPx
 from edgecomp.errors import ConfigError
 
 
-def parse_output_settings(output: Mapping[str, Any] | None, perturb_px: float) -> OutputDistillationSettings:
-    """`compressor.output` (temperature, background_weight, bound_margin, bbox_loss, box_units) and
-    `compressor.perturb_px`, checked."""
-    output = dict(output or {})
-    known = {f.name for f in dataclasses.fields(OutputDistillationSettings)} - {"perturb_px"}
-    if unknown := sorted(set(output) - known):
-        raise ConfigError(f"compressor.output has unknown keys {unknown}: expected {sorted(known)}")
-    if output.get("temperature", 1.0) <= 0:
-        raise ConfigError(f"compressor.output.temperature={output['temperature']}: must be > 0 (Chen et al.: 1)")
-    if output.get("background_weight", 1.5) <= 0:
-        raise ConfigError(f"compressor.output.background_weight={output['background_weight']}: must be > 0")
-    if output.get("bound_margin", 0.0) < 0:
-        raise ConfigError(f"compressor.output.bound_margin={output['bound_margin']}: must be >= 0")
-    for key, allowed, meaning in (
-        ("bbox_loss", BBOX_LOSSES, "bounded (Chen et al.), l2 or smooth_l1 (ScaleKD's eq. 2, direct regression)"),
-        ("box_units", BOX_UNITS, "relative (anchor-delta units in every family) or native (each family's own)"),
-    ):
-        if key in output and output[key] not in allowed:
-            raise ConfigError(f"compressor.output.{key}={output[key]}: expected {meaning}")
-    if perturb_px is None or perturb_px < 0:
-        raise ConfigError(f"compressor.perturb_px={perturb_px}: a diagonal shift in pixels, >= 0 (Table 1: 6, 12)")
-    return OutputDistillationSettings(
-        **{k: v if k in ("bbox_loss", "box_units") else float(v) for k, v in output.items()},
-        perturb_px=float(perturb_px),
+class OutputDistillationOptions(DetectionDistillationSettings):
+    """What a distiller of head outputs takes (Chen et al.'s and ScaleKD's L_cls, L_bbox)."""
+
+    beta: LossWeight
+    gamma: LossWeight
+    output: OutputLossSettings = Field(
+        default_factory=OutputLossSettings,
+        description="a mapping of temperature, background_weight, bound_margin, bbox_loss, box_units",
     )
+    perturb_px: PerturbPx = 0.0
+
+    @property
+    def output_distillation(self) -> OutputDistillationSettings:
+        """`output` and `perturb_px`, as the distillers take them."""
+        return OutputDistillationSettings(**self.output.model_dump(), perturb_px=self.perturb_px)
 
 
 class ChenOutputDistillation(DetectionDistillation):
-    weight_keys = ("beta", "gamma")
+    settings_class = OutputDistillationOptions
+    options: OutputDistillationOptions
 
-    def __init__(
-        self, name: str, output: Mapping[str, Any] | None = None, perturb_px: float = 0.0, **kwargs: Any
-    ) -> None:
-        super().__init__(name, **kwargs)
-        self.output = parse_output_settings(output, perturb_px)
+    def __init__(self, name: str, **settings: Any) -> None:
+        super().__init__(name, **settings)
+        self.output = self.options.output_distillation
 
     def build_distiller(self, student: FamilyView, teacher: FamilyView) -> OutputDistillation:
         try:
@@ -58,4 +51,4 @@ class ChenOutputDistillation(DetectionDistillation):
             raise ConfigError(f"compressor.teacher_scale={self.teacher_scale}: {err}") from None
 
     def method_settings(self) -> dict[str, Any]:
-        return {"output": dataclasses.asdict(self.output)}
+        return {"output": self.output.model_dump()}

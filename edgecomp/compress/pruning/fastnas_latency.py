@@ -198,7 +198,8 @@ class SubnetLatency:
         rounds = []
         for _ in range(self.rounds):
             ms = self._time(artifact)
-            if self._reference is not None:
+            # (calibrate() sets the reference and its ms together; close() drops the reference alone)
+            if self._reference is not None and self.reference_ms is not None:
                 ratio = ms / self._time(self._reference)
                 if key is not None:
                     self.ratios.setdefault(key, []).append(ratio)
@@ -309,8 +310,8 @@ class LatencyRankedSearcher(BinarySearcher):
     as they are (ModelOpt's score function, the metric the search keeps, BatchNorm re-estimated for the subnet) and
     the higher score wins; the record lists each order's finalist (`finalists`). With one order, or finalists that
     are one subnet, nothing is scored beyond ModelOpt's sensitivity map. If no order has a subnet within the budget
-    but the smallest, `best` is left unsatisfied and FastNASPruning.search takes the smallest subnet (which ModelOpt
-    checked before searching).
+    but the smallest, `best` is left unsatisfied and fastnas_search.search_subnet takes the smallest subnet (which
+    ModelOpt checked before searching).
     """
 
     def __init__(self, latency: SubnetLatency, orders: tuple[str, ...] = ("drop_per_ms",)) -> None:
@@ -345,7 +346,7 @@ class LatencyRankedSearcher(BinarySearcher):
             if finalist is not None:
                 self.finalists[order] = finalist
         if not self.finalists:
-            return  # only the smallest subnet (never bisected to) fits: FastNASPruning.search takes it
+            return  # only the smallest subnet (never bisected to) fits: fastnas_search.search_subnet takes it
         if len({subnet_key(finalist["config"]) for finalist in self.finalists.values()}) > 1:
             for finalist in self.finalists.values():
                 select(self.model, finalist["config"])

@@ -9,20 +9,19 @@ next to the sparsity actually reached.
 
 from __future__ import annotations
 
-import numbers
-from typing import Any
+from typing import Any, Literal
 
 import torch.nn as nn
-from omegaconf import DictConfig
+from pydantic import Field
 from torch.nn.utils import prune
 
 from edgecomp.compress.compressor import Compressor
-from edgecomp.compress.context import CompressionContext
+from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
+from edgecomp.settings import Settings
 
 PRUNED_LAYERS = (nn.Conv2d, nn.Linear)
-SCOPES = ("global", "layer")
 
 # A pruned tensor: the layer and the name of its parameter, as torch.nn.utils.prune addresses it.
 PrunedWeight = tuple[nn.Module, str]
@@ -71,6 +70,15 @@ def zero_fraction(weights: list[PrunedWeight]) -> float:
     return zeros / sum(tensor.numel() for tensor in tensors)
 
 
+class UnstructuredPruningSettings(Settings):
+    sparsity: float = Field(gt=0, lt=1, description="the fraction of weights to zero, 0 < sparsity < 1 (e.g. 0.5)")
+    epochs: int = Field(5, ge=0, description="a whole number of fine-tuning epochs >= 0 (0: no fine-tune)")
+    lr: float = Field(0.005, gt=0, description="the fine-tune's learning rate, lr > 0 (e.g. 0.005)")
+    scope: Literal["global", "layer"] = Field(
+        "global", description="global (one magnitude threshold over all layers) or layer (each layer to `sparsity`)"
+    )
+
+
 class UnstructuredPruning(Compressor):
     """Prune the Conv2d and Linear weights to `sparsity` by L1 magnitude, fine-tune `epochs` epochs at a constant
     `lr` with the masks held, then make the masks permanent.
@@ -81,54 +89,35 @@ class UnstructuredPruning(Compressor):
     a fine-tune (one-shot pruning: what the fine-tune recovers is the difference).
     """
 
-    def __init__(self, name: str, sparsity: float, epochs: int = 5, lr: float = 0.005, scope: str = "global") -> None:
-        super().__init__(name)
-        if not _is_number(sparsity) or not 0 < sparsity < 1:
-            raise ConfigError(
-                f"compressor.sparsity={sparsity}: expected the fraction of weights to zero, 0 < sparsity < 1 (e.g. 0.5)"
-            )
-        if not isinstance(epochs, numbers.Integral) or isinstance(epochs, bool) or epochs < 0:
-            raise ConfigError(
-                f"compressor.epochs={epochs}: expected a whole number of fine-tuning epochs >= 0 (0: no fine-tune)"
-            )
-        if not _is_number(lr) or not lr > 0:
-            raise ConfigError(f"compressor.lr={lr}: expected the fine-tune's learning rate, lr > 0 (e.g. 0.005)")
-        if scope not in SCOPES:
-            raise ConfigError(f"compressor.scope={scope}: expected one of {', '.join(SCOPES)}")
-        self.sparsity = float(sparsity)
-        self.epochs = int(epochs)
-        self.lr = float(lr)
-        self.scope = scope
+    settings_class = UnstructuredPruningSettings
+    options: UnstructuredPruningSettings
+
+    def __init__(self, name: str, **settings: Any) -> None:
+        super().__init__(name, **settings)
         self.sparsity_reached: float | None = None  # measured by compress()
 
-    def check(self, cfg: DictConfig) -> None:
+    def check(self, spec: RunSpec) -> None:
         """The configured model (built with random weights: which layers it has is the architecture's) has weights
         to prune."""
-        if not prunable_weights(build(cfg.model)):
+        if not prunable_weights(build(spec.model)):
             raise ConfigError(
-                f"compressor={self.name}: model={cfg.model.name} has no trainable Conv2d or Linear weights to prune"
+                f"compressor={self.name}: model={spec.model.name} has no trainable Conv2d or Linear weights to prune"
             )
 
     def compress(self, model: nn.Module, context: CompressionContext) -> nn.Module:
+        options = self.options
         weights = prunable_weights(model)
-        apply_masks(weights, self.sparsity, self.scope)
-        if self.epochs > 0:
+        apply_masks(weights, options.sparsity, options.scope)
+        if options.epochs > 0:
             # The masked model trained at the constant learning rate `lr`, the masks held (pruning's hooks).
-            context.training.fine_tune(context.training.task_module(model, self.lr), self.epochs)
+            context.training.fine_tune(context.training.task_module(model, options.lr), options.epochs)
         make_permanent(weights)
         self.sparsity_reached = zero_fraction(weights)
         return model
 
     @property
     def trains(self) -> bool:
-        return self.epochs > 0  # the fine-tune
-
-    def settings(self) -> dict[str, Any]:
-        return {"sparsity": self.sparsity, "epochs": self.epochs, "lr": self.lr, "scope": self.scope}
+        return self.options.epochs > 0  # the fine-tune
 
     def results(self) -> dict[str, Any]:
         return {"sparsity_reached": self.sparsity_reached}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -46,6 +46,7 @@ import torch.nn as nn
 from edgecomp.compress.context import CompressionContext
 from edgecomp.compress.quantization.node_attribution import Attribution, attribute, quantized_nodes
 from edgecomp.compress.quantization.precision_partition import PrecisionPartition
+from edgecomp.data.sampling import dataset_length
 from edgecomp.evaluate.evaluator import ACCURACY_METRIC
 from edgecomp.evaluate.latency import LatencyProtocol
 from edgecomp.evaluate.paired_latency import Side, time_alternately
@@ -146,10 +147,9 @@ class LatencyChosenPrecision:
 
             # 4. The accuracy budget, on held-out training images. Over it -- the cut's mixed file, or full INT8 where
             # the cut kept every node in INT8 -- the INT8 nodes that buy the least time go back to FP32 first.
-            reference = accuracy(fp32)
-            scores: dict[str, float | None] = {"fp32": reference, "int8": accuracy(full), "mixed": None}
-            if current != full:
-                scores["mixed"] = accuracy(current)
+            reference, int8_score = accuracy(fp32), accuracy(full)
+            # The mixed file's score (`current`'s); None while there is none, i.e. while current is full INT8
+            mixed_score = accuracy(current) if current != full else None
             kept = [name for name in candidates if name not in excluded]
             by_gain = sorted(kept, key=lambda name: fp32_ms.get(name, 0.0) - int8_ms.get(name, 0.0))
 
@@ -161,16 +161,19 @@ class LatencyChosenPrecision:
                 self.quantizer.quantize_prepared(prepared, fp32, current, calibration, list(excluded), method)
                 return accuracy(current)
 
-            start = scores["mixed"] if current != full else scores["int8"]
+            start = mixed_score if mixed_score is not None else int8_score
             reverted, latest = self.within_budget(reference, start, by_gain, requantize)
             if reverted:
-                scores["mixed"] = latest
+                mixed_score = latest
+            scores = {"fp32": reference, "int8": int8_score, "mixed": mixed_score}
 
             # 5. Whole files decide, among those within the budget.
-            files = {"fp32": fp32, "int8": full}
-            if current != full:
-                files["mixed"] = current
-            files = {name: path for name, path in files.items() if self._drop(reference, scores[name]) <= self.max_drop}
+            scored = {"fp32": (fp32, reference), "int8": (full, int8_score)}
+            if mixed_score is not None:  # the mixed file: `current`
+                scored["mixed"] = (current, mixed_score)
+            files = {
+                name: path for name, (path, score) in scored.items() if self._drop(reference, score) <= self.max_drop
+            }
             # A quantized file is written only where its speed-up's interval lies above 1 (its paired ratio to FP32
             # is `faster`); the fastest such, else the FP32 file.
             latency, vs_fp32 = self._time(files, context)
@@ -192,17 +195,17 @@ class LatencyChosenPrecision:
                 "written": chosen,
                 "int8_nodes": len(candidates) - len(excluded),
                 "quantizable_nodes": len(candidates),
-                "held_out_images": len(held_out.eval_dataloader().dataset),
+                "held_out_images": dataset_length(held_out.eval_dataloader().dataset),
                 "metric": metric,
                 "candidates": {
                     name: {
                         "latency_ms": latency.get(name),
                         "vs_fp32": vs_fp32[name].as_record() if name in vs_fp32 else None,
-                        metric: scores[name],
-                        "drop_points": self._drop(reference, scores[name]),
+                        metric: score,
+                        "drop_points": self._drop(reference, score),
                     }
-                    for name in ("fp32", "int8", "mixed")
-                    if scores[name] is not None
+                    for name, score in scores.items()  # fp32, int8, mixed
+                    if score is not None
                 },
             },
         }

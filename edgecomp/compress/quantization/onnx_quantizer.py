@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib.util
 from abc import abstractmethod
 from pathlib import Path
+from typing import Any
 
 import torch.nn as nn
-from omegaconf import DictConfig
 
 from edgecomp.compress.compressor import Compressor
-from edgecomp.compress.context import CompressionContext
+from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
@@ -36,8 +36,8 @@ class OnnxPostTrainingQuantization(Compressor):
     deploys_file = True
     file_name: str
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, **settings: Any) -> None:
+        super().__init__(name, **settings)
         self._exported: Path | None = None  # the FP32 file of this compression, once exported
 
     def compress(self, model: nn.Module, context: CompressionContext) -> ExportedModel:
@@ -66,17 +66,17 @@ class OnnxPostTrainingQuantization(Compressor):
             self._exported = path
         return path
 
-    def check(self, cfg: DictConfig) -> None:
+    def check(self, spec: RunSpec) -> None:
         """The model and the device, before any work: a detector whose detections need more than its exported
         network (Faster R-CNN's second stage) is refused, and so is a CUDA target."""
-        model = build(cfg.model)
+        model = build(spec.model)
         if isinstance(model, DetectorAdapter) and not model.decodes_forward_outputs:
             raise ConfigError(
-                f"compressor={self.name} cannot quantize model={cfg.model.name}: its second stage (RoI pooling, box "
+                f"compressor={self.name} cannot quantize model={spec.model.name}: its second stage (RoI pooling, box "
                 "head, NMS) runs on proposals outside the exported network, so the quantized file's outputs are not "
                 "its detections; quantize RetinaNet, FCOS or YOLOv8"
             )
-        device = build(cfg.device)  # the device as it will run (a Jetson profile on a machine without a GPU: the CPU)
+        device = build(spec.device)  # the device as it will run (a Jetson profile on a machine without a GPU: the CPU)
         if device.accelerator == "cuda":
             # The CUDA deployment is a TensorRT engine built with ModelOpt; not running ONNX Runtime on the CPU
             # instead, which would record a CPU measurement under a CUDA device.

@@ -78,7 +78,7 @@ class PrecisionPartition:
 
     def cut(self, per_element: float) -> set[str]:
         """The candidates to run in INT8 at a conversion cost of `per_element` ms per element."""
-        network = nx.DiGraph()
+        network: nx.DiGraph[str] = nx.DiGraph()
         for name in self.candidates:
             network.add_edge(_INT8, name, capacity=self.fp32_ms[name])  # cut: `name` runs in FP32
             network.add_edge(name, _FP32, capacity=self.int8_ms[name])  # cut: `name` runs in INT8

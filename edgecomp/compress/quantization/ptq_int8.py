@@ -31,7 +31,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
 import numpy as np
 import onnx
@@ -46,12 +46,13 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
+from pydantic import AfterValidator, Field
 
 from edgecomp.compress.context import CompressionContext
 from edgecomp.compress.quantization.int8_mixed_precision import LatencyChosenPrecision
 from edgecomp.compress.quantization.onnx_quantizer import OnnxPostTrainingQuantization
-from edgecomp.errors import ConfigError
 from edgecomp.evaluate.runtimes.onnxruntime import session_options
+from edgecomp.settings import Settings
 
 FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
 TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -61,13 +62,12 @@ METHODS = {
     "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,
 }
-AUTO = "auto"
+AUTO: Final = "auto"  # (Final: its type is the literal "auto", one of calibrate_method's values)
 AUTO_CANDIDATES = ("mean_minmax", "minmax")
 # mean_minmax: ONNX Runtime's MinMax calibrater with its moving average on, fed one image per batch, averages each
 # tensor's per-image minimum and maximum over the calibration images.
 MEAN_MINMAX_OPTIONS = {"CalibMovingAverage": True}
 CALIBRATION_BATCH = 16
-MIXED_PRECISION = (None, "latency")
 
 
 class ImageBatches(CalibrationDataReader):
@@ -131,80 +131,57 @@ def output_cosine(reference: list[np.ndarray], candidate: list[np.ndarray]) -> f
     return float(np.mean(similarities))
 
 
+class Int8Settings(Settings):
+    calib_images: int = Field(128, ge=1, description="a whole number of calibration images >= 1")
+    format: Literal["qdq", "qoperator"] = Field(
+        "qdq", description="qdq (QuantizeLinear/DequantizeLinear pairs, fused by the runtime) or qoperator"
+    )
+    per_channel: bool = Field(True, description="true (one weight scale per output channel) or false (per tensor)")
+    activation_type: Literal["uint8", "int8"] = Field("uint8", description="uint8 or int8")
+    weight_type: Literal["int8", "uint8"] = Field("int8", description="int8 or uint8")
+    calibrate_method: Literal["auto", "mean_minmax", "minmax", "entropy", "percentile"] = Field(
+        AUTO, description="one of auto, mean_minmax, minmax, entropy, percentile"
+    )
+    op_types: Annotated[list[str] | None, AfterValidator(lambda types: types or None)] = Field(
+        None, description="a list of ONNX operator types to quantize, e.g. [Conv, Gemm] (null: every one it can)"
+    )
+    reduce_range: bool = Field(False, description="true (7-bit weights) or false")
+    exclude_depthwise: bool = Field(False, description="true (depthwise convolutions stay FP32) or false")
+    mixed_precision: Literal["latency"] | None = Field(
+        None,
+        description="null (every node ONNX Runtime can quantize in INT8) or latency (INT8 only where it is faster "
+        "than FP32 on the device's runtime)",
+    )
+    max_drop: float = Field(
+        1.0,
+        ge=0,
+        description="the accuracy the mixed-precision file may lose, in points of top-1 / mAP50-95 (>= 0, e.g. 1.0)",
+    )
+    accuracy_images: int = Field(512, ge=1, description="a whole number >= 1")
+    profile_images: int = Field(8, ge=1, description="a whole number >= 1")
+    profile_runs: int = Field(20, ge=1, description="a whole number >= 1")
+
+
 class Int8Quantization(OnnxPostTrainingQuantization):
     precision = "int8"
     file_name = "int8.onnx"
 
-    def __init__(
-        self,
-        name: str,
-        calib_images: int = 128,
-        format: str = "qdq",
-        per_channel: bool = True,
-        activation_type: str = "uint8",
-        weight_type: str = "int8",
-        calibrate_method: str = AUTO,
-        op_types: list[str] | None = None,
-        reduce_range: bool = False,
-        exclude_depthwise: bool = False,
-        mixed_precision: str | None = None,
-        max_drop: float = 1.0,
-        accuracy_images: int = 512,
-        profile_images: int = 8,
-        profile_runs: int = 20,
-    ) -> None:
-        super().__init__(name)
-        for key, value, allowed in (
-            ("format", format, FORMATS),
-            ("activation_type", activation_type, TYPES),
-            ("weight_type", weight_type, TYPES),
-            ("calibrate_method", calibrate_method, [*METHODS, AUTO]),
-        ):
-            if value not in allowed:
-                raise ConfigError(f"compressor.{key}={value!r}: expected one of {sorted(allowed)}")
-        if calib_images < 1:
-            raise ConfigError(f"compressor.calib_images={calib_images}: expected at least 1 calibration image")
-        if mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(
-                f"compressor.mixed_precision={mixed_precision!r}: expected null (every node ONNX Runtime can quantize "
-                "in INT8) or latency (INT8 only where it is faster than FP32 on the device's runtime)"
-            )
-        if not isinstance(max_drop, (int, float)) or isinstance(max_drop, bool) or max_drop < 0:
-            raise ConfigError(
-                f"compressor.max_drop={max_drop}: expected the accuracy the mixed-precision file may lose, in points "
-                "of top-1 / mAP50-95 (>= 0, e.g. 1.0)"
-            )
-        for key, value in (
-            ("accuracy_images", accuracy_images),
-            ("profile_images", profile_images),
-            ("profile_runs", profile_runs),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"compressor.{key}={value}: expected a whole number >= 1")
-        self.calib_images = calib_images
-        self.format = format
-        self.per_channel = per_channel
-        self.activation_type = activation_type
-        self.weight_type = weight_type
-        self.calibrate_method = calibrate_method
-        self.op_types = list(op_types) if op_types else None
-        self.reduce_range = reduce_range
-        self.exclude_depthwise = exclude_depthwise
-        self.mixed_precision = mixed_precision
-        self.max_drop = float(max_drop)
-        self.accuracy_images = accuracy_images
-        self.profile_images = profile_images
-        self.profile_runs = profile_runs
+    settings_class = Int8Settings
+    options: Int8Settings
+
+    def __init__(self, name: str, **settings: Any) -> None:
+        super().__init__(name, **settings)
         self.calibration_choice: dict[str, Any] = {}  # what `auto` measured and kept, once a file is made
         self.mixed_precision_report: dict[str, Any] = {}  # what mixed_precision=latency measured and chose
 
     def quantize(self, model: nn.Module, fp32: Path, output: Path, context: CompressionContext) -> str:
-        calibration = context.datamodule.calibration_images(self.calib_images)
-        if self.mixed_precision is None:
+        options = self.options
+        calibration = context.datamodule.calibration_images(options.calib_images)
+        if options.mixed_precision is None:
             self.quantize_file(fp32, output, calibration)
             return self.precision
         choice = LatencyChosenPrecision(
-            self, self.max_drop, self.accuracy_images, self.profile_images, self.profile_runs
+            self, options.max_drop, options.accuracy_images, options.profile_images, options.profile_runs
         )
         self.mixed_precision_report = choice.run(model, fp32, output, calibration, context)
         return choice.precision
@@ -242,7 +219,7 @@ class Int8Quantization(OnnxPostTrainingQuantization):
         if method is not None:
             methods: tuple[str, ...] = (method,)
         else:
-            methods = AUTO_CANDIDATES if self.calibrate_method == AUTO else (self.calibrate_method,)
+            methods = AUTO_CANDIDATES if self.options.calibrate_method == AUTO else (self.options.calibrate_method,)
         single_output = len(onnx.load(str(prepared), load_external_data=False).graph.output) == 1
         with tempfile.TemporaryDirectory(dir=output.parent) as scratch:
             candidates = {name: Path(scratch) / f"{name}.onnx" for name in methods}
@@ -259,7 +236,7 @@ class Int8Quantization(OnnxPostTrainingQuantization):
                 )
                 reference = _outputs(fp32, images)  # the FP32 file's outputs, computed once for every candidate
                 agreement = {name: measure(reference, _outputs(path, images)) for name, path in candidates.items()}
-                chosen = max(methods, key=agreement.get)  # the first listed on a tie
+                chosen = max(methods, key=agreement.__getitem__)  # the first listed on a tie
                 self.calibration_choice = {"calibrate_method_used": chosen, key: agreement}
             onnx.checker.check_model(str(candidates[chosen]))
             os.replace(candidates[chosen], output)
@@ -270,7 +247,8 @@ class Int8Quantization(OnnxPostTrainingQuantization):
     ) -> None:
         model = onnx.load(str(prepared))
         input_name = model.graph.input[0].name
-        excluded = [*(depthwise_convolutions(model) if self.exclude_depthwise else []), *also_excluded]
+        settings = self.options
+        excluded = [*(depthwise_convolutions(model) if settings.exclude_depthwise else []), *also_excluded]
         mean_minmax = method == "mean_minmax"
         options: dict[str, Any] = {}
         if len(model.graph.output) == 1:  # a classifier's logits: its last layer's output stays FP32
@@ -283,36 +261,26 @@ class Int8Quantization(OnnxPostTrainingQuantization):
             str(prepared),
             str(output),
             ImageBatches(images, input_name, batch_size=1 if mean_minmax else CALIBRATION_BATCH),
-            quant_format=FORMATS[self.format],
-            op_types_to_quantize=self.op_types,
-            per_channel=self.per_channel,
-            reduce_range=self.reduce_range,
-            activation_type=TYPES[self.activation_type],
-            weight_type=TYPES[self.weight_type],
+            quant_format=FORMATS[settings.format],
+            op_types_to_quantize=settings.op_types,
+            per_channel=settings.per_channel,
+            reduce_range=settings.reduce_range,
+            activation_type=TYPES[settings.activation_type],
+            weight_type=TYPES[settings.weight_type],
             calibrate_method=METHODS[method],
             nodes_to_exclude=excluded or None,
             extra_options=options,
         )
 
     def settings(self) -> dict[str, Any]:
+        options = self.options.model_dump()
         return {
             "precision": self.precision,
             "format": "onnx",
             "runtime": "onnxruntime",
-            "calib_images": self.calib_images,
-            "quant_format": self.format,
-            "per_channel": self.per_channel,
-            "activation_type": self.activation_type,
-            "weight_type": self.weight_type,
-            "calibrate_method": self.calibrate_method,
-            "op_types": self.op_types,
-            "reduce_range": self.reduce_range,
-            "exclude_depthwise": self.exclude_depthwise,
-            "mixed_precision": self.mixed_precision,
-            "max_drop": self.max_drop,
-            "accuracy_images": self.accuracy_images,
-            "profile_images": self.profile_images,
-            "profile_runs": self.profile_runs,
+            "calib_images": options.pop("calib_images"),
+            "quant_format": options.pop("format"),  # `format` is the file's
+            **options,
         }
 
     def results(self) -> dict[str, Any]:

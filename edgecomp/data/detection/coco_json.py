@@ -120,7 +120,8 @@ def index_from_coco_dict(data: Any, image_dir: Path, source: str) -> DetectionIn
         iscrowd = annotation.get("iscrowd", 0)
         if iscrowd not in (0, 1) or isinstance(iscrowd, bool):
             raise DatasetError(f"{where}: expected 'iscrowd' to be 0 or 1, got {iscrowd!r}.")
-        index.add_box(image_id, category_id, *bbox, iscrowd=iscrowd)
+        x, y, width, height = bbox
+        index.add_box(image_id, category_id, x, y, width, height, iscrowd=iscrowd)
         area = annotation.get("area")
         if area is not None:
             if not _is_finite_number(area) or area < 0:

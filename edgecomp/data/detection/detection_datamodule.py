@@ -138,7 +138,8 @@ class DetectionDataModule(pl.LightningDataModule):
     def category_ids(self) -> list[int]:
         """The dataset's category ids in label order: label k is category `category_ids[k]`."""
         if self._category_ids is None:
-            _ = self.eval_index
+            # Read with the evaluation split (which checks them against num_classes): the same ids again, here.
+            self._category_ids = self._checked_category_ids(self.eval_index)
         return self._category_ids
 
     @property

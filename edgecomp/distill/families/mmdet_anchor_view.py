@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -28,9 +28,12 @@ from edgecomp.distill.families.family_view import DetectionStep, FamilyView, Sta
 from edgecomp.models.detection.adapter import HeadOutputs
 from edgecomp.models.detection.mmdet import MMDetAdapter, head_class
 
+if TYPE_CHECKING:  # mmdet is an optional extra, imported where it runs (and it ships no type information)
+    from mmdet.models.dense_heads import AnchorHead
+
 
 @contextmanager
-def recorded_targets(head: nn.Module) -> Iterator[dict[str, Any]]:
+def recorded_targets(head: AnchorHead) -> Iterator[dict[str, Any]]:
     """Record what an mmdet head's `get_targets` returns while `loss_by_feat` runs (an instance attribute shadows
     the method for the duration, passing everything through unchanged)."""
     record: dict[str, Any] = {}
@@ -75,7 +78,7 @@ class MMDetAnchorView(FamilyView):
             )
 
     @property
-    def head_module(self) -> nn.Module:
+    def head_module(self) -> AnchorHead:
         return self.adapter.detector.bbox_head
 
     @property

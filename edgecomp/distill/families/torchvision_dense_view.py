@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -33,11 +34,15 @@ from edgecomp.distill.families.family_view import (
     split_levels,
 )
 from edgecomp.models.detection.adapter import HeadOutputs
-from edgecomp.models.detection.torchvision_dense import FCOSAdapter, TorchvisionDenseAdapter
+from edgecomp.models.detection.torchvision_dense import FCOSAdapter, TorchvisionDenseAdapter, TorchvisionDetectorAdapter
+
+if TYPE_CHECKING:  # annotations only (torchvision ships no type information, so to mypy these are opaque)
+    from torchvision.models.detection.fcos import FCOSHead
+    from torchvision.models.detection.retinanet import RetinaNetHead
 
 
 @contextmanager
-def recorded_matches(head: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
+def recorded_matches(head: RetinaNetHead | FCOSHead) -> Iterator[dict[str, list[torch.Tensor]]]:
     """Record the `matched_idxs` (per image, the matched ground-truth index of each anchor; < 0: none) that a
     torchvision one-stage detector's `compute_loss` passes to its head's `compute_loss`.
 
@@ -59,6 +64,8 @@ def recorded_matches(head: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]
 
 class TorchvisionView(FamilyView):
     """What every torchvision detector's view reads the same way: the pyramid's strides, the backbone's body."""
+
+    adapter: TorchvisionDetectorAdapter
 
     @property
     def strides(self) -> tuple[int, ...]:

@@ -53,6 +53,9 @@ class DetectorAdapter(nn.Module, ABC):
     # for this network onto the adapter's (edgecomp.models.weight_matching).
     backbone_prefixes: tuple[str, ...] = ()
     weight_file_prefixes: tuple[tuple[str, str], ...] = ()
+    # The buffers `register_normalisation` registers.
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
 
     def __init__(self, num_classes: int, input_size: int) -> None:
         super().__init__()

@@ -25,7 +25,8 @@ def create_detector(
     if not issubclass(adapter_class, DetectorAdapter):
         raise TypeError(f"model.family={family} is not a DetectorAdapter")
     detector = adapter_class(**settings)
-    detector.name = name
+    # nn.Module's __setattr__ is annotated for tensors and modules only; any other value is a plain attribute.
+    detector.name = name  # type: ignore[assignment]
     if pretrained_file is not None:
         load_pretrained(detector, pretrained_file)
     return detector

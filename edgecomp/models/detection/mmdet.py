@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -31,7 +31,7 @@ from edgecomp.models.detection.adapter import DetectorAdapter, DetectorFeatures,
 from edgecomp.models.detection.torchvision_dense import FCOSHeadOutputs
 
 REPOSITORY = Path(__file__).resolve().parents[3]
-INSTALL = "bash scripts/install_mmdet.sh"  # the optional extra's install (README, "MMDetection detectors")
+INSTALL = "bash scripts/install_mmdet.sh"  # the optional extra's install (docs/detectors.md, "MMDetection detectors")
 # mmdet's config files ship inside the package (mmdet/.mim/configs); edgecomp's under conf/mmdet/ inherit from them
 # with mmengine's package scope: _base_ = ["mmdet::retinanet/retinanet_r50_fpn_1x_coco.py"].
 
@@ -158,7 +158,11 @@ class MMDetAdapter(DetectorAdapter):
             batch_gt_instances=gt_instances,
             batch_img_metas=self.image_metas(len(targets)),
         )
-        return {name: sum(value) if isinstance(value, (list, tuple)) else value for name, value in terms.items()}
+        # A term given per level is a list of tensors, and their sum a tensor.
+        return {
+            name: cast(torch.Tensor, sum(value)) if isinstance(value, (list, tuple)) else value
+            for name, value in terms.items()
+        }
 
     @torch.no_grad()
     def decode(self, outputs: HeadOutputs) -> list[dict[str, torch.Tensor]]:

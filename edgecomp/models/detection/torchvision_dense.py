@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torchvision.models.detection import FCOS, RetinaNet
+from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection.image_list import ImageList
 
 from edgecomp.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -64,7 +64,10 @@ class TorchvisionDetectorAdapter(DetectorAdapter):
     `**self.torchvision_transform_arguments()`) and implement `head()`.
     """
 
-    detector: nn.Module
+    # The torchvision model. torchvision ships no type information, so to mypy these classes (and so their backbone,
+    # head, anchor generator... attributes) are opaque: an `nn.Module` annotation would make each submodule a
+    # `Tensor | Module` (what `nn.Module.__getattr__` declares).
+    detector: RetinaNet | FCOS | FasterRCNN
     extra_levels: ExtraLevels
     backbone_prefixes = ("detector.backbone.body.",)
     # A torchvision detector's own state_dict (RetinaNet, FCOS, Faster R-CNN: `backbone.body...`, `head...`); a

@@ -31,6 +31,7 @@ import os
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TypedDict
 
 import torch
 
@@ -39,6 +40,14 @@ from edgecomp.models.detection.adapter import DetectorAdapter, DetectorFeatures,
 SCALES = ("n", "s", "m", "l", "x")
 # Ultralytics' default loss gains (ultralytics/cfg/default.yaml): box 7.5, cls 0.5, dfl 1.5.
 LOSS_GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
+
+
+class UltralyticsPredictions(TypedDict):
+    """A head's outputs flattened as Ultralytics' loss and decoder take them (`flatten_head_outputs`)."""
+
+    boxes: torch.Tensor  # (N, 4 * reg_max, sum_l h_l w_l): the side distributions
+    scores: torch.Tensor  # (N, C, sum_l h_l w_l): the class logits
+    feats: list[torch.Tensor]  # the per-level classification outputs, read for the levels' (h, w) only
 
 
 def offline_ultralytics_environment() -> None:
@@ -74,6 +83,8 @@ def traceable_concat_class() -> type:
     from ultralytics.nn.modules import Concat
 
     class TraceableConcat(Concat):
+        f: list[int]  # the indices of the layer's inputs (set by Ultralytics' model parser)
+
         def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
             return torch.cat([x[i] for i in range(len(self.f))], self.d)
 
@@ -142,9 +153,11 @@ class YOLOv8Adapter(DetectorAdapter):
         outputs: list[torch.Tensor] = []
         x = images
         for layer in self.network.model[:-1]:
+            # The layer's input: the previous output (f == -1), an earlier one, or a list of them.
+            inputs: torch.Tensor | list[torch.Tensor] = x
             if layer.f != -1:
-                x = outputs[layer.f] if isinstance(layer.f, int) else [x if j == -1 else outputs[j] for j in layer.f]
-            x = layer(x)
+                inputs = outputs[layer.f] if isinstance(layer.f, int) else [x if j == -1 else outputs[j] for j in layer.f]
+            x = layer(inputs)
             outputs.append(x)
         return DetectorFeatures(last_stage=outputs[self.backbone_end], pyramid=[outputs[j] for j in self.detect.f])
 
@@ -154,18 +167,18 @@ class YOLOv8Adapter(DetectorAdapter):
             regression=[branch(level) for branch, level in zip(self.detect.cv2, pyramid, strict=True)],
         )
 
-    def _raw_predictions(self, pyramid: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _raw_predictions(self, pyramid: list[torch.Tensor]) -> UltralyticsPredictions:
         return self.flatten_head_outputs(self.head(pyramid))
 
-    def flatten_head_outputs(self, outputs: HeadOutputs) -> dict[str, torch.Tensor]:
+    def flatten_head_outputs(self, outputs: HeadOutputs) -> UltralyticsPredictions:
         """Per-level head outputs (this network's, or a distiller's through this head) flattened as Ultralytics'
         loss and decoder take them. Both read "feats" only for the levels' (h, w), which the outputs share."""
         batch = outputs.classification[0].shape[0]
-        return {
-            "boxes": torch.cat([r.view(batch, 4 * self.detect.reg_max, -1) for r in outputs.regression], dim=-1),
-            "scores": torch.cat([c.view(batch, self.num_classes, -1) for c in outputs.classification], dim=-1),
-            "feats": outputs.classification,
-        }
+        return UltralyticsPredictions(
+            boxes=torch.cat([r.view(batch, 4 * self.detect.reg_max, -1) for r in outputs.regression], dim=-1),
+            scores=torch.cat([c.view(batch, self.num_classes, -1) for c in outputs.classification], dim=-1),
+            feats=outputs.classification,
+        )
 
     @staticmethod
     def ultralytics_targets(
