@@ -45,6 +45,11 @@ TIERS = ("unit", "integration", "e2e")
 # copy beside the repository's parent folder if there is one. Without either, those tests are skipped, saying why.
 COCO128_VARIABLE = "EDGECOMP_COCO128"
 COCO128_DEFAULT = REPO.parent / "shared" / "data" / "coco128"
+# The device of the runs whose subject is the process or the orchestration (a kill and a resume, DDP ranks, a sweep's
+# launcher, a teacher reused across runs): eager PyTorch. What they test does not depend on the runtime, and an ONNX
+# export per run (the dynamo exporter: ~8 s for the smoke model on 2 cores) would be most of their time; the
+# deployment to ONNX Runtime is what the other entry-point and deployment tests run.
+EAGER = "device=cpu_torch"
 
 if "PYTEST_XDIST_WORKER" in os.environ:
     # Each xdist worker gets one core's worth of threads (the subprocesses it starts inherit it): two workers of two
@@ -258,6 +263,23 @@ def shared_dir(tmp_path_factory) -> Path:
     return shared
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_deployments(shared_dir) -> Iterator[Path]:
+    """One folder of deployed files (ONNX exports) for every run the session starts, in this process or in a new one
+    (EDGECOMP_DEPLOYED, the default of paths.deployed): a file is named by the weights it holds, so the session's
+    many runs of one baseline (the same seed gives the same weights) export it once instead of once per results
+    folder. A test about where a run puts its files sets paths.deployed itself."""
+    deployed = shared_dir / "deployed"
+    previous = os.environ.get("EDGECOMP_DEPLOYED")
+    os.environ["EDGECOMP_DEPLOYED"] = str(deployed)
+    _composed.cache_clear()  # a composition made before this was set resolves to each run's own folder
+    yield deployed
+    if previous is None:
+        os.environ.pop("EDGECOMP_DEPLOYED", None)
+    else:
+        os.environ["EDGECOMP_DEPLOYED"] = previous
+
+
 @pytest.fixture(scope="session")
 def data_dir(shared_dir) -> Path:
     """One cache of generated datasets for the whole session, every worker's (a dataset is generated into a folder
@@ -268,8 +290,20 @@ def data_dir(shared_dir) -> Path:
     return data
 
 
+def share_deployments(folder: Path, shared: Path) -> None:
+    """The deployed files in `folder` also in the session's shared folder (hard links: the same bytes), for the runs
+    that deploy the same weights later."""
+    shared.mkdir(parents=True, exist_ok=True)
+    for file in folder.glob("*.onnx"):
+        target = shared / file.name
+        if not target.exists():
+            tmp = target.with_name(f".{file.name}.link{os.getpid()}")
+            os.link(file, tmp)
+            os.replace(tmp, target)
+
+
 @pytest.fixture(scope="session")
-def trained(shared_dir, data_dir) -> Callable[..., TrainedRun]:
+def trained(shared_dir, data_dir, shared_deployments) -> Callable[..., TrainedRun]:
     """`trained(preset, *overrides)`: `python train.py experiment=<preset> <overrides>` run once per session, by
     whichever test (of whichever worker) asks first; the others wait for it and get the same run. Its results are
     shared: a test writes what it does with them to results of its own (`paths.results=...`), starting from
@@ -282,10 +316,12 @@ def trained(shared_dir, data_dir) -> Callable[..., TrainedRun]:
         with exclusive(results.with_name(f"{results.name}.lock")):
             if not printed.exists():
                 shutil.rmtree(results, ignore_errors=True)  # an earlier attempt that failed
+                # Its deployed files in its own results (what a test of train.py's record reads), then shared
                 proc = run_cli(
                     "train.py", f"experiment={preset}", f"paths.results={results}", f"paths.data={data_dir}",
-                    *overrides, timeout=900,
+                    f"paths.deployed={results / 'deployed'}", *overrides, timeout=900,
                 )  # fmt: skip
+                share_deployments(results / "deployed", shared_deployments)
                 printed.write_text(proc.stdout)
         (record,) = read_jsonl(results / "records.jsonl")
         return TrainedRun(results, record, printed.read_text())
@@ -353,6 +389,7 @@ def compression_context_of(cfg: DictConfig, data: bool = True) -> CompressionCon
         evaluator=build(cfg.dataset.evaluator),
         training=Training(cfg, config, datamodule, build(cfg.logger)),
         work_dir=Path(cfg.paths.results) / "artifacts" / cfg.compressor.name,
+        deploy_dir=Path(cfg.paths.deployed),
     )
 
 

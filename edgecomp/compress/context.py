@@ -67,6 +67,10 @@ class CompressionContext:
     evaluator: Evaluator  # the task's metrics (FastNAS scores its candidates with it)
     training: Training  # how to train: fine-tunes, fresh initial weights, a teacher trained on demand
     work_dir: Path  # where this compression writes its files (artifacts, search checkpoints)
+    # Where the device's runtime keeps the files it deploys, each named by the weights it holds (paths.deployed):
+    # a file a compressor deploys there (the FP32 ONNX export a quantizer starts from) is the one the measurement of
+    # the same weights reuses. None: work_dir.
+    deploy_dir: Path | None = None
     # In a recipe: the model given to compress() is where a distillation student starts (the previous stage's
     # weights and architecture), not a fresh initialisation as in a distillation run of its own.
     warm_start: bool = False

@@ -97,8 +97,8 @@ class Job:
     @property
     def deploy_dir(self) -> Path:
         """Where the device's runtime keeps the files it deploys (ONNX exports), named by the weights they hold, so
-        any run with the same weights reuses them."""
-        return Path(self.cfg.paths.results) / "deployed"
+        any run with the same weights reuses them (paths.deployed)."""
+        return Path(self.cfg.paths.deployed)
 
     @property
     def artifacts_dir(self) -> Path:

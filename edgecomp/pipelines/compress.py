@@ -37,6 +37,7 @@ def compression_context(job: Job) -> CompressionContext:
         evaluator=evaluator,
         training=job.training,
         work_dir=job.artifacts_dir,
+        deploy_dir=job.deploy_dir,
     )
 
 

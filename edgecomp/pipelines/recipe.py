@@ -306,6 +306,7 @@ def _run_stage(
         evaluator=evaluator,
         training=job.training,
         work_dir=folder,
+        deploy_dir=job.deploy_dir,
         warm_start=True,
         teacher_checkpoint=checkpoint if teacher_is_baseline(cfg) else None,
     )

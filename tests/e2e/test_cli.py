@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgecomp.evaluate.record import LATENCY_FIELDS, REQUIRED_FIELDS
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import EAGER, read_jsonl, run_cli
 from tests.helpers.wandb_log import read_run
 
 
@@ -97,12 +97,13 @@ def test_multirun_gives_one_job_and_one_wandb_run_per_seed(tmp_path, data_dir):
         "seed=1,2",
         "logger=wandb",
         "trainer.max_epochs=1",
+        EAGER,
         f"paths.results={tmp_path}",
         f"paths.data={data_dir}",
     )
     records = read_jsonl(tmp_path / "records.jsonl")
     assert sorted(r["seed"] for r in records) == [1, 2]
-    assert records[0]["artifact"] != records[1]["artifact"]
+    assert records[0]["checkpoint"] != records[1]["checkpoint"]
     (sweep,) = (tmp_path / "multirun").iterdir()
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]  # two Hydra jobs
 
@@ -142,6 +143,7 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, data_dir):
         "experiment=smoke",
         "trainer.max_epochs=3",
         "logger=none",
+        EAGER,
         f"paths.data={data_dir}",
         "dataset.datamodule.num_workers=2",  # worker processes too must see the same samples after a restart
         "model.drop_rate=0.5",  # and the model's own randomness must be the same

@@ -36,7 +36,8 @@ def test_smoke_det_trains_then_evaluate_reproduces_the_record(tmp_path, data_dir
     trained = run.record
     # Evaluated into results of this test's own, given train.py's deployed files (each named by the weights it holds)
     shutil.copytree(run.results / "deployed", tmp_path / "deployed")
-    common = ["experiment=smoke_det", f"paths.results={tmp_path}", f"paths.data={data_dir}"]
+    common = ["experiment=smoke_det", f"paths.results={tmp_path}", f"paths.deployed={tmp_path / 'deployed'}",
+              f"paths.data={data_dir}"]  # fmt: skip
     assert set(REQUIRED_FIELDS) <= set(trained) and "edgecomp train" in run.stdout
     assert (trained["task"], trained["dataset"], trained["model"]) == ("detection", "synthetic_sod", "yolov8n")
     assert set(trained["metrics"]) == set(METRIC_KEYS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import EAGER, read_jsonl, run_cli
 
 MB = 10**6
 
@@ -26,6 +26,7 @@ def test_compress_records_what_the_compressor_allocated(tmp_path, data_dir):
         f"paths.results={tmp_path}",
         f"paths.data={data_dir}",
         "logger=none",
+        EAGER,
     )
     (record,) = read_jsonl(tmp_path / "records.jsonl")
     compression = record["compression"]

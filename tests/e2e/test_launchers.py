@@ -10,7 +10,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from tests.conftest import CONF, REPO, read_jsonl, run_cli
+from tests.conftest import CONF, EAGER, REPO, read_jsonl, run_cli
 from tests.helpers.wandb_log import read_run
 
 
@@ -27,6 +27,7 @@ def test_a_submitit_local_sweep_runs_each_job_in_its_own_process_and_records_bot
         "trainer.accelerator=cpu",
         "logger=wandb",
         "trainer.max_epochs=1",
+        EAGER,
         f"paths.results={tmp_path}",
         f"paths.data={data_dir}",
     )
@@ -80,6 +81,7 @@ def test_ranks_started_by_slurm_train_together_and_record_once(tmp_path, data_di
         "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false",
         "logger=none",
+        EAGER,
         f"paths.results={tmp_path}",
         f"paths.data={data_dir}",
     ]
@@ -108,6 +110,9 @@ def test_an_optuna_search_runs_its_trials_and_reports_the_best_from_the_records(
         "-m",
         "hparams_search=smoke_optuna",
         "logger=none",
+        EAGER,
+        "teacher=mobilenetv3_small_100",  # a teacher of its own (the dropout makes its run another config's)
+        "teacher.drop_rate=0.2",  # at the student's cost: what is searched is the distillation, not the teacher
         f"paths.results={tmp_path}",
         f"paths.data={data_dir}",
     )

@@ -1,6 +1,6 @@
 """compressor=kd in-process: the frozen teacher while a student trains, a diverging student, where the teacher trains,
 and the distillation on the smoke data given a context (tests/unit/test_kd_loss.py: the loss and the refused configs;
-tests/e2e/test_kd_cli.py: compress.py end to end)."""
+tests/integration/test_kd_entry_point.py: compress.py end to end)."""
 
 from __future__ import annotations
 

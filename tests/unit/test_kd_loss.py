@@ -1,5 +1,5 @@
 """compressor=kd, what needs no training: the Hinton loss (against a hand computation, alpha=1, the T^2 factor) and
-the configs it refuses (tests/integration/test_kd.py: training with it; tests/e2e/test_kd_cli.py: compress.py)."""
+the configs it refuses (tests/integration/test_kd.py: training with it; tests/integration/test_kd_entry_point.py: compress.py)."""
 
 from __future__ import annotations
 

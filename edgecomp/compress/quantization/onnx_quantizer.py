@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
 
 import torch.nn as nn
 
@@ -22,49 +21,35 @@ from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
-from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.models.detection.adapter import DetectorAdapter
 
-BASELINE_FILE = "fp32.onnx"
-
 
 class OnnxPostTrainingQuantization(Compressor):
-    """Exports the model to FP32 ONNX, then `quantize` writes the quantized file beside it."""
+    """Deploys the model as an FP32 ONNX file, then `quantize` writes the quantized file into the work folder."""
 
     precision: str  # of the quantized file: fp16 | int8
     deploys_file = True
     file_name: str
 
-    def __init__(self, name: str, **settings: Any) -> None:
-        super().__init__(name, **settings)
-        self._exported: Path | None = None  # the FP32 file of this compression, once exported
-
     def compress(self, model: nn.Module, context: CompressionContext) -> ExportedModel:
-        fp32 = self._fp32_file(model, context)
+        fp32 = self.deploy_baseline(model, context).path
+        context.work_dir.mkdir(parents=True, exist_ok=True)
         path = context.work_dir / self.file_name
         precision = self.quantize(model, fp32, path, context)
         return ExportedModel(source=model, path=path, runtime=OnnxRuntime(), precision=precision)
 
     def deploy_baseline(self, model: nn.Module, context: CompressionContext) -> ExportedModel:
-        return ExportedModel(
-            source=model, path=self._fp32_file(model, context), runtime=OnnxRuntime(), precision="fp32"
-        )
+        """`model` as the FP32 ONNX file ONNX Runtime deploys, which the quantized file is made from: exported once
+        for its weights (the dynamo exporter takes seconds to tens of seconds) into the runtime's folder of deployed
+        files, where the training run's measurement of the same weights has usually put it already."""
+        return OnnxRuntime().deploy(model, context.image_size, context.deploy_dir or context.work_dir)
 
     @abstractmethod
     def quantize(self, model: nn.Module, fp32: Path, output: Path, context: CompressionContext) -> str:
         """Write the quantized model to `output` from the FP32 file `fp32` exported from `model` (atomically:
         complete or absent); returns the precision of what it wrote (`precision`, or "fp32" where a quantizer found
         that nothing pays for lower precision)."""
-
-    def _fp32_file(self, model: nn.Module, context: CompressionContext) -> Path:
-        # Exported once per compression (the dynamo exporter takes seconds to tens of seconds) and reused by
-        # deploy_baseline: the baseline and the quantized file come from the same graph.
-        path = context.work_dir / BASELINE_FILE
-        if self._exported != path:
-            export_onnx(model, path, context.image_size)
-            self._exported = path
-        return path
 
     def check(self, spec: RunSpec) -> None:
         """The model and the device, before any work: a detector whose detections need more than its exported

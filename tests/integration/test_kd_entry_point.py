@@ -1,5 +1,5 @@
-"""compressor=kd through compress.py: the teacher trained once and reused, the distilled student deployed, and a run
-without a teacher refused in one line before any work."""
+"""compressor=kd through compress.py's command line (run in this process): the teacher trained once and reused, the
+distilled student deployed, and a run without a teacher refused in one line before any work."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from edgecomp.models.checkpoint import load_state_dict
-from tests.conftest import read_jsonl, run_cli
+from tests.conftest import EAGER, read_jsonl, run_in_process
 
 SMOKE_KD = ["experiment=smoke", "compressor=kd", "logger=none", "trainer.enable_progress_bar=false"]
 
@@ -24,11 +24,12 @@ def test_compress_kd_end_to_end_trains_the_teacher_once_and_deploys_the_distille
         "teacher.drop_rate=0.2",
         "compressor.lr=0.01",
         "trainer.max_epochs=1",
+        EAGER,
         f"paths.results={tmp_path}",
         f"paths.data={data_dir}",
     ]
     # Three trainings (baseline, teacher, student): ~20 s on 2 idle cores, minutes when other jobs share them.
-    first = run_cli("compress.py", *common, "compressor.epochs=2", timeout=600)
+    first = run_in_process("compress.py", *common, "compressor.epochs=2")
     assert "no finished teacher for this config" in first.stderr + first.stdout
     (record,) = read_jsonl(tmp_path / "records.jsonl")
     assert record["compressor"] == "kd" and record["model"] == "mobilenetv3_small_100"
@@ -49,7 +50,7 @@ def test_compress_kd_end_to_end_trains_the_teacher_once_and_deploys_the_distille
     assert (teacher_run / "model.pt").is_file()
     trained_at = (teacher_run / "model.pt").stat().st_mtime_ns
 
-    second = run_cli("compress.py", *common, "compressor.epochs=1", timeout=600)
+    second = run_in_process("compress.py", *common, "compressor.epochs=1")
     assert "reusing the teacher trained with this config" in second.stderr + second.stdout
     assert "reusing the baseline trained with this config" in second.stderr + second.stdout
     assert (teacher_run / "model.pt").stat().st_mtime_ns == trained_at
@@ -59,7 +60,7 @@ def test_compress_kd_end_to_end_trains_the_teacher_once_and_deploys_the_distille
 
 
 def test_compress_kd_without_a_teacher_stops_before_any_work(tmp_path, data_dir):
-    proc = run_cli("compress.py", *SMOKE_KD, f"paths.results={tmp_path}", f"paths.data={data_dir}", check=False)
+    proc = run_in_process("compress.py", *SMOKE_KD, f"paths.results={tmp_path}", f"paths.data={data_dir}", check=False)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("edgecomp: error:")]
     assert proc.returncode == 1 and len(errors) == 1 and "teacher=" in errors[0]
     assert "Traceback" not in proc.stderr
