@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import compose_config, read_jsonl, run_cli
+from tests.helpers.detectors import spread_mmdet_head
 
 HAS_MMDET = all(importlib.util.find_spec(name) is not None for name in ("mmdet", "mmcv", "mmengine"))
 needs_mmdet = pytest.mark.skipif(
@@ -38,14 +39,6 @@ def test_without_the_extra_model_mmdet_names_the_install_command(tmp_path, data_
     (line,) = [line for line in proc.stderr.splitlines() if line.startswith("edgecomp: error:")]
     assert "model=mmdet needs the MMDetection extra" in line and "bash scripts/install_mmdet.sh" in line
     assert not (tmp_path / "runs").exists()
-
-
-def _spread_head(model) -> None:
-    """mmdet starts its heads' convolutions at std 0.01, so every score is the prior's within ~1e-6 and their order
-    (which detections are kept, in what order) is float noise; random weights at std 0.1 spread them."""
-    for layer in model.detector.bbox_head.modules():
-        if isinstance(layer, torch.nn.Conv2d):
-            torch.nn.init.normal_(layer.weight, std=0.1)
 
 
 @needs_mmdet
@@ -78,7 +71,7 @@ def test_evaluate_py_scores_an_mmdet_retinanet_as_pycocotools_scores_mmdets_own_
 
     torch.manual_seed(0)
     model = MMDetAdapter("conf/mmdet/retinanet_r50_fpn.py", num_classes=4, input_size=SIZE, score_threshold=0.0)
-    _spread_head(model)
+    spread_mmdet_head(model)
     torch.save(model.state_dict(), checkpoint)
     samples = [DetDataSample(metainfo=meta) for meta in model.image_metas(len(images))]
     with torch.no_grad():

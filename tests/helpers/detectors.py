@@ -43,3 +43,11 @@ def torchvision_detector(family: str, backbone: str = "resnet18", seed: int = 0,
 
 def first_backbone_weight(adapter: DetectorAdapter) -> torch.Tensor:
     return next(module for module in adapter.detector.backbone.body.modules() if isinstance(module, nn.Conv2d)).weight
+
+
+def spread_mmdet_head(model) -> None:
+    """mmdet starts its heads' convolutions at std 0.01, so every score is the prior's within ~1e-6 and their order
+    (which detections are kept, in what order) is float noise; random weights at std 0.1 spread them."""
+    for layer in model.detector.bbox_head.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.normal_(layer.weight, std=0.1)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import compose_config
+from tests.helpers.detectors import spread_mmdet_head
 
 HAS_MMDET = all(importlib.util.find_spec(name) is not None for name in ("mmdet", "mmcv", "mmengine"))
 
@@ -30,14 +31,6 @@ def _batch():
         {"boxes": torch.tensor([[30.0, 30.0, 90.0, 100.0]]), "labels": torch.tensor([0])},
     ]
     return images, targets
-
-
-def _spread_head(model) -> None:
-    """mmdet starts its heads' convolutions at std 0.01, so every score is the prior's within ~1e-6 and their order
-    (which detections are kept, in what order) is float noise; random weights at std 0.1 spread them."""
-    for layer in model.detector.bbox_head.modules():
-        if isinstance(layer, torch.nn.Conv2d):
-            torch.nn.init.normal_(layer.weight, std=0.1)
 
 
 @needs_mmdet
@@ -144,7 +137,7 @@ def test_onnx_runtime_outputs_decode_to_mmdets_eager_detections(arch, tmp_path):
 
     torch.manual_seed(0)
     model = MMDetAdapter(f"conf/mmdet/{arch}.py", num_classes=4, input_size=SIZE, score_threshold=0.0).eval()
-    _spread_head(model)
+    spread_mmdet_head(model)
     images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
     eager = model.predict(images)
     exported = export_onnx(model, tmp_path / f"{arch}.onnx", SIZE)
