@@ -34,6 +34,7 @@ from hydra import compose, initialize_config_dir
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
+    from torch import nn
 
     from edgecomp.compress.context import CompressionContext
 
@@ -53,8 +54,11 @@ EAGER = "device=cpu_torch"
 
 if "PYTEST_XDIST_WORKER" in os.environ:
     # Each xdist worker gets one core's worth of threads (the subprocesses it starts inherit it): two workers of two
-    # threads each on two cores wait on each other.
+    # threads each on two cores wait on each other. That holds for the training (OMP_NUM_THREADS) and for the
+    # latency measurements, which device=cpu and device=cpu_torch otherwise pin at 2 threads (EDGECOMP_THREADS):
+    # measured, the fast tier took 9 min 3 s to 9 min 14 s with the measurements at 2 threads, 8 min at 1.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("EDGECOMP_THREADS", "1")
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
@@ -281,6 +285,23 @@ def shared_deployments(shared_dir) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def random_mobilenet(shared_dir) -> tuple[nn.Module, Path]:
+    """MobileNetV3-Small (10 classes, seed 0, random init, eval mode) and its FP32 ONNX file at 64 px: exported once
+    per session, by whichever worker asks first (the dynamo exporter takes ~7 s), the same weights built again by
+    the others from the seed. The file is shared: a test writes what it derives from it to a folder of its own."""
+    from edgecomp.evaluate.onnx_export import export_onnx
+    from edgecomp.models.timm_classifier import create_classifier
+
+    torch.manual_seed(0)
+    model = create_classifier("mobilenetv3_small_100", num_classes=10).eval()
+    path = shared_dir / "random_mobilenet" / "fp32.onnx"
+    with exclusive(shared_dir / "random_mobilenet.lock"):  # outside the file's folder, which holds the file alone
+        if not path.exists():  # export_onnx renames the file into place once it is complete
+            export_onnx(model, path, 64)
+    return model, path
+
+
+@pytest.fixture(scope="session")
 def data_dir(shared_dir) -> Path:
     """One cache of generated datasets for the whole session, every worker's (a dataset is generated into a folder
     renamed into place when complete, so two processes may ask for it at once: edgecomp.data.cache, tested on its
@@ -304,8 +325,9 @@ def share_deployments(folder: Path, shared: Path) -> None:
 
 @pytest.fixture(scope="session")
 def trained(shared_dir, data_dir, shared_deployments) -> Callable[..., TrainedRun]:
-    """`trained(preset, *overrides)`: `python train.py experiment=<preset> <overrides>` run once per session, by
-    whichever test (of whichever worker) asks first; the others wait for it and get the same run. Its results are
+    """`trained(preset, *overrides)`: `python train.py experiment=<preset> <overrides>` run once per session (in the
+    process of whichever test, of whichever worker, asks first: run_in_process), the others wait for it and get the
+    same run. Its results are
     shared: a test writes what it does with them to results of its own (`paths.results=...`), starting from
     `checkpoint=<its checkpoint>` or reusing the run with `paths.runs=<its runs>`."""
 
@@ -317,9 +339,9 @@ def trained(shared_dir, data_dir, shared_deployments) -> Callable[..., TrainedRu
             if not printed.exists():
                 shutil.rmtree(results, ignore_errors=True)  # an earlier attempt that failed
                 # Its deployed files in its own results (what a test of train.py's record reads), then shared
-                proc = run_cli(
+                proc = run_in_process(
                     "train.py", f"experiment={preset}", f"paths.results={results}", f"paths.data={data_dir}",
-                    f"paths.deployed={results / 'deployed'}", *overrides, timeout=900,
+                    f"paths.deployed={results / 'deployed'}", *overrides,
                 )  # fmt: skip
                 share_deployments(results / "deployed", shared_deployments)
                 printed.write_text(proc.stdout)

@@ -41,8 +41,11 @@ class TargetDevice:
             raise DeviceError(f"device.precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
         if batch_size < 1:
             raise DeviceError(f"device.batch_size must be >= 1, got {batch_size}")
-        if threads is not None and threads < 1:
-            raise DeviceError(f"device.threads must be >= 1 or null, got {threads}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise DeviceError(
+                f"device.threads must be a whole number >= 1 or null (all cores), got {threads!r} (on device=cpu "
+                f"and device=cpu_torch, EDGECOMP_THREADS sets it when device.threads= does not)"
+            )
         if isinstance(channel_divisor, bool) or not isinstance(channel_divisor, int) or channel_divisor < 1:
             raise DeviceError(
                 f"device.channel_divisor must be a whole number >= 1 (the channel count multiple its runtime runs "

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgecomp.evaluate.record import LATENCY_FIELDS, REQUIRED_FIELDS
-from tests.conftest import EAGER, read_jsonl, run_cli
+from tests.conftest import EAGER, read_jsonl, run_cli, run_in_process
 from tests.helpers.wandb_log import read_run
 
 
@@ -149,7 +149,7 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, data_dir):
         "model.drop_rate=0.5",  # and the model's own randomness must be the same
     ]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    run_cli("train.py", *common, f"paths.results={straight}")
+    run_in_process("train.py", *common, f"paths.results={straight}")  # the reference: what the process is not about
     proc = run_cli(
         "train.py",
         *common,

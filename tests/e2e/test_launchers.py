@@ -1,12 +1,11 @@
-"""Across runs: a sweep's jobs as separate processes (Hydra's submitit launcher), the SLURM preset, ranks started by
-SLURM rather than by edgecomp, and a search with Hydra's Optuna sweeper whose best trial is read from the records."""
+"""Across runs: a sweep's jobs as separate processes (Hydra's submitit launcher), the SLURM preset and ranks started
+by SLURM rather than by edgecomp (tests/integration/test_optuna_sweep.py: a search with Hydra's Optuna sweeper, whose
+trials run in the entry point's own process)."""
 
-import json
 import os
 import subprocess
 import sys
 
-import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
@@ -102,32 +101,3 @@ def test_ranks_started_by_slurm_train_together_and_record_once(tmp_path, data_di
     assert record["config"]["trainer"]["devices"] == 2
     assert "edgecomp train" in outputs[0] and "edgecomp train" not in outputs[1]  # rank 0 measured and recorded
     assert "ddp_worker" not in outputs[0] + outputs[1]
-
-
-def test_an_optuna_search_runs_its_trials_and_reports_the_best_from_the_records(tmp_path, data_dir):
-    proc = run_cli(
-        "compress.py",
-        "-m",
-        "hparams_search=smoke_optuna",
-        "logger=none",
-        EAGER,
-        "teacher=mobilenetv3_small_100",  # a teacher of its own (the dropout makes its run another config's)
-        "teacher.drop_rate=0.2",  # at the student's cost: what is searched is the distillation, not the teacher
-        f"paths.results={tmp_path}",
-        f"paths.data={data_dir}",
-    )
-    records = read_jsonl(tmp_path / "records.jsonl")
-    (sweep,) = (tmp_path / "multirun").iterdir()
-    assert sorted(r["sweep"]["job"] for r in records) == [0, 1] and {r["compressor"] for r in records} == {"kd"}
-    # Optuna drew each trial's temperature and hard-label weight
-    assert len({(r["compression"]["T"], r["compression"]["alpha"]) for r in records}) == 2
-    best = json.loads((sweep / "best_trial.json").read_text())
-    # The best trial by the records' top-1 (the latency budget of 100 ms is far away: no penalty)
-    assert all(r["latency_ms"]["median"] < 100 for r in records)
-    top = max(records, key=lambda r: r["metrics"]["top1"])
-    assert best["value"] == pytest.approx(top["metrics"]["top1"])
-    assert best["job"] == top["sweep"]["job"] and best["trials"] == 2
-    assert f"best trial of 2 (from {tmp_path / 'records.jsonl'}): job {best['job']}" in proc.stdout
-    # and Optuna, which got each trial's objective from the entry point, agrees
-    optuna = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert optuna["best_value"] == pytest.approx(best["value"])

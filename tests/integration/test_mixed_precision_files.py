@@ -14,22 +14,19 @@ import torch
 from edgecomp.compress.quantization.node_attribution import attribute, quantized_nodes
 from edgecomp.compress.quantization.ptq_int8 import Int8Quantization
 from edgecomp.evaluate.device import TargetDevice
-from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.evaluate.runtimes.onnxruntime_profile import profile_nodes
-from edgecomp.models.timm_classifier import create_classifier
 from tests.conftest import train_then_compress
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def mobilenet(tmp_path_factory):
+def mobilenet(tmp_path_factory, random_mobilenet):
     """MobileNetV3-Small (HardSwish, squeeze-excite, depthwise and residual paths) at 64 px: its FP32 file, the file
     ONNX Runtime's quantizer sees, and that file in full INT8."""
-    torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("mixed")
-    fp32 = export_onnx(create_classifier("mobilenetv3_small_100", num_classes=10).eval(), folder / "fp32.onnx", 64)
+    _, fp32 = random_mobilenet
     quantizer = Int8Quantization("ptq_int8", calib_images=8, calibrate_method="minmax")
     prepared = quantizer.preprocess(fp32, folder / "prepared.onnx")
     int8 = folder / "int8.onnx"

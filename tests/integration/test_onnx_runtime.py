@@ -1,6 +1,7 @@
 """ONNX export and the ONNX Runtime backend, on a real timm model (no mocks: ORT runs the exported file).
 
-The model is exported once per module: the dynamo exporter takes ~15 s, the rest of the file a few seconds.
+The model is the session's random MobileNetV3-Small, exported once per session (the `random_mobilenet` fixture: the
+dynamo exporter takes ~7 s, the rest of the file a few seconds).
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import timm
 import torch
 
 from edgecomp.errors import CheckpointError, DeviceError
 from edgecomp.evaluate.device import TargetDevice
 from edgecomp.evaluate.latency import LatencyProtocol, measure_latency
-from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime, OnnxRuntimePredictor
 from edgecomp.evaluate.runtimes.torch_eager import TorchEagerRuntime
 from edgecomp.evaluate.size import weights_bytes
@@ -26,12 +25,8 @@ INPUT = 64
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    torch.manual_seed(0)
-    model = timm.create_model("mobilenetv3_small_100", pretrained=False, num_classes=10).eval()
-    directory = tmp_path_factory.mktemp("onnx")
-    path = export_onnx(model, directory / "model.onnx", INPUT)
-    return model, path
+def exported(random_mobilenet):
+    return random_mobilenet  # MobileNetV3-Small and its file at INPUT px
 
 
 def cpu_device(threads: int | None = 1) -> TargetDevice:
@@ -54,7 +49,7 @@ def test_ort_logits_match_torch_eager_at_another_batch_size(exported):
 def test_file_is_one_self_contained_onnx_with_a_dynamic_batch(exported):
     model, path = exported
     # Atomic write and no external data: the directory holds the .onnx file alone, no temporary, no weights file.
-    assert [p.name for p in path.parent.iterdir()] == ["model.onnx"]
+    assert [p.name for p in path.parent.iterdir()] == ["fp32.onnx"]
     state_dict_size = len(weights_bytes(model))
     assert abs(path.stat().st_size - state_dict_size) <= 0.10 * state_dict_size
     graph = onnx.load(str(path)).graph

@@ -15,7 +15,6 @@ import torch
 from edgecomp.compress.quantization.ptq_int8 import Int8Quantization, depthwise_convolutions
 from edgecomp.evaluate.onnx_export import export_onnx
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
-from edgecomp.models.timm_classifier import create_classifier
 from tests.conftest import compose_config, train_then_compress
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -122,11 +121,10 @@ def test_the_quantized_files_compute_what_their_fp32_baseline_computes(compresse
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    torch.manual_seed(0)
-    model = create_classifier("mobilenetv3_small_100", num_classes=10).eval()
-    folder = tmp_path_factory.mktemp("onnx")
-    return model, export_onnx(model, folder / "fp32.onnx", 64), folder
+def exported(tmp_path_factory, random_mobilenet):
+    """The session's random MobileNetV3-Small and its FP32 file at 64 px, and a folder for what a test makes of it."""
+    model, fp32 = random_mobilenet
+    return model, fp32, tmp_path_factory.mktemp("onnx")
 
 
 def run_onnx(path: Path, images: torch.Tensor) -> np.ndarray:

@@ -82,3 +82,21 @@ def test_the_hardware_names_the_cpus_int8_instructions(tmp_path):
     assert hardware.cpu_int8_instructions(tmp_path / "missing") is None
     found = hardware.cpu_int8_instructions()
     assert hardware.cpu_description().endswith(f", {found})" if found else " logical CPUs)")
+
+
+@pytest.mark.parametrize("device", ["cpu", "cpu_torch"])
+def test_the_host_profiles_measure_at_edgecomp_threads_where_it_is_set(monkeypatch, device):
+    monkeypatch.delenv("EDGECOMP_THREADS", raising=False)
+    assert build(compose_config("train", [f"device={device}"]).device).threads == 2
+    monkeypatch.setenv("EDGECOMP_THREADS", "3")
+    assert build(compose_config("train", [f"device={device}"]).device).threads == 3
+    assert build(compose_config("train", [f"device={device}", "device.threads=1"]).device).threads == 1
+    monkeypatch.setenv("EDGECOMP_THREADS", "null")  # all cores
+    assert build(compose_config("train", [f"device={device}"]).device).threads is None
+
+
+@pytest.mark.parametrize("value", ["0", "two", "1.5"])
+def test_a_thread_count_that_is_no_whole_number_is_refused_with_where_it_came_from(monkeypatch, value):
+    monkeypatch.setenv("EDGECOMP_THREADS", value)
+    with pytest.raises(DeviceError, match=r"device.threads must be a whole number >= 1 or null .*EDGECOMP_THREADS"):
+        build(compose_config("train", ["device=cpu"]).device)

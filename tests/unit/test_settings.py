@@ -25,7 +25,7 @@ from edgecomp.config import build
 from edgecomp.errors import ConfigError, EdgecompError, TrainingDiverged
 from edgecomp.pipelines import compress, recipe
 from edgecomp.settings import Settings
-from tests.conftest import compose_config, run_cli
+from tests.conftest import compose_config, run_in_process
 
 # Every compressor that trains for `epochs`, with what its config needs to build
 WITH_EPOCHS = {
@@ -78,7 +78,8 @@ def test_a_misspelt_nested_key_is_named_with_its_place():
 
 
 def test_the_command_line_prints_a_misspelt_key_as_one_error_line_before_any_work(tmp_path):
-    proc = run_cli(
+    # compress.py's own main on that command line, in this process (tests/e2e/test_cli.py: such errors from a new one)
+    proc = run_in_process(
         "compress.py",
         "experiment=smoke",
         "compressor=prune_unstructured",
