@@ -56,7 +56,8 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     # Each xdist worker gets one core's worth of threads (the subprocesses it starts inherit it): two workers of two
     # threads each on two cores wait on each other. That holds for the training (OMP_NUM_THREADS) and for the
     # latency measurements, which device=cpu and device=cpu_torch otherwise pin at 2 threads (EDGECOMP_THREADS):
-    # measured, the fast tier took 9 min 3 s to 9 min 14 s with the measurements at 2 threads, 8 min at 1.
+    # measured on 2 cores of an AMD EPYC, the fast tier took 9 min 3 s and 9 min 14 s with the measurements at 2
+    # threads, 7 min 59 s at 1 (docs/figures.md).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("EDGECOMP_THREADS", "1")
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
