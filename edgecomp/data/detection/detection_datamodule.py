@@ -20,15 +20,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from edgecomp.data.detection.dataset import DetectionDataset
 from edgecomp.data.detection.index import DetectionIndex
 from edgecomp.data.detection.letterbox import letterbox
 from edgecomp.data.detection.visdrone import split_into_patches
-from edgecomp.data.sampling import first_images, held_out_indices, sampled_images, seeded_train_loader
+from edgecomp.data.image_datamodule import ImageDataModule
+from edgecomp.data.sampling import held_out_indices, sampled_images
 from edgecomp.errors import ConfigError, DatasetError
 
 AUGMENTS = ("none", "flip")
@@ -81,12 +81,14 @@ def collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Ten
     return torch.stack(images), list(targets)
 
 
-class DetectionDataModule(pl.LightningDataModule):
+class DetectionDataModule(ImageDataModule):
     """Train on `splits[train_split]`, validate and evaluate on `splits[eval_split]`, both read by `reader`.
 
     `patches_dir`: train on every training image cut into four quadrants, written there once (ScaleKD's VisDrone
     setting; edgecomp.data.detection.visdrone.split_into_patches). Evaluation always uses whole images.
     """
+
+    collate_fn = staticmethod(collate)  # an image's boxes and labels are as many as it has objects
 
     def __init__(
         self,
@@ -103,7 +105,7 @@ class DetectionDataModule(pl.LightningDataModule):
         min_box_size: float = 1.0,
         patches_dir: str | os.PathLike | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(train_split, eval_split, image_size, batch_size, num_workers, seed)
         for role, split in (("train_split", train_split), ("eval_split", eval_split)):
             if split not in splits:
                 raise ConfigError(f"{role}={split} is not one of the dataset's splits {list(splits)}")
@@ -112,13 +114,7 @@ class DetectionDataModule(pl.LightningDataModule):
         self.reader = reader
         self.splits = dict(splits)
         self.num_classes = num_classes
-        self.image_size = image_size
-        self.train_split = train_split
-        self.eval_split = eval_split
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.augment = augment
-        self.seed = seed
         self.min_box_size = min_box_size
         self.patches_dir = patches_dir
         self._train_index: DetectionIndex | None = None
@@ -181,28 +177,11 @@ class DetectionDataModule(pl.LightningDataModule):
     def eval_set(self) -> LetterboxedDetections:
         return LetterboxedDetections(self.eval_index, self.image_size, self.label_of, False)
 
-    def train_dataloader(self) -> DataLoader:
-        return seeded_train_loader(
-            self.train_set(), self.batch_size, self.num_workers, self.seed, self.trainer, collate_fn=collate
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        return self.eval_dataloader()
-
-    def eval_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.eval_set(), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers, collate_fn=collate
-        )
-
     def calibration_images(self, count: int) -> torch.Tensor:
         """`count` training images drawn by the seed, letterboxed as for evaluation (no augmentation)."""
         return sampled_images(
             LetterboxedDetections(self.train_index, self.image_size, self.label_of, False), count, self.seed
         )
-
-    def fixed_images(self, count: int) -> torch.Tensor:
-        """The first `count` evaluation images (cycled if the split is smaller), letterboxed: the latency set."""
-        return first_images(self.eval_set(), count, self.eval_split)
 
     def held_out(self, count: int) -> DetectionDataModule:
         """A copy whose evaluation split is `count` training images drawn by the seed (see held_out_indices), with
