@@ -328,9 +328,9 @@ def share_deployments(folder: Path, shared: Path) -> None:
 def trained(shared_dir, data_dir, shared_deployments) -> Callable[..., TrainedRun]:
     """`trained(preset, *overrides)`: `python train.py experiment=<preset> <overrides>` run once per session (in the
     process of whichever test, of whichever worker, asks first: run_in_process), the others wait for it and get the
-    same run. Its results are
-    shared: a test writes what it does with them to results of its own (`paths.results=...`), starting from
-    `checkpoint=<its checkpoint>` or reusing the run with `paths.runs=<its runs>`."""
+    same run. Its results are shared: a test writes what it does with them to results of its own
+    (`paths.results=...`), starting from `checkpoint=<its checkpoint>` or reusing the run with `paths.runs=<its
+    runs>`."""
 
     def train(preset: str, *overrides: str) -> TrainedRun:
         key = hashlib.sha256("\n".join((preset, *overrides)).encode()).hexdigest()[:12]

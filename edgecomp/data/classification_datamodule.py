@@ -48,7 +48,8 @@ class ClassificationDataModule(ImageDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         # Read both splits now, so a missing or malformed dataset fails before training starts.
-        self.train_set(), self.eval_set()
+        self.train_set()
+        self.eval_set()
 
     def calibration_images(self, count: int) -> torch.Tensor:
         """`count` training images drawn by the seed, prepared as for evaluation (no augmentation)."""
