@@ -2,12 +2,12 @@
 paired with the student's by stride.
 
 ScaleKD's teacher sees high-resolution images (section 3, "Definition"; section 4.1: "2x of standard input resolution
-for all experiments for the teacher model"), the student the standard ones. edgecomp's data pipeline delivers one
-resolution, the student's, so the teacher's input is the student's batch upsampled bilinearly by `teacher_scale`.
-This keeps one data pipeline and one augmentation for both networks (the two inputs are the same pixels); what it
-does not give the teacher is detail the stored images have beyond the student's resolution (on COCO and VisDrone
-the letterbox to the student's size discards it first). On synthetic_sod, generated at the student's size, there is
-no such detail to lose.
+for all experiments for the teacher model"), the student the standard ones. By default (`compressor.teacher_input=
+native`) the data pipeline delivers both: the teacher's images are letterboxed from the stored image at its own
+resolution (edgecomp.data.detection.detection_datamodule, `with_teacher_scale`), so the teacher sees the detail the
+student's input has lost. `teacher_input=upsampled` keeps the earlier reading as an ablation: `teacher_input` below
+upsamples the student's batch bilinearly, the same pixels on a finer grid. In both the teacher's content is exactly
+`teacher_scale` x the student's, so the pairing below holds.
 
 Pairing the levels. At `teacher_scale` s the teacher's level of stride t covers t / s pixels of the student's image
 per cell: it is the student's level of stride t / s, same grid, and -- for a teacher trained on that scale -- the
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 
 def teacher_input(images: torch.Tensor, scale: float) -> torch.Tensor:
-    """The student's batch as the teacher sees it: upsampled bilinearly by `scale` (unchanged at 1)."""
+    """The student's batch as an `upsampled` teacher sees it: upsampled bilinearly by `scale` (unchanged at 1)."""
     if scale == 1:
         return images
     size = round(images.shape[-1] * scale)

@@ -1,13 +1,21 @@
-"""The high-resolution teacher: a detector trained and run on its input upsampled by `teacher_scale`.
+"""The high-resolution teacher: a detector trained and run at `teacher_scale` x the student's resolution.
 
 ScaleKD's teacher is a high-resolution model ("we only consider using high-resolution images X^hr for the teacher
 model"; Table 4's teacher is the same Mask R-CNN at 800 px against the student's 400 px): its advantage on small
-objects is that it sees them `teacher_scale` times larger. A teacher trained at the student's resolution and shown
-upsampled images would see objects at sizes it never learnt, so the distillers train their teacher on what it will
-see: `UpsampledInputDetector` wraps the teacher's detector (built for `teacher_scale` x the data's image size) and
-upsamples each batch (and scales its boxes) before the detector's own loss, detections and network, so that the
-ordinary training (edgecomp.lit.training) trains it on the data the student trains on. The distillers
-then use the wrapped detector itself, fed the same upsampling (edgecomp.distill.alignment.teacher_input).
+objects is that it sees them `teacher_scale` times larger, with the detail the student's smaller input has lost.
+Two ways to give it that input (`compressor.teacher_input`):
+
+- `native` (the default): the teacher's own images, letterboxed from the stored image at `teacher_scale` x the input
+  size (edgecomp.data.detection.detection_datamodule: two-resolution batches). Its detector is simply built for that
+  input size (`with_input_size`) and trained on the data letterboxed to it, like any detector.
+- `upsampled` (the earlier reading, kept as an ablation): the student's batch upsampled bilinearly -- the same pixels
+  on a finer grid, no detail the student lacks. `UpsampledInputDetector` wraps the teacher's detector (built for
+  `teacher_scale` x the data's image size) and upsamples each batch (and scales its boxes) before the detector's own
+  loss, detections and network, so that the ordinary training (edgecomp.lit.training) trains it on the data the
+  student trains on; the distillers then feed the detector the same upsampling (edgecomp.distill.alignment).
+
+Either way a teacher trained at the student's resolution and shown larger images would see objects at sizes it never
+learnt, so the teacher is trained on what it will see.
 """
 
 from __future__ import annotations
@@ -73,6 +81,13 @@ def high_resolution_config(detector: DictConfig, scale: float) -> DictConfig:
             "name": f"{inner['name']}_x{scale:g}",
         }
     )
+
+
+def with_input_size(detector: DictConfig, size: int) -> DictConfig:
+    """A copy of the detector config `detector` built for `size` x `size` inputs (a native high-resolution teacher)."""
+    node = OmegaConf.create(cast(dict[str, Any], OmegaConf.to_container(detector, resolve=True)))
+    node.input_size = int(size)
+    return node
 
 
 def load_teacher(config: DictConfig, checkpoint: str | os.PathLike) -> DetectorAdapter:

@@ -86,27 +86,32 @@ def coco_detections(
 
 class CocoEvaluator(Evaluator):
     """map, map50, map75, map_small, map_medium, map_large, ar1, ar10, ar100, recall (edgecomp.evaluate.coco_metrics);
-    `evaluate` adds the bootstrap intervals of map and map_small over the images (`bootstrap` resamples, 0: none)."""
+    `evaluate` adds the bootstrap intervals of map and map_small over the images (`bootstrap` resamples, 0: none).
+    `size_scale`: the ground truth's pixels per pixel of the size the small / medium / large classes are judged at
+    (coco_metrics; 1: COCO's rule, in the original image's pixels)."""
 
     metric_names = METRIC_KEYS
     BOOTSTRAPPED = {"map": "all", "map_small": "small"}  # metric: COCO area range (at 100 detections per image)
 
-    def __init__(self, bootstrap: int = 0) -> None:
+    def __init__(self, bootstrap: int = 0, size_scale: float = 1.0) -> None:
         self.bootstrap = check_resamples(bootstrap)
+        self.size_scale = float(size_scale)
 
     def __call__(self, model, predictor: Predictor, datamodule, device) -> dict[str, float]:
         detections = coco_detections(model, predictor, datamodule, device.torch_device, device.dtype)
-        return coco_metrics(datamodule.eval_index, detections)
+        return coco_metrics(datamodule.eval_index, detections, self.size_scale)
 
     def evaluate(self, model, predictor: Predictor, datamodule, device) -> Evaluation:
         detections = coco_detections(model, predictor, datamodule, device.torch_device, device.dtype)
-        return coco_evaluation_with_intervals(datamodule.eval_index, detections, self.bootstrap)
+        return coco_evaluation_with_intervals(datamodule.eval_index, detections, self.bootstrap, self.size_scale)
 
 
-def coco_evaluation_with_intervals(index, detections: list[dict[str, Any]], bootstrap: int) -> Evaluation:
-    """coco_metrics of `detections` against `index`, and the bootstrap intervals of map and map_small over the
-    index's images (`bootstrap` resamples, 0: none)."""
-    evaluation = coco_evaluation(index, detections)
+def coco_evaluation_with_intervals(
+    index, detections: list[dict[str, Any]], bootstrap: int, size_scale: float = 1.0
+) -> Evaluation:
+    """coco_metrics of `detections` against `index` (size classes judged at `size_scale`), and the bootstrap
+    intervals of map and map_small over the index's images (`bootstrap` resamples, 0: none)."""
+    evaluation = coco_evaluation(index, detections, size_scale)
     statistics: dict[str, ResampledAP] = {}
     if bootstrap:
         statistics = {name: ResampledAP(evaluation, area) for name, area in CocoEvaluator.BOOTSTRAPPED.items()}

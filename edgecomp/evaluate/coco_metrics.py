@@ -88,7 +88,7 @@ def validate_predictions(entries: Any, index: DetectionIndex, source: str = "det
     ]
 
 
-def coco_metrics(index: DetectionIndex, detections: list[dict[str, Any]]) -> dict[str, float]:
+def coco_metrics(index: DetectionIndex, detections: list[dict[str, Any]], size_scale: float = 1.0) -> dict[str, float]:
     """COCO bbox metrics of `detections` against the ground truth in `index`, by pycocotools' COCOeval.
 
     Returns exactly METRIC_KEYS:
@@ -110,13 +110,20 @@ def coco_metrics(index: DetectionIndex, detections: list[dict[str, Any]]) -> dic
     the counting: the detections object is built empty, since loadRes refuses an empty list). The detections
     are validated like `load_predictions`' entries (DatasetError on a bad one) and neither they nor the index are
     modified (pycocotools writes into the annotation dicts it is given, so it gets copies).
+
+    `size_scale`: the ground truth's pixels per pixel of the size at which the small / medium / large classes are
+    judged. 1 (COCO's rule) judges them in the original image's pixels; a set rendered at r x the input it serves
+    (synthetic_sod's `render_scale`) passes r, so that "small" is under 32 x 32 px of that input (COCOeval's area
+    ranges multiplied by r^2).
     """
-    return evaluation_metrics(coco_evaluation(index, detections))
+    return evaluation_metrics(coco_evaluation(index, detections, size_scale))
 
 
-def coco_evaluation(index: DetectionIndex, detections: list[dict[str, Any]]) -> COCOeval:
+def coco_evaluation(index: DetectionIndex, detections: list[dict[str, Any]], size_scale: float = 1.0) -> COCOeval:
     """The COCOeval of `detections` against `index` after evaluate, accumulate and summarize: what coco_metrics
     reads its numbers from (see there), with the per-image evaluations (`evalImgs`) a bootstrap re-accumulates."""
+    if not (math.isfinite(size_scale) and size_scale > 0):
+        raise ValueError(f"size_scale must be a finite number > 0, got {size_scale}")
     detections = validate_predictions(detections, index)
     ground_truth = COCO()
     # A COCO file's whole dictionary, as COCO loads it (the stubs type `dataset` as its three lists alone).
@@ -130,6 +137,9 @@ def coco_evaluation(index: DetectionIndex, detections: list[dict[str, Any]]) -> 
         evaluation = COCOeval(ground_truth, results, iouType="bbox")
         evaluation.params.imgIds = sorted(int(image["id"]) for image in index.images)
         evaluation.params.catIds = sorted(int(category["id"]) for category in index.categories)
+        evaluation.params.areaRng = [
+            [low * size_scale**2, high * size_scale**2] for low, high in evaluation.params.areaRng
+        ]
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()

@@ -5,7 +5,9 @@
 
 L_det is the student family's own detection loss; the other terms come from the distiller (a method has the terms it
 has, the others weigh nothing). One training step runs the teacher once, on its `teacher_scale` x input, without
-gradients, and the student once: its features, head outputs and detection step (loss and ground-truth assignment)
+gradients, and the student once. The teacher's input (`teacher_input`): `native`, the batch's own teacher images
+(the stored images letterboxed at the teacher's resolution: a batch `(images, targets, teacher_images)` from
+DetectionDataModule.with_teacher_scale), or `upsampled`, the student's images upsampled bilinearly. The student's: its features, head outputs and detection step (loss and ground-truth assignment)
 serve both L_det and the distillation terms.
 
 The student trains as its from-scratch baseline does (edgecomp.lit.detection_module.DetectionModule): the run's optimizer
@@ -62,6 +64,9 @@ def uncounted_step(optimizer: Any) -> Iterator[None]:
         yield
     finally:
         optimizer._on_before_step, optimizer._on_after_step = hooks
+
+
+TEACHER_INPUTS = ("native", "upsampled")
 
 
 def backbone_norms(backbone: nn.Module) -> list[nn.Module]:
@@ -121,6 +126,7 @@ class DetectionDistillationModule(pl.LightningModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         teacher_scale: float = 1.0,
+        teacher_input: str = "native",
         schedule: DistillationSchedule | None = None,
         warmup_steps: int = 100,
         max_grad_norm: float | None = 10.0,
@@ -133,7 +139,10 @@ class DetectionDistillationModule(pl.LightningModule):
         self.weights = weights
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        if teacher_input not in TEACHER_INPUTS:
+            raise ConfigError(f"compressor.teacher_input must be one of {TEACHER_INPUTS}, got {teacher_input!r}")
         self.teacher_scale = teacher_scale
+        self.teacher_input = teacher_input
         self.schedule = schedule or DistillationSchedule()
         self.warmup_steps = warmup_steps
         self.max_grad_norm = max_grad_norm
@@ -228,9 +237,29 @@ class DetectionDistillationModule(pl.LightningModule):
 
     # ---------------------------------------------------------------------------------------------- one step
 
-    def distillation_batch(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> DistillationBatch:
+    def teacher_images(self, images: torch.Tensor, teacher_images: torch.Tensor | None) -> torch.Tensor:
+        """What the teacher sees of the batch (see the module docstring)."""
+        if self.teacher_scale == 1:
+            return images
+        if self.teacher_input == "upsampled":
+            return teacher_input(images, self.teacher_scale)
+        expected = round(images.shape[-1] * self.teacher_scale)
+        if teacher_images is None or teacher_images.shape[-1] != expected:
+            got = "none" if teacher_images is None else f"{teacher_images.shape[-1]} px"
+            raise ConfigError(
+                f"compressor.teacher_input=native needs each training batch to carry the teacher's {expected} px "
+                f"images (DetectionDataModule.with_teacher_scale({self.teacher_scale:g})); got {got}"
+            )
+        return teacher_images
+
+    def distillation_batch(
+        self,
+        images: torch.Tensor,
+        targets: list[dict[str, torch.Tensor]],
+        teacher_images: torch.Tensor | None = None,
+    ) -> DistillationBatch:
         with torch.no_grad():
-            teacher = self.teacher.features(teacher_input(images, self.teacher_scale))
+            teacher = self.teacher.features(self.teacher_images(images, teacher_images))
         student = self.student.features(images)
         head = self.student.head(student.pyramid)
         step = self.distiller.student_view.detection_step(student.pyramid, head, targets)
@@ -241,9 +270,9 @@ class DetectionDistillationModule(pl.LightningModule):
         return {}
 
     def training_step(self, batch, batch_idx):
-        images, targets = batch
+        images, targets, *teacher_images = batch  # a native teacher's images come third
         self.set_backbone_frozen(self.steps_done < self.backbone_frozen_until)
-        data = self.distillation_batch(images, targets)
+        data = self.distillation_batch(images, targets, *teacher_images)
         logged = dict(self.before_student_update(data))
 
         loss_det = torch.stack(list(data.student_step.losses.values())).sum()

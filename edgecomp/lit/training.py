@@ -82,6 +82,21 @@ class Training:
         config = {**self.config, key: model, "model": model}
         return Training(cfg, config, self.datamodule, self.logger)
 
+    def at_image_size(self, image_size: int) -> Training:
+        """The same training on the same stored images letterboxed to `image_size` (a teacher that sees the data at a
+        higher resolution than the run's model): `dataset.datamodule.image_size` set to it, so its run folder is the
+        one `train.py dataset.datamodule.image_size=<size> model.input_size=<size>` trains into. The model's own
+        input size is the caller's to set (for_model's node)."""
+        datamodule = getattr(self.datamodule, "at_image_size", None)
+        if datamodule is None:
+            raise TypeError(f"{type(self.datamodule).__name__} cannot letterbox its images to another size")
+        cfg = copy.deepcopy(self.cfg)
+        with open_dict(cfg):
+            cfg.dataset.datamodule.image_size = int(image_size)
+        config = copy.deepcopy(self.config)
+        config["dataset"]["datamodule"]["image_size"] = int(image_size)
+        return Training(cfg, config, datamodule(image_size), self.logger)
+
     def new_model(self) -> nn.Module:
         """A fresh instance of the configured model (random init, or its pretrained_file)."""
         return build(self.cfg.model)
@@ -131,9 +146,15 @@ class Training:
         with the run's optimizer at `lr`, constant unless a `scheduler` is given: a compressor's fine-tune."""
         return build(self.cfg.dataset.module)(model, optimizer=self.optimizer(lr), scheduler=scheduler)
 
-    def fine_tune(self, module: pl.LightningModule, epochs: int, *callbacks: pl.Callback) -> pl.Trainer:
-        """Fit `module` for `epochs` epochs on the run's training data, validating on the evaluation split each
-        epoch, with the run's trainer settings (precision, determinism, accelerator) and logger, so its loss curves
+    def fine_tune(
+        self,
+        module: pl.LightningModule,
+        epochs: int,
+        *callbacks: pl.Callback,
+        datamodule: pl.LightningDataModule | None = None,
+    ) -> pl.Trainer:
+        """Fit `module` for `epochs` epochs on the run's training data (or `datamodule`, a variant of it: a
+        distillation's two-resolution batches), validating on the evaluation split each epoch, with the run's trainer settings (precision, determinism, accelerator) and logger, so its loss curves
         land next to the baseline's. No checkpoints are written: what a compressor trains is its product, measured
         and recorded by compress.py. The data order follows (seed, epoch) as in every run, and the model's own
         randomness is re-seeded each epoch (EpochReseed)."""
@@ -147,7 +168,7 @@ class Training:
             enable_checkpointing=False,
             default_root_dir=str(self.cfg.paths.results),
         )
-        trainer.fit(module, datamodule=self.datamodule)
+        trainer.fit(module, datamodule=datamodule if datamodule is not None else self.datamodule)
         return trainer
 
     def fit(self) -> Path:

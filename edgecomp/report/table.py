@@ -17,6 +17,11 @@ ratios, for one seed the record's own interval over its rounds; a verdict `faste
 A row of one seed has no interval over seeds and says so (edgecomp.report.intervals). Size ratios are compressed /
 baseline.
 
+The accuracy is the first of the task's reported metrics (edgecomp.evaluate.evaluator.REPORTED_METRICS: top-1; a
+detector's COCO mAP50-95, then its mAP on small objects, `map_small`); each of them is shown the same way, mean ± std
+with its interval and the paired change with its verdict. A seed without a value for a metric (map_small where the
+data has no small objects) is left out of that metric's numbers, whose n counts the seeds used.
+
 Pure functions on lists of record dicts (edgecomp.evaluate.record; edgecomp.report.records reads them from a
 results folder, edgecomp.report.table_format writes the rows as CSV and Markdown).
 """
@@ -24,13 +29,14 @@ results folder, edgecomp.report.table_format writes the rows as CSV and Markdown
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgecomp.evaluate.evaluator import ACCURACY_METRIC  # the metric a row's accuracy is, by the record's task
+from edgecomp.evaluate.evaluator import REPORTED_METRICS  # a row's metrics by the record's task, its accuracy first
 from edgecomp.evaluate.uncertainty import MeanInterval, PairedDifference, mean_interval, paired_difference
 from edgecomp.report.comparison import median_latency, runtime_label
 from edgecomp.report.intervals import (
@@ -76,34 +82,91 @@ class RowKey:
 
 
 @dataclass(frozen=True)
+class MetricSummary:
+    """One of a row's reported metrics over its seeds, in percent: `pct` its n, mean, sample std and t interval (None
+    when no seed has a value: map_small on data without small objects); `change` the paired per-seed change in points
+    to each record's own baseline, over the seeds where both sides have a value (None for a baseline row); and for a
+    metric that one seed alone gives, `images_ci95`, the bootstrap interval its run measured over the evaluation
+    images (`metrics_ci95`), where recorded."""
+
+    metric: str
+    pct: MeanInterval | None
+    change: PairedDifference | None = None
+    images_ci95: tuple[float, float] | None = None
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        """The interval: the t interval over seeds, or for one seed the bootstrap over its images."""
+        if self.pct is None:
+            return None
+        return self.pct.ci95 or self.images_ci95
+
+    @property
+    def delta_pts(self) -> float | None:
+        """The mean per-seed change in points."""
+        return None if self.change is None else self.change.mean
+
+
+@dataclass(frozen=True)
 class Row:
     """One line of the table. Each measure over the row's seeds is a MeanInterval (n, mean, sample std, t interval;
-    None when no seed has it, e.g. no latency for a scored predictions file). Accuracy is in percent (top-1, or COCO
-    mAP50-95 for detection); the changes compare a compressed row with the baselines recorded alongside it, seed by
-    seed, and are None for a baseline row."""
+    None when no seed has it, e.g. no latency for a scored predictions file). `metrics` are the task's reported metrics
+    (REPORTED_METRICS), in percent: the first is the row's accuracy (top-1, or COCO mAP50-95 for detection: what the
+    Pareto plot and the `accuracy_*` names are), the rest what the task is judged on besides (a detector's
+    map_small). The changes compare a compressed row with the baselines recorded alongside it, seed by seed, and are
+    None for a baseline row."""
 
     key: RowKey
-    metric: str
     seeds: tuple[Any, ...]
-    accuracy_pct: MeanInterval | None
+    metrics: tuple[MetricSummary, ...]
     latency_ms: MeanInterval | None
     size_bytes: MeanInterval | None
     gzip_bytes: MeanInterval | None
     compression_time_s: MeanInterval | None
     # No record of the row compares with a baseline (train.py, evaluate.py, compressor=none): no changes.
     is_baseline: bool
-    accuracy_change: PairedDifference | None = None  # points, compressed - own baseline per seed
     speedup_interval: Speedup | None = None  # baseline / compressed latency: > 1 is faster
     size_ratio: float | None = None
     gzip_ratio: float | None = None
-    # A row of one seed has no interval over seeds; these are the intervals its one run measured itself.
-    accuracy_images_ci95: tuple[float, float] | None = None  # percent: the bootstrap over the evaluation images
+    # A row of one seed has no interval over seeds; this is the interval its one run measured itself.
     latency_passes_ci95: tuple[float, float] | None = None  # ms: the interval of the median of the timed passes
+
+    @property
+    def accuracy(self) -> MetricSummary:
+        """The row's headline metric (the first reported one)."""
+        return self.metrics[0]
+
+    @property
+    def further_metrics(self) -> tuple[MetricSummary, ...]:
+        """The reported metrics besides the accuracy (a detector's map_small)."""
+        return self.metrics[1:]
+
+    def metric_summary(self, metric: str) -> MetricSummary | None:
+        """The reported metric `metric`, None where the row's task does not report it."""
+        return next((summary for summary in self.metrics if summary.metric == metric), None)
+
+    @property
+    def metric(self) -> str:
+        return self.accuracy.metric
+
+    @property
+    def accuracy_pct(self) -> MeanInterval | None:
+        return self.accuracy.pct
+
+    @property
+    def accuracy_change(self) -> PairedDifference | None:
+        """Points, compressed - own baseline per seed."""
+        return self.accuracy.change
+
+    @property
+    def accuracy_images_ci95(self) -> tuple[float, float] | None:
+        """Percent: one seed's bootstrap interval over its evaluation images."""
+        return self.accuracy.images_ci95
 
     @property
     def delta_accuracy_pts(self) -> float | None:
         """The mean per-seed accuracy change in points."""
-        return None if self.accuracy_change is None else self.accuracy_change.mean
+        return self.accuracy.delta_pts
 
     @property
     def speedup(self) -> float | None:
@@ -113,9 +176,7 @@ class Row:
     @property
     def accuracy_ci95(self) -> tuple[float, float] | None:
         """The accuracy's interval: the t interval over seeds, or for one seed the bootstrap over its images."""
-        if self.accuracy_pct is None:
-            return None
-        return self.accuracy_pct.ci95 or self.accuracy_images_ci95
+        return self.accuracy.ci95
 
     @property
     def latency_ci95(self) -> tuple[float, float] | None:
@@ -192,9 +253,33 @@ def _one_record_per_seed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_seed[seed] for seed in sorted(by_seed, key=_sort_value)]
 
 
-def _accuracy(metrics: dict[str, Any] | None, metric: str) -> float | None:
+def _points(metrics: dict[str, Any] | None, metric: str) -> float | None:
+    """A metric (a fraction) in percent, None where unknown: absent, null or NaN (COCO's "no ground truth")."""
     value = (metrics or {}).get(metric)
-    return None if value is None else 100.0 * value
+    if value is None:
+        return None
+    points = 100.0 * float(value)
+    return points if math.isfinite(points) else None
+
+
+def _metric_summary(metric: str, records: list[dict[str, Any]], compressed: list[dict[str, Any]]) -> MetricSummary:
+    """`metric` over the seeds that have a value for it, and its paired change over the `compressed` records whose
+    own baseline has one too."""
+    measured = [record for record in records if _points(record["metrics"], metric) is not None]
+    change = None
+    if compressed:
+        differences = []
+        for record in compressed:
+            after, before = _points(record["metrics"], metric), _points(record["baseline"].get("metrics"), metric)
+            differences.append(None if after is None or before is None else after - before)
+        change = paired_difference(differences)
+    return MetricSummary(
+        metric=metric,
+        pct=mean_interval([_points(record["metrics"], metric) for record in measured]),
+        change=change,
+        # the one seed that gives the metric: the interval its run measured over the images
+        images_ci95=_one_run_interval(measured, lambda r: (r.get("metrics_ci95") or {}).get(metric), 100.0),
+    )
 
 
 def _mean_pair(pairs: list[tuple[float | None, float | None]]) -> tuple[float, float] | None:
@@ -209,7 +294,7 @@ def _one_run_interval(
     records: list[dict[str, Any]], value: Callable[[dict[str, Any]], Any], scale: float = 1.0
 ) -> tuple[float, float] | None:
     """A row of one record: the interval that record measured itself (`value(record)`, times `scale`), None for
-    several seeds (whose interval is the one over them)."""
+    several seeds (whose interval is the one over them) or none."""
     return interval(value(records[0]), scale) if len(records) == 1 else None
 
 
@@ -250,32 +335,24 @@ def aggregate(key: RowKey, records: list[dict[str, Any]]) -> Row:
     compressed records carry, paired by seed (the size ratios, which seeds barely move: compressed mean / baseline
     mean over the same seeds)."""
     records = _one_record_per_seed(records)
-    metric = ACCURACY_METRIC[key.task]
     # compressor=none deploys the baseline itself: its compress.py record (baseline = itself) is a baseline row
     compressed = [r for r in records if isinstance(r.get("baseline"), dict) and r.get("compressor") != "none"]
     changes: dict[str, Any] = {}
     if compressed:
-        differences = []
-        for record in compressed:
-            after, before = _accuracy(record["metrics"], metric), _accuracy(record["baseline"].get("metrics"), metric)
-            differences.append(None if after is None or before is None else after - before)
         changes = {
-            "accuracy_change": paired_difference(differences),
             "speedup_interval": speedup_over_seeds([seed_latency_ratio(r, r["baseline"]) for r in compressed]),
             "size_ratio": _ratio_of_means([(r.get("size_bytes"), r["baseline"].get("size_bytes")) for r in compressed]),
             "gzip_ratio": _ratio_of_means([(r.get("gzip_bytes"), r["baseline"].get("gzip_bytes")) for r in compressed]),
         }
     return Row(
         key=key,
-        metric=metric,
         seeds=tuple(r["seed"] for r in records),
-        accuracy_pct=mean_interval([_accuracy(r["metrics"], metric) for r in records]),
+        metrics=tuple(_metric_summary(metric, records, compressed) for metric in REPORTED_METRICS[key.task]),
         latency_ms=mean_interval([median_latency(r) for r in records]),
         size_bytes=mean_interval([r.get("size_bytes") for r in records]),
         gzip_bytes=mean_interval([r.get("gzip_bytes") for r in records]),
         compression_time_s=mean_interval([(r.get("compression") or {}).get("time_s") for r in records]),
         is_baseline=not compressed,
-        accuracy_images_ci95=_one_run_interval(records, lambda r: (r.get("metrics_ci95") or {}).get(metric), 100.0),
         latency_passes_ci95=_one_run_interval(records, lambda r: (r.get("latency_ms") or {}).get("ci95")),
         **changes,
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from edgecomp.evaluate.evaluator import REPORTED_METRICS
 from edgecomp.evaluate.uncertainty import mean_interval, paired_difference
 from edgecomp.report.comparison import LATENCY_STAT, median_latency, runtime_text
 from edgecomp.report.intervals import (
@@ -32,8 +33,8 @@ from edgecomp.report.intervals import (
 )
 from edgecomp.units import MB, ratio
 
-# The task's metrics in the waterfall: the headline accuracy, then what a detector is judged on besides.
-WATERFALL_METRICS = {"classification": ("top1",), "detection": ("map", "map_small")}
+# The task's metrics in the waterfall: those of the report's table, the headline accuracy first.
+WATERFALL_METRICS = REPORTED_METRICS
 # Where a stage record keeps its paired latency ratio against the stage before and against the original.
 PAIRED_LATENCY_KEYS = {1: "latency_vs_previous", 2: "latency"}
 

@@ -30,4 +30,7 @@ def test_compress_py_experiment_smoke_scalekd_end_to_end(tmp_path, data_dir):
     assert record["distill"]["deployed_params_equal_baseline"] is True
     assert {"loss_feat", "loss_cls", "loss_bbox", "loss_det"} <= set(record["distill"])
     assert record["compression"]["teacher"] == "yolov8s" and record["compression"]["teacher_scale"] == 2.0
+    assert record["compression"]["teacher_input"] == "native"  # trained and distilled on the 256 px letterbox
+    teacher_run = Path(record["compression"]["teacher_checkpoint"]).parents[1]
+    assert teacher_run.name.startswith("synthetic_sod-yolov8s-") and (teacher_run / "model.pt").is_file()
     assert Path(record["checkpoint"]).is_file()

@@ -4,6 +4,7 @@ ScaleKD and its ablations, the MMDetection families): everything at 64 x 64 on o
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from edgecomp.config import build
 from edgecomp.distill.alignment import teacher_input
@@ -31,11 +32,20 @@ def compressor(name: str, *overrides: str):
     return build(cfg.compressor)
 
 
-def batch_of(count: int = 2, seed: int = 0) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    """`count` random images with one to three objects each."""
+def batch_of(count: int = 2, seed: int = 0, method=None) -> tuple:
+    """`count` random images with one to three objects each: (images, targets); for a distillation `method` whose
+    teacher sees its native pixels (teacher_input=native at teacher_scale s), the two-resolution batch a
+    DetectionDataModule.with_teacher_scale(s) gives, (images, targets, teacher_images): random images at s x SIZE,
+    the student's their area-downsampling, each target's boxes also in the teacher's frame."""
     boxes = torch.tensor([[4.0, 6.0, 30.0, 40.0], [40.0, 40.0, 52.0, 50.0], [20.0, 44.0, 28.0, 52.0]])
     targets = [{"boxes": boxes[: 1 + i % 3], "labels": torch.arange(1 + i % 3) % 3} for i in range(count)]
-    return torch.rand(count, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)), targets
+    generator = torch.Generator().manual_seed(seed)
+    if method is None or not method.native_teacher:
+        return torch.rand(count, 3, SIZE, SIZE, generator=generator), targets
+    scale = method.teacher_scale
+    teacher_images = torch.rand(count, 3, round(SIZE * scale), round(SIZE * scale), generator=generator)
+    images = F.interpolate(teacher_images, size=(SIZE, SIZE), mode="area")
+    return images, [{**t, "teacher_boxes": t["boxes"] * scale} for t in targets], teacher_images
 
 
 def targets_for(count: int) -> list[dict[str, torch.Tensor]]:

@@ -32,10 +32,10 @@ def run_recording_starts(cfg: DictConfig) -> tuple[Any, list[tuple[str, dict[str
     starts = []
     fine_tune = Training.fine_tune
 
-    def recording_fine_tune(self, module, epochs, *callbacks):
+    def recording_fine_tune(self, module, epochs, *callbacks, **data):
         network = module.student if isinstance(module, HintonDistillationModule) else module.model
         starts.append((type(module).__name__, {k: v.clone() for k, v in network.state_dict().items()}))
-        return fine_tune(self, module, epochs, *callbacks)
+        return fine_tune(self, module, epochs, *callbacks, **data)
 
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setattr(Training, "fine_tune", recording_fine_tune)

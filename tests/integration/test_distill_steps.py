@@ -37,7 +37,7 @@ def one_step(method, student, teacher) -> dict[str, float]:
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one batch, no validation, the teacher in eval mode: all on purpose
-        trainer.fit(module, DataLoader([batch_of()], batch_size=None))
+        trainer.fit(module, DataLoader([batch_of(method=method)], batch_size=None))
     assert module.steps_done == 1
     assert not all(torch.equal(v, student.state_dict()[k]) for k, v in before.items())  # the student did step
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in teacher_before.items())  # the teacher did not

@@ -33,9 +33,9 @@ def test_the_masks_are_held_through_the_fine_tune(compression_context_for, one_t
     # What the fine-tune trains with: the run's optimizer (SGD, momentum 0.9) at the compressor's lr, no schedule.
     fine_tunes = []
 
-    def recording_fine_tune(self, module, epochs, *callbacks):
+    def recording_fine_tune(self, module, epochs, *callbacks, **data):
         fine_tunes.append((epochs, module.configure_optimizers()))
-        return fine_tune(self, module, epochs, *callbacks)
+        return fine_tune(self, module, epochs, *callbacks, **data)
 
     fine_tune = Training.fine_tune
     monkeypatch.setattr(Training, "fine_tune", recording_fine_tune)

@@ -5,6 +5,7 @@ compress.py, slow)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 
 import pytest
@@ -12,10 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from edgecomp.compress.context import RunSpec
-from edgecomp.config import build
+from edgecomp.config import build, resolved_config
 from edgecomp.distill.csa import CrossScaleAssistant
 from edgecomp.distill.high_resolution import UpsampledInputDetector, high_resolution_config, load_teacher
 from edgecomp.distill.sdf import ScaleDecoupledFeatureDistillation
+from edgecomp.errors import ConfigError
+from edgecomp.lit.training import Training
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
 from tests.conftest import compose_config
 from tests.helpers.distillation import targets_for
@@ -52,12 +55,34 @@ def test_the_high_resolution_teacher_trains_on_upsampled_images_and_its_weights_
         assert all(torch.equal(v, wrapper.detector.state_dict()[k]) for k, v in teacher.state_dict().items())
 
     _, context = compression_context_for(*SCALEKD, "teacher=yolov8n", data=False)
-    compressor = build(cfg.compressor)
-    teacher = compressor.teacher_training(context)
+    upsampled = build(compose_config("compress", [*SCALEKD, "compressor.teacher_input=upsampled"]).compressor)
+    teacher = upsampled.teacher_training(context)
     assert teacher.config["model"]["name"] == "yolov8n_x2" and teacher.config["model"]["detector"]["input_size"] == 256
     assert teacher.run_dir != context.teacher_training().run_dir  # not the plain teacher's training run
     plain = build(compose_config("compress", [*SCALEKD, "compressor.teacher_scale=1"]).compressor)
     assert plain.teacher_training(context).run_dir == context.teacher_training().run_dir
+
+
+def test_the_native_teacher_trains_as_train_py_trains_the_teacher_at_its_resolution(
+    tmp_path, data_dir, compression_context_for
+):
+    """teacher_input=native (the default): the teacher is the plain detector built for 2 x the input, trained on the
+    stored images letterboxed to that size: the run folder `train.py model=<teacher> model.input_size=256
+    dataset.datamodule.image_size=256` trains into, not the upsampled teacher's nor the plain one's."""
+    cfg, context = compression_context_for(*SCALEKD, "teacher=yolov8n")
+    compressor = build(cfg.compressor)
+    teacher = compressor.teacher_training(context)
+    assert teacher.config["model"]["name"] == "yolov8n" and teacher.config["model"]["input_size"] == 256
+    assert teacher.datamodule.image_size == 256 and context.datamodule.image_size == 128
+    overrides = ["model=yolov8n", "model.input_size=256", "dataset.datamodule.image_size=256"]
+    paths = [f"paths.results={tmp_path}", f"paths.data={data_dir}"]
+    trained_by_train_py = compose_config("train", [*SCALEKD, *paths, *overrides])
+    assert teacher.run_dir == Training(trained_by_train_py, resolved_config(trained_by_train_py), None, None).run_dir
+    assert teacher.run_dir != context.teacher_training().run_dir
+    upsampled = build(compose_config("compress", [*SCALEKD, "compressor.teacher_input=upsampled"]).compressor)
+    assert teacher.run_dir != upsampled.teacher_training(context).run_dir
+    images, targets = next(iter(teacher.datamodule.train_dataloader()))
+    assert images.shape[-2:] == (256, 256)
 
 
 def test_smoke_scalekd_logs_every_term_every_step_and_deploys_the_baselines_architecture(
@@ -111,3 +136,35 @@ def test_smoke_scalekd_logs_every_term_every_step_and_deploys_the_baselines_arch
     )
     assert float(later["train/loss"]) == pytest.approx(float(later["train/loss_det"]) + weighted, rel=1e-4)
     assert compressor.results()["teacher_checkpoint"] == str(teacher_file)
+
+
+@pytest.mark.parametrize(
+    ("student_start", "warm_start", "starts_from"),
+    [(None, False, "initial"), (None, True, "input"), ("input", False, "input"), ("initial", True, "initial")],
+)
+def test_the_student_starts_where_student_start_says_and_by_default_where_the_context_says(
+    compression_context_for, student_start, warm_start, starts_from
+):
+    """initial: the very weights the baseline started from; input: the model the compressor is given (the trained
+    baseline in a run of its own: what arm=scalekd continues from); null: initial, or input in a recipe's stage."""
+    cfg, context = compression_context_for(
+        *SCALEKD, f"compressor.student_start={'null' if student_start is None else student_start}", data=False
+    )
+    context = dataclasses.replace(context, warm_start=warm_start)
+    compressor = build(cfg.compressor)
+    trained = build(cfg.model)
+    student = compressor.student(trained, context)
+    assert compressor.student_start == starts_from and compressor.results()["student_start"] == starts_from
+    if starts_from == "input":
+        assert student is trained
+    else:
+        initial = context.training.initial_model().state_dict()
+        assert student is not trained and all(torch.equal(v, initial[k]) for k, v in student.state_dict().items())
+
+
+def test_student_start_is_refused_where_the_student_is_a_new_network_of_another_architecture():
+    cfg = compose_config(
+        "compress", ["experiment=smoke", "compressor=kd_into_mobilenetv3_small", "compressor.student_start=input"]
+    )
+    with pytest.raises(ConfigError, match="compressor.student_start=input has no meaning with compressor.student"):
+        build(cfg.compressor).check(RunSpec.from_config(cfg))

@@ -32,7 +32,7 @@ def fit(method, student, teacher, max_steps: int, batches: int, callbacks=()) ->
         max_steps=max_steps, max_epochs=100, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=list(callbacks),
     )  # fmt: skip
-    data = [batch_of(seed=i) for i in range(batches)]
+    data = [batch_of(seed=i, method=method) for i in range(batches)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a few batches, no validation: on purpose
         trainer.fit(module, DataLoader(data, batch_size=None))

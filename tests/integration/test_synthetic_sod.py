@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edgecomp.data.detection import SyntheticDetection
-from edgecomp.errors import DatasetError
+from edgecomp.errors import ConfigError, DatasetError
 from tests.helpers.data import folder_digest
 
 SMALL_SET = {"image_size": 96, "train_images": 6, "val_images": 3}
@@ -68,3 +68,39 @@ def test_synthetic_sod_cache_is_reused(tmp_path):
     with Image.open(marker) as image:
         assert image.getpixel((0, 0)) == (1, 2, 3)
     assert not list(tmp_path.glob(".*tmp*")), "no temporary folder is left behind"
+
+
+def test_synthetic_sod_rendered_at_twice_the_input_judges_small_at_the_input(tmp_path):
+    """render_scale 2: images of 2 x image_size px, every length doubled, an object small when both sides are under
+    32 px of the input (64 rendered px); the share of small objects is the one asked for, as at render_scale 1."""
+    settings = {"image_size": 96, "train_images": 30, "val_images": 1, "small_share": 0.5}
+    rendered = SyntheticDetection(tmp_path, render_scale=2.0, **settings)
+    index = rendered.index("train")
+    assert {(image["width"], image["height"]) for image in index.images} == {(192, 192)}
+    with Image.open(index.images[0]["file_name"]) as image:
+        assert image.size == (192, 192)
+    small = [a for a in index.annotations if a["area"] < 64 * 64]
+    assert len(index.annotations) > 100 and len(small) / len(index.annotations) == pytest.approx(0.5, abs=0.1)
+    assert all(max(a["bbox"][2:]) < 64 for a in small)
+    assert min(max(a["bbox"][2:]) for a in small) >= 2 * 5 * 0.8  # the smallest radius, 5 input px, doubled
+    assert all(a["area"] >= 64 * 64 for a in index.annotations if a not in small)
+    plain = SyntheticDetection(tmp_path, **settings)
+    assert plain.folder.name == "c4-px96-tr30-va1-obj2_8-small0.5-seed0"  # render_scale 1: the cache of before
+    assert rendered.folder.name == f"{plain.folder.name}-render2"
+    tiny = SyntheticDetection(tmp_path, small_radius=(3, 4), **settings).index("train")
+    assert max(max(a["bbox"][2:]) for a in tiny.annotations if a["area"] < 32 * 32) <= 2 * 4 + 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"render_scale": 0.5}, "render_scale must be >= 1"),
+        ({"render_scale": 1.01}, "whole number of pixels"),
+        ({"small_radius": (4, 16)}, r"small_radius must be \(min, max\) px with 1 <= min <= max < 16"),
+        ({"small_radius": (6, 5)}, "small_radius"),
+    ],
+)
+def test_synthetic_sod_refuses_a_render_scale_or_small_radius_it_cannot_draw(tmp_path, setting, message):
+    with pytest.raises(ConfigError, match=message):
+        SyntheticDetection(tmp_path, **{**SMALL_SET, **setting})
+    assert not any(tmp_path.iterdir()), "nothing is written"

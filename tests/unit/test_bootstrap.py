@@ -100,6 +100,17 @@ def test_every_image_once_reproduces_coco_metrics(seed):
         assert ResampledAP(evaluation, area)(identity) == pytest.approx(metrics[metric], abs=1e-9), metric
 
 
+def test_the_resampled_map_small_judges_sizes_at_the_evaluations_size_scale():
+    """With size_scale 2 (a set rendered at twice its input) "small" covers boxes up to 64 px of the ground truth: the
+    resample of every image once is coco_metrics' map_small at the same scale, not at COCO's."""
+    index, detections = random_set(seed=0)
+    at_input, at_coco = coco_metrics(index, detections, size_scale=2.0), coco_metrics(index, detections)
+    assert abs(at_input["map_small"] - at_coco["map_small"]) > 1e-4  # the scale changes which objects count
+    identity = np.arange(len(index.images))
+    resampled = ResampledAP(coco_evaluation(index, detections, size_scale=2.0), "small")(identity)
+    assert resampled == pytest.approx(at_input["map_small"], abs=1e-9)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_repeated_image_counts_as_often_as_it_is_drawn(seed):
     index, detections = random_set(seed=seed)

@@ -307,3 +307,26 @@ def test_load_predictions_missing_file(tmp_path):
     path = tmp_path / "absent.json"
     with pytest.raises(DatasetError, match=re.escape(str(path))):
         load_predictions(path, mixed_index())
+
+
+# --- size classes judged at another resolution (size_scale) ------------------------------------------------------
+
+
+def test_size_scale_judges_small_medium_and_large_at_the_input_the_ground_truth_was_rendered_for():
+    """A set rendered at 2x its input (synthetic_sod's render_scale 2): a 50 x 50 box of the rendered image is 25 x 25
+    input px, small; a 100 x 100 one is 50 x 50, medium. At size_scale 1 (COCO's rule) they are medium and large."""
+    index = make_index(1, (PERSON,))
+    index.add_box(1, PERSON, 10, 10, 50, 50)
+    index.add_box(1, PERSON, 300, 200, 100, 100)
+    # the small one found, the medium one missed; a false positive of small size (40 x 40 rendered) ranked first
+    found = [detection(1, PERSON, 10, 10, 50, 50, 0.9), detection(1, PERSON, 500, 50, 40, 40, 0.95)]
+    at_input = coco_metrics(index, found, size_scale=2.0)
+    assert at_input["map_small"] == pytest.approx(0.5)  # precision 1/2 at its one recall point
+    assert at_input["map_medium"] == 0.0 and math.isnan(at_input["map_large"])
+    rendered = coco_metrics(index, found, size_scale=1.0)
+    assert math.isnan(rendered["map_small"])  # 40 x 40 and 50 x 50 are medium in the rendered pixels
+    assert rendered["map_medium"] == pytest.approx(0.5) and rendered["map_large"] == 0.0
+    assert str(coco_metrics(index, found)) == str(rendered)  # 1, COCO's rule, is the default (str: nan == nan)
+    assert at_input["map"] == rendered["map"]  # the "all" range is the same at any scale
+    with pytest.raises(ValueError, match="size_scale must be a finite number > 0"):
+        coco_metrics(index, found, size_scale=0)

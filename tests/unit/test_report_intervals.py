@@ -2,6 +2,7 @@
 of one seed, the recipes' waterfall, and the Pareto plot's error bars. Records built here with known numbers; every
 expected interval is worked out by hand from Student's t (the critical values below), not by the report's code."""
 
+import csv
 import io
 import math
 import statistics
@@ -11,6 +12,8 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 from PIL import Image
 
+from edgecomp.evaluate.record import append_record
+from edgecomp.pipelines.report import write_report
 from edgecomp.report.pareto import pareto_figure
 from edgecomp.report.table import build_rows
 from edgecomp.report.table_format import to_csv, to_markdown
@@ -164,6 +167,160 @@ def test_the_speed_up_is_from_the_paired_rounds_over_the_seeds():
     (one,) = [compressed(0, 0.0, paired={"ratio": 1.2, "ci95": [1.1, 1.3], "rounds": 9, "verdict": "slower"})]
     cells = markdown_row(to_markdown(build_rows([one])), MODEL, "ptq_int8")
     assert cells["speed-up (base/comp)"] == "0.83x [0.77x, 0.91x] slower (1 seed, 9 rounds)"
+
+
+# A detector distilled by ScaleKD against the student alone (its baseline, measured in the same run), per seed:
+# (map, map_small) of the student and of the distilled student. map_small's paired changes: 2.5, 3.0, 2.0 points.
+STUDENT = {0: (0.300, 0.100), 1: (0.320, 0.120), 2: (0.310, 0.110)}
+DISTILLED = {0: (0.330, 0.125), 1: (0.345, 0.150), 2: (0.338, 0.130)}
+DETECTOR = "yolov8n"
+
+
+AS_TABLED, ABSENT = object(), object()
+
+
+def distilled(seed, map_small=AS_TABLED, student_map_small=AS_TABLED, **extra):
+    """The scalekd record of `seed`, its map_small and its student's from DISTILLED / STUDENT unless given (a value,
+    None, NaN, or ABSENT: the key left out, as in a record older than map_small)."""
+    (student_map, student_small), (map_, small) = STUDENT[seed], DISTILLED[seed]
+    small = small if map_small is AS_TABLED else map_small
+    student_small = student_small if student_map_small is AS_TABLED else student_map_small
+    record = make_record(
+        DETECTOR,
+        "scalekd",
+        seed,
+        map_,
+        30.0,
+        12_000_000,
+        11_000_000,
+        task="detection",
+        metric="map",
+        compression={"time_s": 100.0},
+        baseline={
+            "metrics": {"map": student_map, "map_small": student_small},
+            "latency_ms": {"median": 30.0},
+            "size_bytes": 12_000_000,
+            "gzip_bytes": 11_000_000,
+            "runtime": ORT_FP32,
+        },
+        **extra,
+    )
+    record["metrics"]["map_small"] = small
+    for metrics in (record["metrics"], record["baseline"]["metrics"]):
+        if metrics["map_small"] is ABSENT:
+            del metrics["map_small"]
+    return record
+
+
+def csv_lines(rows):
+    return list(csv.DictReader(io.StringIO(to_csv(rows))))
+
+
+def test_a_detection_row_reports_map_small_like_its_accuracy_paired_by_seed():
+    records = [distilled(seed) for seed in range(3)]
+    rows = build_rows(records)
+    student, kd = rows  # the student alone (the records' baselines) first
+    assert (student.key.compressor, kd.key.compressor) == ("none", "scalekd")
+    # map stays the accuracy: the Pareto plot's and the `accuracy` columns' metric
+    assert kd.metric == "map" and [summary.metric for summary in kd.metrics] == ["map", "map_small"]
+    assert kd.delta_accuracy_pts == pytest.approx(statistics.fmean([3.0, 2.5, 2.8]))
+
+    small = kd.metric_summary("map_small")
+    mean, (low, high) = t_interval([12.5, 15.0, 13.0])  # 13.50 [10.21, 16.79]
+    assert small.pct.n == 3 and small.pct.mean == pytest.approx(mean)
+    assert small.pct.std == pytest.approx(math.sqrt(1.75)) and small.pct.ci95 == pytest.approx((low, high))
+    change, (change_low, change_high) = t_interval([2.5, 3.0, 2.0])  # +2.50 [+1.26, +3.74]: above 0
+    assert small.change.n == 3 and small.delta_pts == pytest.approx(change) == pytest.approx(2.5)
+    assert small.change.ci95 == pytest.approx((change_low, change_high)) and small.change.verdict == "better"
+    student_small = student.metric_summary("map_small")
+    assert student_small.pct.mean == pytest.approx(11.0) and student_small.change is None
+
+    markdown = to_markdown(rows)
+    cells = markdown_row(markdown, DETECTOR, "scalekd")
+    assert cells["map_small (%)"] == f"{mean:.2f} ± 1.32 [{low:.2f}, {high:.2f}]" == "13.50 ± 1.32 [10.21, 16.79]"
+    assert cells["Δ map_small (pts)"] == "+2.50 [+1.26, +3.74] better"
+    assert markdown_row(markdown, DETECTOR, "none")["map_small (%)"] == "11.00 ± 1.00 [8.52, 13.48]"
+    assert markdown_row(markdown, DETECTOR, "none")["Δ map_small (pts)"] == ""
+    # its columns follow the accuracy's
+    header = next(line for line in markdown.splitlines() if line.startswith("| model"))
+    names = [name.strip() for name in header.strip("|").split("|")]
+    position = names.index("Δ acc (pts)")
+    assert names[position + 1 : position + 3] == ["map_small (%)", "Δ map_small (pts)"]
+
+    _, line = csv_lines(rows)
+    assert (line["map_small_n"], line["delta_map_small_n"], line["delta_map_small_verdict"]) == ("3", "3", "better")
+    assert float(line["map_small_pct_mean"]) == pytest.approx(mean)
+    assert float(line["map_small_pct_std"]) == pytest.approx(math.sqrt(1.75))
+    assert (float(line["map_small_pct_ci95_low"]), float(line["map_small_pct_ci95_high"])) == pytest.approx((low, high))
+    assert float(line["delta_map_small_pts"]) == pytest.approx(2.5)
+    assert float(line["delta_map_small_pts_ci95_low"]) == pytest.approx(change_low)
+    assert float(line["delta_map_small_pts_ci95_high"]) == pytest.approx(change_high)
+    assert line["map_small_pct_images_ci95_low"] == ""  # three seeds: the interval is over them
+
+
+def test_a_seed_without_map_small_is_left_out_and_n_counts_the_seeds_used(tmp_path):
+    # seed 2 has no map_small (None in memory; NaN, COCO's "no ground truth", is written as null in a record)
+    for value in (None, float("nan")):
+        rows = build_rows([distilled(0), distilled(1), distilled(2, map_small=value)])
+        kd = rows[1]
+        small = kd.metric_summary("map_small")
+        mean, (low, high) = t_interval([12.5, 15.0])  # 13.75 [-2.13, 29.63]
+        assert small.pct.n == 2 and small.pct.mean == pytest.approx(mean)
+        assert small.pct.ci95 == pytest.approx((low, high))
+        change, (change_low, change_high) = t_interval([2.5, 3.0])  # the seeds both sides have
+        assert small.change.n == 2 and small.delta_pts == pytest.approx(change)
+        assert small.change.ci95 == pytest.approx((change_low, change_high))
+        assert kd.accuracy_pct.n == 3 and len(kd.seeds) == 3  # map keeps all three
+        cells = markdown_row(to_markdown(rows), DETECTOR, "scalekd")
+        assert cells["map_small (%)"] == f"{mean:.2f} ± 1.77 [{low:.2f}, {high:.2f}] (2 of 3 seeds)"
+        assert cells["Δ map_small (pts)"].endswith("(2 of 3 seeds)")
+        line = csv_lines(rows)[1]
+        assert (line["n"], line["map_small_n"], line["delta_map_small_n"]) == ("3", "2", "2")
+
+    # The same through a results folder (NaN written as null), and a student without map_small: no change there.
+    records = [distilled(0, student_map_small=float("nan")), distilled(1), distilled(2, map_small=float("nan"))]
+    for record in records:
+        append_record(tmp_path / "records.jsonl", record)
+    kd = write_report(tmp_path).rows[1].metric_summary("map_small")
+    assert kd.pct.n == 2 and kd.change.n == 1 and kd.change.verdict == "one seed"
+    assert kd.delta_pts == pytest.approx(3.0)
+
+    # Data without small objects at all (or records older than map_small): no numbers, empty cells, no crash.
+    for value in (float("nan"), ABSENT):
+        rows = build_rows([distilled(seed, map_small=value, student_map_small=value) for seed in range(3)])
+        for row in rows:
+            assert row.metric_summary("map_small").pct is None and row.metric_summary("map_small").change is None
+        cells = markdown_row(to_markdown(rows), DETECTOR, "scalekd")
+        assert cells["map_small (%)"] == cells["Δ map_small (pts)"] == ""
+        assert cells["accuracy (%)"].startswith("33.77 ± 0.75")
+        assert all(line["map_small_n"] == line["delta_map_small_pts"] == "" for line in csv_lines(rows))
+
+
+def test_a_detection_row_of_one_seed_shows_map_small_over_its_images():
+    record = distilled(0, metrics_ci95={"resamples": 200, "map": [0.32, 0.34], "map_small": [0.11, 0.14]})
+    record["baseline"]["metrics_ci95"] = {"resamples": 200, "map": [0.29, 0.31], "map_small": [0.09, 0.11]}
+    rows = build_rows([record])
+    markdown = to_markdown(rows)
+    cells = markdown_row(markdown, DETECTOR, "scalekd")
+    assert cells["map_small (%)"] == "12.50 (1 seed; images [11.00, 14.00])"
+    assert cells["Δ map_small (pts)"] == "+2.50 (1 seed)"
+    assert markdown_row(markdown, DETECTOR, "none")["map_small (%)"] == "10.00 (1 seed; images [9.00, 11.00])"
+    assert rows[1].metric_summary("map_small").ci95 == pytest.approx((11.0, 14.0))
+    line = csv_lines(rows)[1]
+    assert float(line["map_small_pct_images_ci95_low"]) == pytest.approx(11.0)
+    assert float(line["map_small_pct_images_ci95_high"]) == pytest.approx(14.0)
+    assert line["map_small_pct_ci95_low"] == "" and line["delta_map_small_verdict"] == "one seed"
+
+
+def test_a_table_of_classifiers_and_detectors_leaves_the_classifiers_map_small_cells_empty():
+    records = [compressed(seed, 1.0) for seed in range(3)] + [distilled(seed) for seed in range(3)]
+    rows = build_rows(records)
+    classifier = next(row for row in rows if row.key.task == "classification" and not row.is_baseline)
+    assert classifier.metric_summary("map_small") is None and classifier.metrics[0].metric == "top1"
+    markdown = to_markdown(rows)
+    cells = markdown_row(markdown, MODEL, "ptq_int8")
+    assert cells["map_small (%)"] == cells["Δ map_small (pts)"] == "" and cells["Δ acc (pts)"].endswith("better")
+    assert markdown_row(markdown, DETECTOR, "scalekd")["Δ map_small (pts)"] == "+2.50 [+1.26, +3.74] better"
 
 
 def _stage_records(seed, top1s, paired=True):

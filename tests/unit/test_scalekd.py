@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from edgecomp.distill.output_losses import OutputDistillationSettings
 from edgecomp.distill.scalekd_distiller import CSASettings, ScaleKD, SDFSettings, batchnorm_statistics_held
 from edgecomp.distill.sdf import ScaleDecoupledEmbedding, ScaleDecoupledFeatureDistillation
 from edgecomp.errors import ConfigError
+from edgecomp.lit.detection_distillation_module import DetectionDistillationModule, LossWeights
 from edgecomp.models.detection.torchvision_dense import FCOSAdapter, RetinaNetAdapter
 from edgecomp.models.detection.torchvision_two_stage import FasterRCNNAdapter
 from edgecomp.models.detection.yolov8 import YOLOv8Adapter
@@ -142,6 +144,44 @@ def test_levels_pair_by_effective_stride_and_the_teachers_input_is_upsampled():
     pyramid = aligned_pyramid([torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 4, 4)], [torch.zeros(1, 2, 4, 4)] * 2,
                               [LevelPair(1, True), LevelPair(1, False)])  # fmt: skip
     assert [tuple(p.shape) for p in pyramid] == [(1, 4, 4, 4), (1, 4, 4, 4)]
+
+
+@pytest.mark.parametrize("wrong", [None, "size"])
+def test_a_native_teacher_sees_the_batchs_own_teacher_images_and_an_upsampled_one_the_students_upsampled(
+    yolo_pair, wrong
+):
+    """teacher_input=native: the teacher's features are of the teacher images the batch carries (letterboxed from the
+    stored images at its resolution); upsampled: of the student's images upsampled bilinearly, as before native
+    existed, whatever the batch carries; a native module given no teacher images (or ones of another size) says
+    which datamodule it needs."""
+    student, teacher, distiller = yolo_pair
+    batch, targets = images(2), targets_for(2)
+    own = torch.rand(2, 3, 2 * SIZE, 2 * SIZE, generator=torch.Generator().manual_seed(7))
+
+    def teacher_pyramid(teacher_input: str, *teacher_images: torch.Tensor) -> list[torch.Tensor]:
+        module = DetectionDistillationModule(
+            student, teacher, distiller, LossWeights(), partial(torch.optim.SGD, lr=0.01), teacher_scale=2.0,
+            teacher_input=teacher_input,
+        )  # fmt: skip
+        return module.distillation_batch(batch, targets, *teacher_images).teacher.pyramid
+
+    def features_of(pixels: torch.Tensor) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return teacher.features(pixels).pyramid
+
+    upsampled = F.interpolate(batch, size=(2 * SIZE, 2 * SIZE), mode="bilinear", align_corners=False).clamp(0, 1)
+    for got, expected in [
+        (teacher_pyramid("native", own), features_of(own)),
+        (teacher_pyramid("upsampled"), features_of(upsampled)),
+        (teacher_pyramid("upsampled", own), features_of(upsampled)),
+    ]:
+        assert all(torch.equal(g, e) for g, e in zip(got, expected, strict=True))
+    assert not torch.allclose(features_of(own)[0], features_of(upsampled)[0])  # the two inputs differ
+    given = () if wrong is None else (torch.rand(2, 3, SIZE, SIZE),)
+    with pytest.raises(ConfigError, match=r"teacher_input=native needs .* 128 px images .*with_teacher_scale\(2\)"):
+        teacher_pyramid("native", *given)
+    with pytest.raises(ConfigError, match="teacher_input must be one of"):
+        teacher_pyramid("bicubic")
 
 
 # ---------------------------------------------------------------------------------------------------- family views

@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 
 from edgecomp.config import build
 from edgecomp.distill.csa import CrossScaleAssistant, PlainCrossAttention
@@ -23,6 +23,7 @@ from tests.helpers.distillation import SIZE, batch_of, compressor, detector, dis
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = ("compressor.csa.dim=32", "compressor.sdf.embed_channels=16")
+ARMS = ("student", "finetune", "fitnet", "od2017", "scalekd")
 
 # ---------------------------------------------------------------------------------------------------- the assistant
 
@@ -176,14 +177,33 @@ def test_a_switch_set_to_something_it_cannot_mean_is_refused(name, override, key
 
 
 def sweep(preset: str) -> dict[str, str]:
-    return dict(OmegaConf.load(CONF / "experiment" / f"{preset}.yaml").hydra.sweeper.params)
+    """What `compress.py experiment=<preset>` sweeps: its params merged over those of the preset it extends."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="test"):
+        cfg = compose(config_name="compress", overrides=[f"experiment={preset}"], return_hydra_config=True)
+    return dict(cfg.hydra.sweeper.params)
+
+
+def test_scalekd_sod_compares_five_arms_over_three_seeds_on_the_teachers_native_pixels():
+    assert sweep("scalekd_sod") == {"seed": "0,1,2", "arm": "student,finetune,fitnet,od2017,scalekd"}
+    arms = {arm: compose_config("compress", ["experiment=scalekd_sod", f"arm={arm}"]) for arm in ARMS}
+    assert {arm: cfg.compressor.name for arm, cfg in arms.items()} == {
+        "student": "none", "finetune": "finetune", "fitnet": "fitnet", "od2017": "od2017", "scalekd": "scalekd"
+    }  # fmt: skip
+    trained_on = {(cfg.compressor.epochs, cfg.compressor.lr) for arm, cfg in arms.items() if arm != "student"}
+    assert trained_on == {(8, arms["student"].optimizer.optimizer.lr)}  # the same extra epochs and rate in every arm
+    for arm in ("fitnet", "od2017", "scalekd"):
+        distiller = build(arms[arm].compressor)
+        assert distiller.options.student_start == "input" and distiller.native_teacher
+        assert distiller.teacher_scale == 2.0 and arms[arm].teacher.name == "yolov8n"
+    dataset = arms["scalekd"].dataset
+    assert (dataset.image_size, dataset.render_scale, dataset.evaluator.size_scale) == (128, 2, 2)
 
 
 def test_the_table_presets_compose_with_the_papers_settings():
     table1 = build(compose_config("compress", ["experiment=scalekd_table1"]).compressor)
     assert (table1.teacher_scale, table1.output.bbox_loss) == (1.0, "l2")
-    assert sweep("scalekd_table1") == {"compressor": "od2017", "compressor.perturb_px": "0,6,12", "seed": "0,1,2"}
-    assert sweep("scalekd_table5")["compressor.teacher_scale"] == "1,2"
+    assert sweep("scalekd_table1") == {"seed": "0,1,2", "arm": "od2017", "compressor.perturb_px": "0,6,12"}
+    assert sweep("scalekd_table5") == {"seed": "0,1,2", "arm": "scalekd", "compressor.teacher_scale": "1,2"}
     for variant, (enabled, attention) in {
         "none": (False, "msc"),
         "plain": (True, "plain"),
@@ -192,9 +212,8 @@ def test_the_table_presets_compose_with_the_papers_settings():
         table6 = build(compose_config("compress", ["experiment=scalekd_table6", f"csa={variant}"]).compressor)
         csa = table6.options.csa
         assert (csa.enabled, csa.attention, csa.residual) == (enabled, attention, "none")
-        assert table6.teacher_scale == 1.0
-    assert sweep("scalekd_table6")["csa"] == "none,plain,msc"
+        assert table6.native_teacher and table6.options.student_start == "input"
+    assert sweep("scalekd_table6") == {"seed": "0,1,2", "arm": "scalekd", "csa": "none,plain,msc"}
     table7 = build(compose_config("compress", ["experiment=scalekd_table7"]).compressor)
-    assert table7.teacher_scale == 1.0 and sweep("scalekd_table7")["compressor.sdf.weight_sharing"] == "true,false"
-    for preset in ("scalekd_table1", "scalekd_table5", "scalekd_table6", "scalekd_table7"):
-        assert sweep(preset)["seed"] == "0,1,2"
+    assert table7.native_teacher and table7.options.student_start == "input"
+    assert sweep("scalekd_table7") == {"seed": "0,1,2", "arm": "scalekd", "compressor.sdf.weight_sharing": "true,false"}

@@ -220,7 +220,7 @@ def test_a_diverged_distillation_is_a_runtime_failure_not_bad_input():
     kd = KnowledgeDistillation("kd", epochs=1, lr=0.1)
     kd.teacher = nn.Linear(4, 3)
 
-    def diverging_fine_tune(module, epochs):
+    def diverging_fine_tune(module, epochs, datamodule=None):
         module.epoch_losses = [2.0, math.nan][: epochs + 1]
 
     training = SimpleNamespace(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch.nn as nn
 from hydra.utils import get_class
@@ -22,9 +22,10 @@ from pydantic import Field
 
 from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.compress.distillation.teacher_distillation import TeacherDistillation, TeacherDistillationSettings
+from edgecomp.data.detection.detection_datamodule import DetectionDataModule
 from edgecomp.distill.distiller import Distiller
 from edgecomp.distill.families import FamilyView, family_view, view_class
-from edgecomp.distill.high_resolution import high_resolution_config, load_teacher
+from edgecomp.distill.high_resolution import high_resolution_config, load_teacher, with_input_size
 from edgecomp.errors import ConfigError
 from edgecomp.lit.detection_distillation_module import DetectionDistillationModule, DistillationSchedule, LossWeights
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
@@ -45,6 +46,11 @@ class DetectionDistillationSettings(TeacherDistillationSettings):
 
     teacher_scale: float = Field(
         1.0, gt=0, description="the teacher's input resolution / the student's, > 0 (the paper: 2)"
+    )
+    teacher_input: Literal["native", "upsampled"] = Field(
+        "native",
+        description="native (the teacher's images letterboxed from the stored image at teacher_scale x the "
+        "resolution) or upsampled (the student's batch upsampled bilinearly)",
     )
     epochs: int | None = Field(
         None, ge=1, description="a whole number of the student's training epochs >= 1 (null: trainer.max_epochs)"
@@ -82,6 +88,11 @@ class DetectionDistillation(TeacherDistillation):
     @property
     def teacher_scale(self) -> float:
         return self.options.teacher_scale
+
+    @property
+    def native_teacher(self) -> bool:
+        """The teacher sees the stored image at its own resolution (not the student's upsampled)."""
+        return self.options.teacher_input == "native" and self.teacher_scale != 1
 
     # ---------------------------------------------------------------------------------------------- the run
 
@@ -123,17 +134,28 @@ class DetectionDistillation(TeacherDistillation):
             )
         self.check_teacher_checkpoint()
 
+    def teacher_size(self, context: CompressionContext) -> int:
+        return round(context.image_size * self.teacher_scale)
+
     def teacher_training(self, context: CompressionContext) -> Training:
-        """The teacher's training at `teacher_scale` x the data's resolution (edgecomp.distill.high_resolution):
-        its run folder is `<dataset>-<teacher>_x<scale>-...`; at scale 1 the plain teacher, in the folder that
-        `train.py model=<teacher>` trains into. It is trained once with this run's dataset, trainer, optimizer and
-        seed, on the images upsampled by `teacher_scale` (what it sees when distilling)."""
+        """The teacher's training, once, with this run's dataset, trainer, optimizer and seed, on what it sees when
+        distilling. At scale 1: the plain teacher, in the folder `train.py model=<teacher>` trains into. `native`:
+        the teacher built for `teacher_scale` x the input size, trained on the stored images letterboxed to that
+        size (the run `train.py model=<teacher> model.input_size=<size> dataset.datamodule.image_size=<size>`
+        makes). `upsampled`: the teacher behind UpsampledInputDetector, trained on the student's images upsampled
+        (edgecomp.distill.high_resolution; run folder `<dataset>-<teacher>_x<scale>-...`)."""
+        teacher = context.required_teacher_config()
         if self.teacher_scale == 1:
             return context.teacher_training()
-        return context.teacher_training(high_resolution_config(context.required_teacher_config(), self.teacher_scale))
+        if self.native_teacher:
+            size = self.teacher_size(context)
+            return context.training.at_image_size(size).for_model("teacher", with_input_size(teacher, size))
+        return context.teacher_training(high_resolution_config(teacher, self.teacher_scale))
 
     def load_teacher(self, context: CompressionContext, checkpoint: Path) -> tuple[nn.Module, str]:
         teacher = context.required_teacher_config()
+        if self.native_teacher:
+            return load_teacher(with_input_size(teacher, self.teacher_size(context)), checkpoint), teacher.name
         return load_teacher(teacher, checkpoint), teacher.name
 
     # ---------------------------------------------------------------------------------------------- training
@@ -166,6 +188,7 @@ class DetectionDistillation(TeacherDistillation):
             optimizer=optimizer,
             scheduler=scheduler,
             teacher_scale=self.teacher_scale,
+            teacher_input=self.options.teacher_input,
             schedule=self.options.schedule,
             warmup_steps=warmup_steps,
             max_grad_norm=max_grad_norm,
@@ -194,7 +217,13 @@ class DetectionDistillation(TeacherDistillation):
             warmup_steps=training.module_setting("warmup_steps", 100),
             max_grad_norm=training.module_setting("max_grad_norm", 10.0),
         )
-        self.train_student(training, module, epochs)
+        # A native teacher's images come with each batch, resized from the stored images under the same augmentation
+        datamodule = None
+        if self.native_teacher:
+            if not isinstance(context.datamodule, DetectionDataModule):
+                raise TypeError(f"compressor={self.name} needs a DetectionDataModule, got {type(context.datamodule)}")
+            datamodule = context.datamodule.with_teacher_scale(self.teacher_scale)
+        self.train_student(training, module, epochs, datamodule)
         self.term_summary = module.term_summary()
         weights = ", ".join(f"compressor.{key}" for key in self.weight_keys)
         self.check_converged(
@@ -213,6 +242,7 @@ class DetectionDistillation(TeacherDistillation):
         return {
             **{key: getattr(self.weights, key) for key in self.weight_keys},
             "teacher_scale": options.teacher_scale,
+            "teacher_input": options.teacher_input,
             "epochs": options.epochs,  # null: trainer.max_epochs
             "lr": options.lr,  # null: the run optimizer's
             "schedule": options.schedule.model_dump(),

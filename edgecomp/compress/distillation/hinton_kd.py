@@ -57,6 +57,11 @@ class KnowledgeDistillation(TeacherDistillation):
                     f"compressor=kd distils a classifier into a classifier with the same classes; got dataset="
                     f"{spec.dataset} ({spec.task}) and compressor.student.num_classes={self.student_config.num_classes}"
                 )
+            if self.options.student_start is not None:
+                raise ConfigError(
+                    f"compressor.student_start={self.options.student_start} has no meaning with compressor.student: "
+                    "the student is a new network of another architecture, built from its config"
+                )
             return  # the teacher is the trained baseline
         teacher = self.required_teacher(spec, "teacher=<model> (e.g. teacher=mobilenetv3_large_100)")
         if spec.task != "classification" or "family" in teacher:  # detector configs name their adapter family

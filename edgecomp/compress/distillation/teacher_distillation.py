@@ -14,7 +14,7 @@ import math
 import warnings
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch.nn as nn
@@ -32,6 +32,11 @@ class TeacherDistillationSettings(Settings):
     lr: float | None = Field(None, gt=0, description="the student's learning rate, > 0 (null: the run optimizer's)")
     teacher_checkpoint: str | None = Field(
         None, description="a file of the teacher's weights (null: train `teacher` once with this run's settings)"
+    )
+    student_start: Literal["initial", "input"] | None = Field(
+        None,
+        description="initial (the baseline's initial weights), input (the model the compressor is given: the "
+        "trained baseline, or a recipe's previous stage) or null (initial alone, input in a recipe)",
     )
 
 
@@ -94,19 +99,25 @@ class TeacherDistillation(Compressor):
     # ---------------------------------------------------------------------------------------------- training
 
     def student(self, model: nn.Module, context: CompressionContext) -> nn.Module:
-        """Where the student starts. A run of its own: from the very weights its from-scratch baseline started from
-        (`model`, the trained baseline, fixes nothing but the architecture). A recipe's stage (context.warm_start):
-        `model` itself, the previous stage's network, which distillation recovers."""
-        self.student_start = "input" if context.warm_start else "initial"
-        return model if context.warm_start else context.training.initial_model()
+        """Where the student starts (`student_start`; null: by the context). A run of its own: from the very weights
+        its from-scratch baseline started from (`model`, the trained baseline, fixes nothing but the architecture).
+        A recipe's stage (context.warm_start): `model` itself, the previous stage's network, which distillation
+        recovers. `input` in a run of its own: the trained baseline, trained on beside the teacher (what plain
+        fine-tuning for the same epochs, compressor=finetune, is the control of)."""
+        start = self.options.student_start or ("input" if context.warm_start else "initial")
+        self.student_start = start
+        return model if start == "input" else context.training.initial_model()
 
     @staticmethod
-    def train_student(training: Training, module: pl.LightningModule, epochs: int) -> None:
-        """`epochs` of `module` (the student beside the frozen teacher) with the run's training."""
+    def train_student(
+        training: Training, module: pl.LightningModule, epochs: int, datamodule: pl.LightningDataModule | None = None
+    ) -> None:
+        """`epochs` of `module` (the student beside the frozen teacher) with the run's training, on its data or
+        `datamodule` (a variant of it: batches that also carry the teacher's images)."""
         with warnings.catch_warnings():
             # Lightning warns about modules left in eval mode when training starts: the frozen teacher, on purpose.
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-            training.fine_tune(module, epochs)
+            training.fine_tune(module, epochs, datamodule=datamodule)
 
     def check_converged(self, epoch_losses: list[float], loss: str, advice: str) -> None:
         """A TrainingDiverged unless every epoch's mean `loss` (e.g. "the student's loss") is finite; `advice`: what

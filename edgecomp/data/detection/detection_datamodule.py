@@ -9,6 +9,10 @@ references train), and training targets the boxes that the resize shrinks under 
 targets also carry "image_id" and "scale" (sx, sy, sx, sy), so predictions can be put back in the original pixels,
 where the COCO metrics compare them with the full ground truth (ignore regions included).
 
+A distillation whose teacher sees `teacher_scale` x the resolution trains on `with_teacher_scale(s)`'s batches,
+`(images, targets, teacher_images)`: the teacher's images (N, 3, sS, sS) letterboxed from the same stored images under
+the same augmentation, each target with its "teacher_boxes" in that frame.
+
 Training order and augmentation follow (seed, epoch) alone, as for classification (edgecomp.data.sampling).
 """
 
@@ -25,7 +29,7 @@ from torch.utils.data import Dataset
 
 from edgecomp.data.detection.dataset import DetectionDataset
 from edgecomp.data.detection.index import DetectionIndex
-from edgecomp.data.detection.letterbox import letterbox
+from edgecomp.data.detection.letterbox import content_size, letterbox
 from edgecomp.data.detection.visdrone import split_into_patches
 from edgecomp.data.image_datamodule import ImageDataModule
 from edgecomp.data.sampling import held_out_indices, sampled_images
@@ -35,7 +39,17 @@ AUGMENTS = ("none", "flip")
 
 
 class LetterboxedDetections(Dataset):
-    """A DetectionDataset letterboxed to S x S with contiguous labels (see the module docstring)."""
+    """A DetectionDataset letterboxed to S x S with contiguous labels (see the module docstring).
+
+    `teacher_scale` (training only): each item also carries the image as a distillation teacher `teacher_scale` x the
+    student's resolution sees it -- `(image, target, teacher_image)`, with the boxes in the teacher's frame as
+    `target["teacher_boxes"]`. Both images are resized from the stored image under the same augmentation (the same
+    flip), never one from the other, so the teacher's holds whatever detail the stored image has beyond the
+    student's resolution. The teacher's content is `teacher_scale` x the student's content size, rounded to whole
+    pixels (its canvas `teacher_scale` x S): for a whole scale its boxes are exactly the student's times
+    `teacher_scale` and every pyramid cell of the teacher covers an exact fraction of a student's (for 1.5, an odd
+    side is off by half a pixel).
+    """
 
     def __init__(
         self,
@@ -45,6 +59,7 @@ class LetterboxedDetections(Dataset):
         train: bool,
         augment: str = "none",
         min_box_size: float = 1.0,
+        teacher_scale: float | None = None,
     ) -> None:
         if augment not in AUGMENTS:
             raise ConfigError(f"detection augment must be one of {AUGMENTS}, got {augment!r}")
@@ -54,31 +69,57 @@ class LetterboxedDetections(Dataset):
         self.train = train
         self.augment = augment if train else "none"
         self.min_box_size = min_box_size
+        self.teacher_size = None if teacher_scale is None else teacher_image_size(image_size, teacher_scale)
+        self.teacher_scale = teacher_scale
 
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, dict[str, Any]]:
-        image, target = self.source[position]
+    def __getitem__(self, position: int) -> tuple[Any, ...]:
+        original, target = self.source[position]
         keep = target["iscrowd"] == 0  # ignore regions are for the metrics, never a target to learn
-        boxes, category_ids = target["boxes"][keep], target["labels"][keep]
+        original_boxes, category_ids = target["boxes"][keep], target["labels"][keep]
         if self.augment == "flip" and bool(torch.rand(()) < 0.5):  # drawn under the sample's own seed
-            width = image.shape[-1]
-            image = image.flip(-1)
-            boxes = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-        image, boxes, scale = letterbox(image, boxes, self.image_size)
+            width = original.shape[-1]
+            original = original.flip(-1)
+            original_boxes = torch.stack(
+                [
+                    width - original_boxes[:, 2],
+                    original_boxes[:, 1],
+                    width - original_boxes[:, 0],
+                    original_boxes[:, 3],
+                ],
+                dim=1,
+            )
+        image, boxes, scale = letterbox(original, original_boxes, self.image_size)
         labels = torch.tensor([self.label_of[int(c)] for c in category_ids], dtype=torch.int64)
-        if self.train:
-            sides = boxes[:, 2:] - boxes[:, :2]
-            keep = (sides >= self.min_box_size).all(dim=1)
-            boxes, labels = boxes[keep], labels[keep]
-            return image, {"boxes": boxes, "labels": labels}
-        return image, {"boxes": boxes, "labels": labels, "image_id": target["image_id"], "scale": scale}
+        if not self.train:
+            return image, {"boxes": boxes, "labels": labels, "image_id": target["image_id"], "scale": scale}
+        sides = boxes[:, 2:] - boxes[:, :2]
+        keep = (sides >= self.min_box_size).all(dim=1)  # judged at the student's size, for both frames
+        sample: dict[str, Any] = {"boxes": boxes[keep], "labels": labels[keep]}
+        if self.teacher_scale is None or self.teacher_size is None:
+            return image, sample
+        stored_height, stored_width = original.shape[-2:]
+        height, width = content_size(stored_height, stored_width, self.image_size)
+        content = (round(height * self.teacher_scale), round(width * self.teacher_scale))
+        teacher_image, teacher_boxes, _ = letterbox(original, original_boxes, self.teacher_size, content)
+        sample["teacher_boxes"] = teacher_boxes[keep]
+        return image, sample, teacher_image
 
 
-def collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    images, targets = zip(*batch, strict=True)
-    return torch.stack(images), list(targets)
+def teacher_image_size(image_size: int, teacher_scale: float) -> int:
+    """The input size of a teacher at `teacher_scale` x a student's `image_size`: a whole number of pixels."""
+    size = image_size * teacher_scale
+    if teacher_scale <= 0 or size != round(size):
+        raise ConfigError(f"teacher_scale={teacher_scale:g} x image_size={image_size} is not a whole number of pixels")
+    return round(size)
+
+
+def collate(batch: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """(images, targets) or, for two-resolution items, (images, targets, teacher_images): images stacked."""
+    images, targets, *teacher_images = zip(*batch, strict=True)
+    return (torch.stack(images), list(targets), *(torch.stack(column) for column in teacher_images))
 
 
 class DetectionDataModule(ImageDataModule):
@@ -117,6 +158,7 @@ class DetectionDataModule(ImageDataModule):
         self.augment = augment
         self.min_box_size = min_box_size
         self.patches_dir = patches_dir
+        self.teacher_scale: float | None = None  # set on a copy by with_teacher_scale
         self._train_index: DetectionIndex | None = None
         self._eval_index: DetectionIndex | None = None
         self._category_ids: list[int] | None = None
@@ -171,8 +213,26 @@ class DetectionDataModule(ImageDataModule):
 
     def train_set(self) -> LetterboxedDetections:
         return LetterboxedDetections(
-            self.train_index, self.image_size, self.label_of, True, self.augment, self.min_box_size
+            self.train_index, self.image_size, self.label_of, True, self.augment, self.min_box_size, self.teacher_scale
         )
+
+    def with_teacher_scale(self, teacher_scale: float) -> DetectionDataModule:
+        """A copy whose training batches also carry each image at `teacher_scale` x the resolution, resized from the
+        stored image under the same augmentation: `(images, targets, teacher_images)`, each target with its
+        `teacher_boxes` (LetterboxedDetections). What a distillation teacher that sees high-resolution pixels is
+        fed; evaluation batches stay the student's."""
+        teacher_image_size(self.image_size, teacher_scale)  # refused here, before any training, if not whole
+        copied = copy.copy(self)
+        copied.teacher_scale = float(teacher_scale)
+        return copied
+
+    def at_image_size(self, image_size: int) -> DetectionDataModule:
+        """A copy that letterboxes the same stored images to `image_size` (a high-resolution teacher's training and
+        evaluation data), single-resolution."""
+        copied = copy.copy(self)
+        copied.image_size = int(image_size)
+        copied.teacher_scale = None
+        return copied
 
     def eval_set(self) -> LetterboxedDetections:
         return LetterboxedDetections(self.eval_index, self.image_size, self.label_of, False)
