@@ -22,7 +22,7 @@ from edgecomp.report.intervals import difference_text
 from edgecomp.report.waterfall import WATERFALL_METRICS, points_difference, recipe_stage_records, titled_table
 
 
-def _same_baseline(x: dict[str, Any], y: dict[str, Any]) -> bool:
+def same_baseline(x: dict[str, Any], y: dict[str, Any]) -> bool:
     """Both stages of one seed start from the same trained baseline (the checkpoint the recipe was given)."""
     return (x.get("baseline") or {}).get("checkpoint") == (y.get("baseline") or {}).get("checkpoint")
 
@@ -32,7 +32,7 @@ def contrast_table(first: str, second: str, stages: dict[str, dict[tuple[int, in
     stage from the same baseline; None where there is no such stage. `stages`: recipe label -> (seed, stage index)
     -> record."""
     a, b = stages[first], stages[second]
-    shared = sorted(key for key in set(a) & set(b) if _same_baseline(a[key], b[key]))
+    shared = sorted(key for key in set(a) & set(b) if same_baseline(a[key], b[key]))
     if not shared:
         return None
     sample = a[shared[0]]

@@ -250,7 +250,7 @@ def _one_record_per_seed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_seed: dict[Any, dict[str, Any]] = {}
     for record in sorted(records, key=lambda r: str(r.get("created") or "")):
         by_seed[record["seed"]] = record
-    return [by_seed[seed] for seed in sorted(by_seed, key=_sort_value)]
+    return [by_seed[seed] for seed in sorted(by_seed, key=sort_value)]
 
 
 def _points(metrics: dict[str, Any] | None, metric: str) -> float | None:
@@ -358,15 +358,14 @@ def aggregate(key: RowKey, records: list[dict[str, Any]]) -> Row:
     )
 
 
-def _sort_value(value: Any) -> tuple[int, Any]:
+def sort_value(value: Any) -> tuple[int, Any]:
     """Numbers in numeric order, then anything else in text order, None last."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (0, value)
     return (2, "") if value is None else (1, str(value))
 
 
-def _row_order(row: Row) -> tuple:
-    key = row.key
+def _row_order(key: RowKey) -> tuple:
     return (
         key.task,
         key.dataset,
@@ -375,7 +374,7 @@ def _row_order(row: Row) -> tuple:
         key.compressor != "none",  # the baselines first in each model's block
         str(key.compressor or ""),
         str(key.runtime or ""),
-        tuple((name, _sort_value(value)) for name, value in key.settings),
+        tuple((name, sort_value(value)) for name, value in key.settings),
     )
 
 
@@ -391,8 +390,10 @@ def _row_key(record: dict[str, Any]) -> RowKey:
     )
 
 
-def build_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
-    """Group the records into rows (seeds of one configuration together) and aggregate each, in table order."""
+def records_by_row(records: Sequence[dict[str, Any]]) -> dict[RowKey, list[dict[str, Any]]]:
+    """The records grouped into the table's rows, in the table's order: each row's key and the records it counts,
+    one per seed (a seed recorded twice: the latest), in seed order. A compressed record's baseline is a row of its
+    own where no record measured it (baseline_records)."""
     groups: dict[RowKey, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         groups[_row_key(record)].append(record)
@@ -402,9 +403,14 @@ def build_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
     for record in baseline_records(records):
         if (key := _row_key(record)) not in measured:
             groups[key].append(record)
-    rows = [
-        aggregate(row_key, row_records)
+    rows = {
+        row_key: _one_record_per_seed(row_records)
         for key, group in groups.items()
         for row_key, row_records in _split_by_differing_settings(key, group).items()
-    ]
-    return sorted(rows, key=_row_order)
+    }
+    return {key: rows[key] for key in sorted(rows, key=_row_order)}
+
+
+def build_rows(records: Sequence[dict[str, Any]]) -> list[Row]:
+    """Group the records into rows (seeds of one configuration together) and aggregate each, in table order."""
+    return [aggregate(key, row_records) for key, row_records in records_by_row(records).items()]
