@@ -7,8 +7,9 @@ L_det is the student family's own detection loss; the other terms come from the 
 has, the others weigh nothing). One training step runs the teacher once, on its `teacher_scale` x input, without
 gradients, and the student once. The teacher's input (`teacher_input`): `native`, the batch's own teacher images
 (the stored images letterboxed at the teacher's resolution: a batch `(images, targets, teacher_images)` from
-DetectionDataModule.with_teacher_scale), or `upsampled`, the student's images upsampled bilinearly. The student's: its features, head outputs and detection step (loss and ground-truth assignment)
-serve both L_det and the distillation terms.
+DetectionDataModule.with_teacher_scale), or `upsampled`, the student's images upsampled bilinearly. The student's
+features, head outputs and detection step (loss and ground-truth assignment) serve both L_det and the distillation
+terms.
 
 The student trains as its from-scratch baseline does (edgecomp.lit.detection_module.DetectionModule): the run's optimizer
 and scheduler, a linear learning-rate warm-up over `warmup_steps`, gradient-norm clipping at `max_grad_norm`. Its
@@ -34,13 +35,14 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
 import torch.nn as nn
 from pydantic import AfterValidator, Field
 
+from edgecomp.data.detection.detection_datamodule import teacher_image_size
 from edgecomp.distill.alignment import teacher_input
 from edgecomp.distill.distiller import TERMS, DistillationBatch, Distiller
 from edgecomp.errors import ConfigError
@@ -66,7 +68,8 @@ def uncounted_step(optimizer: Any) -> Iterator[None]:
         optimizer._on_before_step, optimizer._on_after_step = hooks
 
 
-TEACHER_INPUTS = ("native", "upsampled")
+# What the teacher sees of a batch (see the module docstring): the one definition the compressor's settings use too.
+TeacherInput = Literal["native", "upsampled"]
 
 
 def backbone_norms(backbone: nn.Module) -> list[nn.Module]:
@@ -126,7 +129,7 @@ class DetectionDistillationModule(pl.LightningModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         teacher_scale: float = 1.0,
-        teacher_input: str = "native",
+        teacher_input: TeacherInput = "native",
         schedule: DistillationSchedule | None = None,
         warmup_steps: int = 100,
         max_grad_norm: float | None = 10.0,
@@ -139,8 +142,9 @@ class DetectionDistillationModule(pl.LightningModule):
         self.weights = weights
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        if teacher_input not in TEACHER_INPUTS:
-            raise ConfigError(f"compressor.teacher_input must be one of {TEACHER_INPUTS}, got {teacher_input!r}")
+        if teacher_input not in get_args(TeacherInput):
+            known = get_args(TeacherInput)
+            raise ConfigError(f"compressor.teacher_input must be one of {known}, got {teacher_input!r}")
         self.teacher_scale = teacher_scale
         self.teacher_input = teacher_input
         self.schedule = schedule or DistillationSchedule()
@@ -243,7 +247,7 @@ class DetectionDistillationModule(pl.LightningModule):
             return images
         if self.teacher_input == "upsampled":
             return teacher_input(images, self.teacher_scale)
-        expected = round(images.shape[-1] * self.teacher_scale)
+        expected = teacher_image_size(images.shape[-1], self.teacher_scale)
         if teacher_images is None or teacher_images.shape[-1] != expected:
             got = "none" if teacher_images is None else f"{teacher_images.shape[-1]} px"
             raise ConfigError(

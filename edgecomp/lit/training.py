@@ -154,10 +154,11 @@ class Training:
         datamodule: pl.LightningDataModule | None = None,
     ) -> pl.Trainer:
         """Fit `module` for `epochs` epochs on the run's training data (or `datamodule`, a variant of it: a
-        distillation's two-resolution batches), validating on the evaluation split each epoch, with the run's trainer settings (precision, determinism, accelerator) and logger, so its loss curves
-        land next to the baseline's. No checkpoints are written: what a compressor trains is its product, measured
-        and recorded by compress.py. The data order follows (seed, epoch) as in every run, and the model's own
-        randomness is re-seeded each epoch (EpochReseed)."""
+        distillation's two-resolution batches), validating on the evaluation split each epoch, with the run's trainer
+        settings (precision, determinism, accelerator) and logger, so its loss curves land next to the baseline's. No
+        checkpoints are written: what a compressor trains is its product, measured and recorded by compress.py. The
+        data order follows (seed, epoch) as in every run, and the model's own randomness is re-seeded each epoch
+        (EpochReseed)."""
         if epochs < 1:
             raise ValueError(f"a fine-tune needs epochs >= 1, got {epochs}")
         trainer = build(

@@ -75,7 +75,7 @@ def score_predictions(job: Job) -> dict[str, Any]:
         compressor=None,
         device=None,
         hardware=None,
-        metrics=coco_metrics(index, detections, float(dataset.evaluator.get("size_scale", 1.0))),
+        metrics=coco_metrics(index, detections, build(dataset.evaluator).size_scale),
         params=None,
         flops=None,
         latency_ms=None,

@@ -19,7 +19,13 @@ from typing import Any
 
 from edgecomp.evaluate.uncertainty import paired_difference
 from edgecomp.report.intervals import difference_text
-from edgecomp.report.waterfall import WATERFALL_METRICS, points_difference, recipe_stage_records, titled_table
+from edgecomp.report.waterfall import (
+    WATERFALL_METRICS,
+    points_difference,
+    recipe_stage_records,
+    seeds_caption,
+    titled_table,
+)
 
 
 def same_baseline(x: dict[str, Any], y: dict[str, Any]) -> bool:
@@ -55,12 +61,7 @@ def contrast_table(first: str, second: str, stages: dict[str, dict[tuple[int, in
         lines.append(cells)
     title = (
         f"recipe={first} - recipe={second}: {sample['model']} on {sample['dataset']}, device={sample['device']}, "
-        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-        + (
-            " (per-seed differences: mean [95 % interval] verdict)"
-            if len(seeds) > 1
-            else " (one seed: no interval over seeds)"
-        )
+        + seeds_caption(seeds, "per-seed differences: mean [95 % interval] verdict")
     )
     return titled_table(title, header, lines)
 

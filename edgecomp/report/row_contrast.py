@@ -27,7 +27,7 @@ from edgecomp.evaluate.uncertainty import paired_difference
 from edgecomp.report.intervals import difference_text
 from edgecomp.report.recipe_contrast import same_baseline
 from edgecomp.report.table import RowKey, records_by_row, sort_value
-from edgecomp.report.waterfall import points_difference, titled_table
+from edgecomp.report.waterfall import points_difference, seeds_caption, titled_table
 
 
 def is_compressed(record: dict[str, Any]) -> bool:
@@ -89,12 +89,8 @@ def contrast_table(rows: dict[RowKey, dict[Any, dict[str, Any]]]) -> str | None:
     runtime = f", runtime {keys[0].runtime}" if keys[0].runtime else ""
     title = (
         f"compressors against each other (A - B): {sample['model']} on {sample['dataset']}, "
-        f"device={sample['device']}{runtime}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-        + (
-            " (per-seed differences from the same baseline: mean [95 % interval] verdict)"
-            if len(seeds) > 1
-            else " (one seed: no interval over seeds)"
-        )
+        f"device={sample['device']}{runtime}, "
+        + seeds_caption(seeds, "per-seed differences from the same baseline: mean [95 % interval] verdict")
     )
     header = ["A", "B", *(f"Δ {metric} (pts)" for metric in metrics)]
     return titled_table(title, header, lines, text_columns=2)

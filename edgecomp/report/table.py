@@ -136,11 +136,6 @@ class Row:
         """The row's headline metric (the first reported one)."""
         return self.metrics[0]
 
-    @property
-    def further_metrics(self) -> tuple[MetricSummary, ...]:
-        """The reported metrics besides the accuracy (a detector's map_small)."""
-        return self.metrics[1:]
-
     def metric_summary(self, metric: str) -> MetricSummary | None:
         """The reported metric `metric`, None where the row's task does not report it."""
         return next((summary for summary in self.metrics if summary.metric == metric), None)

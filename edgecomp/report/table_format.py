@@ -104,8 +104,6 @@ _MARKDOWN_MEASURES = (
     ("× gzip", True),
     ("compress (s)", True),
 )
-# A classification table's columns: a further reported metric's (metric_markdown_columns) follow the accuracy's.
-MARKDOWN_COLUMNS = (*_MARKDOWN_CONTEXT, *_MARKDOWN_ACCURACY, *_MARKDOWN_MEASURES)
 # Columns that give a row's context rather than its result: left out of the Markdown table (and said once above it)
 # when every row has the same value.
 CONTEXT_COLUMNS = ("dataset", "device", "runtime", "metric")

@@ -50,6 +50,15 @@ def points_difference(measured: dict[str, Any], against: dict[str, Any] | None, 
     return None if ours is None or theirs is None else ours - theirs
 
 
+def seeds_caption(seeds: Sequence[Any], over_seeds: str) -> str:
+    """A table title's seeds: `seeds 0, 1, 2 (<over_seeds>)`, what its numbers over the seeds are; for one seed,
+    that it has no interval over seeds."""
+    listed = ", ".join(map(str, seeds))
+    if len(seeds) > 1:
+        return f"seeds {listed} ({over_seeds})"
+    return f"seed {listed} (one seed: no interval over seeds)"
+
+
 def titled_table(title: str, header: list[str], lines: list[list[str]], text_columns: int = 3) -> str:
     """A Markdown table under its title: the first `text_columns` columns left-aligned, the rest right-aligned."""
     rule = "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(header))) + "|"
@@ -136,12 +145,7 @@ def waterfall_table(records: Sequence[dict[str, Any]]) -> str:
 
     title = (
         f"recipe={recipe['name']}: {first['model']} on {first['dataset']}, device={first['device']}, "
-        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-        + (
-            " (mean ± std [95 % interval over the seeds]; changes paired by seed)"
-            if len(seeds) > 1
-            else " (one seed: no interval over seeds)"
-        )
+        + seeds_caption(seeds, "mean ± std [95 % interval over the seeds]; changes paired by seed")
         + (f"; stages' settings {recipe['variant']}" if recipe.get("variant") else "")
     )
     return titled_table(title, header, lines)

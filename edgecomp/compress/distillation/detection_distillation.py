@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 import torch.nn as nn
 from hydra.utils import get_class
@@ -22,12 +22,17 @@ from pydantic import Field
 
 from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.compress.distillation.teacher_distillation import TeacherDistillation, TeacherDistillationSettings
-from edgecomp.data.detection.detection_datamodule import DetectionDataModule
+from edgecomp.data.detection.detection_datamodule import DetectionDataModule, teacher_image_size
 from edgecomp.distill.distiller import Distiller
 from edgecomp.distill.families import FamilyView, family_view, view_class
 from edgecomp.distill.high_resolution import high_resolution_config, load_teacher, with_input_size
 from edgecomp.errors import ConfigError
-from edgecomp.lit.detection_distillation_module import DetectionDistillationModule, DistillationSchedule, LossWeights
+from edgecomp.lit.detection_distillation_module import (
+    DetectionDistillationModule,
+    DistillationSchedule,
+    LossWeights,
+    TeacherInput,
+)
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
 from edgecomp.lit.training import Training
 from edgecomp.models.detection.adapter import DetectorAdapter
@@ -47,7 +52,7 @@ class DetectionDistillationSettings(TeacherDistillationSettings):
     teacher_scale: float = Field(
         1.0, gt=0, description="the teacher's input resolution / the student's, > 0 (the paper: 2)"
     )
-    teacher_input: Literal["native", "upsampled"] = Field(
+    teacher_input: TeacherInput = Field(
         "native",
         description="native (the teacher's images letterboxed from the stored image at teacher_scale x the "
         "resolution) or upsampled (the student's batch upsampled bilinearly)",
@@ -135,7 +140,7 @@ class DetectionDistillation(TeacherDistillation):
         self.check_teacher_checkpoint()
 
     def teacher_size(self, context: CompressionContext) -> int:
-        return round(context.image_size * self.teacher_scale)
+        return teacher_image_size(context.image_size, self.teacher_scale)
 
     def teacher_training(self, context: CompressionContext) -> Training:
         """The teacher's training, once, with this run's dataset, trainer, optimizer and seed, on what it sees when

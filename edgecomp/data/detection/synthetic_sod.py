@@ -10,10 +10,12 @@ larger (`image_size` x r px: every length, the texture and the shapes, scaled by
 pixel) and the detector's letterbox downsamples them with antialiasing: a small object is a few pixels for a
 detector at `image_size` and r times that for a teacher at r x `image_size`, which sees detail the student's input
 has lost. The size classes stay judged at `image_size`: an object is small when both sides are under 32 r rendered
-px, and the COCO metrics judge areas in the same way (their `size_scale`, set to r by the dataset's config). Objects may overlap a little but
-never hide one another: a new object may cover at most MAX_COVERED of its own pixels' worth of earlier objects,
-and every earlier object keeps at least MIN_VISIBLE of its pixels. The box is the tight extent of the shape's
-pixels (measured on its rendered mask, so it is exact for every shape and already clipped to the image).
+px, and the COCO metrics judge areas in the same way (their `size_scale`, set to r by the dataset's config).
+
+Objects may overlap a little but never hide one another: a new object may cover at most MAX_COVERED of its own
+pixels' worth of earlier objects, and every earlier object keeps at least MIN_VISIBLE of its pixels. The box is the
+tight extent of the shape's pixels (measured on its rendered mask, so it is exact for every shape and already clipped
+to the image).
 
 Every image is drawn from a random generator seeded by (seed, split, index), so the set is byte-identical for a
 seed; it is written to a temporary folder renamed into place when complete (as edgecomp.data.synthetic_cls does),
