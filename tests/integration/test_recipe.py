@@ -11,6 +11,7 @@ from edgecomp.errors import ConfigError
 from edgecomp.lit.training import Training
 from edgecomp.models.checkpoint import load_state_dict
 from edgecomp.pipelines import compress
+from edgecomp.pipelines.recipe import check_recipe
 from edgecomp.pipelines.report import write_report
 from edgecomp.report.waterfall import waterfall_table
 from tests.conftest import compose_config, read_jsonl, run_in_process
@@ -162,11 +163,19 @@ def test_the_command_line_refuses_a_stage_after_quantization_with_a_one_line_err
     assert {path.name for path in tmp_path.iterdir()} <= {"hydra"}  # Hydra's own log folder; no data, run, record
 
 
-def test_a_baseline_teacher_at_another_resolution_is_refused(tmp_path):
-    cfg = compose_config(
-        "compress",
-        ["experiment=smoke_recipe", "recipe.stages.recover.teacher_scale=2", f"paths.results={tmp_path}"],
-    )
+@pytest.mark.parametrize(
+    "override",
+    ["recipe.stages.recover.teacher_scale=2", "recipe=prune_distill2x_int8"],  # the 2x recipe needs a `teacher`
+)
+def test_a_baseline_teacher_at_another_resolution_is_refused(tmp_path, override):
+    cfg = compose_config("compress", ["experiment=smoke_recipe", override, f"paths.results={tmp_path}"])
     with pytest.raises(ConfigError, match=r"stage 1 'recover' .* teacher is the unpruned baseline .*teacher_scale=2"):
         compress.run(cfg)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_2x_recipe_given_a_teacher_distils_from_its_native_pixels_at_twice_the_resolution():
+    cfg = compose_config("compress", ["experiment=smoke_recipe", "recipe=prune_distill2x_int8", "teacher=yolov8n"])
+    stages = {stage.name: stage.compressor for stage in check_recipe(cfg)}
+    assert list(stages) == ["prune", "recover", "quantize"]
+    assert stages["recover"].options.teacher_scale == 2 and stages["recover"].options.teacher_input == "native"
