@@ -38,7 +38,10 @@ OmegaConf.register_new_resolver("weights_in", weights_in, replace=True)
 
 # The keys that decide what a training run produces. Two configs equal on these train the same model, so
 # they share a run folder: that is what `resume=true` finds, and what a compression sweep reuses.
-TRAINING_KEYS = ("task", "dataset", "model", "trainer", "optimizer", "seed")
+TRAINING_KEYS = ("task", "dataset", "model", "trainer", "optimizer", "seed", "convergence")
+# Training keys that name a run only where they are set: a run without them keeps the folder it had before they
+# existed (a baseline trained for a fixed budget is still found by its old name).
+UNSET_KEYS_LEFT_OUT = ("convergence",)
 # Keys under those that change how a run looks, not what it learns (the data order and augmentation do not
 # depend on the worker count: edgecomp.data.sampling). Changing them must not orphan a trained baseline.
 PRESENTATION_KEYS = (
@@ -48,6 +51,7 @@ PRESENTATION_KEYS = (
     "dataset.datamodule.num_workers",
     "dataset.evaluator",
     "dataset.latency_images",
+    "dataset.convergence_metric",  # what convergence=plateau watches: hashed as the `convergence` key's own
 )
 
 
@@ -62,7 +66,9 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def config_hash(config: dict[str, Any], keys: tuple[str, ...] = TRAINING_KEYS, length: int = 10) -> str:
-    subset = copy.deepcopy({key: config.get(key) for key in keys})
+    subset = copy.deepcopy(
+        {key: config.get(key) for key in keys if not (key in UNSET_KEYS_LEFT_OUT and config.get(key) is None)}
+    )
     for dotted in PRESENTATION_KEYS:
         *parents, leaf = dotted.split(".")
         node: dict[str, Any] | None = subset

@@ -49,8 +49,12 @@ REQUIRED_FIELDS = (
     "config",
 )
 LATENCY_FIELDS = tuple(LatencyStats.__annotations__)  # what a measured latency holds
-# Written only where they hold something (compress.py's records; a recipe stage's; a pretrained start's weights).
-OMITTED_WHEN_NULL = ("baseline", "compression", "vs_baseline", "previous", "recipe", "weights")
+# Written only where they hold something (compress.py's records; a recipe stage's; a pretrained start's weights; the
+# training of a run that wrote its summary).
+OMITTED_WHEN_NULL = ("baseline", "compression", "vs_baseline", "previous", "recipe", "weights", "training")
+
+
+STOPPED = ("plateau", "cap", "budget")  # why a training run stopped (edgecomp.lit.convergence)
 
 
 class RecordError(EdgecompError, ValueError):
@@ -204,6 +208,10 @@ class Record:
     # where the model's training started when model.pretrained_file named a file (edgecomp.models.pretrained): the
     # file, its fingerprint, and what was loaded, re-initialised, left at init or ignored; written only then
     weights: dict[str, Any] | None = None
+    # the training run the model came from (train.py's own; compress.py's baseline): epochs trained, the cap, and
+    # why it stopped (`plateau` or `cap` when trained until converged, `budget` for a fixed number of epochs);
+    # written where the run wrote its summary (edgecomp.lit.convergence)
+    training: dict[str, Any] | None = None
     input_size: list[int] | None = None
     runtime: dict[str, Any] | None = None  # what ran the artifact: name, precision, provider, threads
     export_time_s: float | None = None
@@ -237,8 +245,14 @@ class Record:
         "edgecomp_version": _OPT_STR,
         "checkpoint": _OPT_STR,
         "weights": (
-            lambda v: v is None or (isinstance(v, dict) and {"file", "sha256", "reinitialised", "left_at_init"} <= set(v)),
+            lambda v: (
+                v is None or (isinstance(v, dict) and {"file", "sha256", "reinitialised", "left_at_init"} <= set(v))
+            ),
             "null or an object with the pretrained file, its sha256, and what was re-initialised and left at init",
+        ),
+        "training": (
+            lambda v: v is None or (isinstance(v, dict) and _is_count(v.get("epochs")) and v.get("stopped") in STOPPED),
+            f"null or an object with the epochs trained and why it stopped (one of {', '.join(STOPPED)})",
         ),
         "input_size": (
             lambda v: v is None or (isinstance(v, list) and all(_is_count(x) for x in v)),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
+import torch
 import torch.nn as nn
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, open_dict
@@ -26,6 +27,14 @@ from edgecomp.config import build, resolved_config, run_id
 from edgecomp.evaluate.size import save_weights
 from edgecomp.lit import distributed
 from edgecomp.lit.callbacks import EpochReseed
+from edgecomp.lit.convergence import (
+    BEST,
+    TRAINING_SUMMARY,
+    ConvergenceStop,
+    read_summary,
+    training_summary,
+    write_summary,
+)
 from edgecomp.lit.optimization import OptimizerFactory, SchedulerFactory
 
 if TYPE_CHECKING:  # annotations only: the task module is built from the dataset's config
@@ -40,6 +49,11 @@ WEIGHTS = "model.pt"  # the deployable weights, written when training has finish
 def last_checkpoint(folder: Path) -> Path:
     """Where a run folder's checkpoint of the latest epoch lives (written after every epoch)."""
     return folder / "checkpoints" / LAST
+
+
+def best_checkpoint(folder: Path) -> Path:
+    """Where a run trained until converged keeps its best epoch's checkpoint (the run's result)."""
+    return folder / "checkpoints" / BEST
 
 
 class Training:
@@ -116,6 +130,22 @@ class Training:
         """The folder of the training run this config describes (the same for train.py and compress.py)."""
         return Path(self.cfg.paths.runs) / run_id(self.config)
 
+    @property
+    def until_converged(self) -> bool:
+        """Whether the run trains until its validation metric plateaus (a `convergence` config), trainer.max_epochs
+        being the cap; otherwise it trains trainer.max_epochs epochs."""
+        return self.cfg.get("convergence") is not None
+
+    def result_checkpoint(self, folder: Path | None = None) -> Path:
+        """The checkpoint a finished run hands on: its best epoch's when trained until converged, else its last."""
+        folder = folder or self.run_dir
+        return best_checkpoint(folder) if self.until_converged else last_checkpoint(folder)
+
+    def summary(self) -> dict[str, Any] | None:
+        """The finished run's training summary (edgecomp.lit.convergence): epochs, cap, why it stopped, the best
+        epoch; None for a run trained before runs wrote one."""
+        return read_summary(self.run_dir)
+
     # ------------------------------------------------------------------------------------------ how it trains
 
     def optimizer(self, lr: float | None = None) -> OptimizerFactory:
@@ -173,8 +203,9 @@ class Training:
         return trainer
 
     def fit(self) -> Path:
-        """Train the configured model from its initial weights; returns its final checkpoint (and writes `model.pt`
-        into the run folder). `resume=true` continues from the run folder's last checkpoint."""
+        """Train the configured model from its initial weights; returns its result checkpoint (the last epoch's, or
+        the best epoch's when trained until converged) and writes its weights (`model.pt`) and training summary
+        (`training.json`) into the run folder. `resume=true` continues from the run folder's last checkpoint."""
         folder = self.run_dir
         resume_from = self._checkpoint_to_resume(folder, bool(self.cfg.resume))
         module = build(self.cfg.dataset.module)(
@@ -190,24 +221,32 @@ class Training:
             enable_version_counter=False,
         )
         extra = [build(c) for c in self.cfg.get("callbacks", {}).values()]
+        stop: ConvergenceStop | None = build(self.cfg.convergence) if self.until_converged else None
+        best = stop.best_checkpointing(best_checkpoint(folder).parent) if stop is not None else None
+        converging = [stop, best] if stop is not None and best is not None else []
         trainer = build(
             self.cfg.trainer,
             logger=self.logger,
-            callbacks=[checkpointing, EpochReseed(self.seed), *extra],
+            callbacks=[checkpointing, *converging, EpochReseed(self.seed), *extra],
             default_root_dir=str(folder),
         )
         trainer.fit(module, datamodule=self.datamodule, ckpt_path=resume_from, weights_only=True)
+        if best is not None and best.best_model_path:  # the run's result is its best epoch, not its last
+            state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+            module.load_state_dict(state)
         if distributed.is_main():
             save_weights(module.model, folder / WEIGHTS)
+            write_summary(folder, training_summary(trainer, stop, best))
+            log.info("trained %s", read_summary(folder))
         distributed.barrier()  # under DDP no rank goes on before the run folder is complete
-        return last_checkpoint(folder)
+        return self.result_checkpoint(folder)
 
     def trained_checkpoint(self, role: str = "baseline") -> Path:
         """The checkpoint of a finished training run with this config, training it first if there is none."""
         folder = self.run_dir
-        if (folder / WEIGHTS).exists() and last_checkpoint(folder).exists():
+        if (folder / WEIGHTS).exists() and self.result_checkpoint(folder).exists():
             log.info("reusing the %s trained with this config: %s", role, folder)
-            return last_checkpoint(folder)
+            return self.result_checkpoint(folder)
         log.info("no finished %s for this config in %s: training it", role, folder)
         return self.fit()
 
@@ -224,5 +263,6 @@ class Training:
         if last.exists():
             log.info("starting over in %s (resume=true would continue from its last checkpoint)", folder)
             last.unlink(missing_ok=True)  # missing_ok: another DDP rank may have removed it first
-        (folder / WEIGHTS).unlink(missing_ok=True)
+        for stale in (folder / WEIGHTS, best_checkpoint(folder), folder / TRAINING_SUMMARY):
+            stale.unlink(missing_ok=True)
         return None

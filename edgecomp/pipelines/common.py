@@ -77,6 +77,11 @@ class Job:
         """How this job's config trains a model (edgecomp.lit.training)."""
         return Training(self.cfg, self.config, self.datamodule, self.logger)
 
+    def trained_summary(self) -> dict[str, Any] | None:
+        """The summary of the training run this job's model came from (the run train.py trains, compress.py's
+        baseline): None where the model came from a given checkpoint, or its run wrote none."""
+        return None if self.cfg.get("checkpoint") else self.training.summary()
+
     def measure(self, model: nn.Module | ExportedModel, latency: bool = True) -> Measurement:
         """The model's measurement on the job's dataset, device and latency protocol (pipelines.measure); without
         its latency where a paired timing will give it."""

@@ -72,6 +72,7 @@ def compress(job: Job, compressor: Compressor) -> dict[str, Any] | None:
     (base, result), timing = job.measure_compared([deployed_baseline, deployed])
     record = build_record(job.config, context.device, result, weights)
     record.baseline = measured_side(base, checkpoint)  # the baseline's own evaluation
+    record.training = job.trained_summary()  # the baseline's training (the compressor's own epochs: `compression`)
     record.compression = {**cost.as_record(), **compressor.compression_fields()}
     # params, FLOPs and latency ratios side by side; the latency's from the paired rounds, with its interval
     record.vs_baseline = vs_baseline(record.to_json(), timing.ratio(1, 0))

@@ -347,6 +347,7 @@ def _run_stage(
         # recorded); the ratios are the paired timing's.
         record.baseline = baseline
         record.previous = compared_previous
+        record.training = job.trained_summary()  # the unpruned baseline's training
         record.compression = {**cost.as_record(), **stage.compressor.compression_fields()}
         stage_ratios: StageVsBaseline = {
             **vs_baseline(record.to_json(), timing.ratio(last, 0)),

@@ -18,7 +18,9 @@ def train(job: Job) -> dict[str, Any] | None:
         return None
     # Evaluate what was saved, not what is in memory: a fresh model loaded from the checkpoint file.
     deployed = load_weights(job.new_model(), checkpoint)
-    return job.publish(build_record(job.config, job.measuring().device, job.measure(deployed), checkpoint), "train")
+    record = build_record(job.config, job.measuring().device, job.measure(deployed), checkpoint)
+    record.training = job.trained_summary()
+    return job.publish(record, "train")
 
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:

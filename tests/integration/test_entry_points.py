@@ -56,3 +56,27 @@ def test_compress_without_a_baseline_trains_it_first(tmp_path, data_dir):
     assert Path(record["baseline"]["checkpoint"]).is_file() and record["baseline"]["metrics"]["top1"] >= 0
     second = run_in_process("compress.py", *common, "logger=none", "seed=5")  # another seed is another baseline
     assert "no finished baseline for this config" in second.stderr + second.stdout
+
+
+def test_a_baseline_trained_until_converged_says_so_in_its_records_and_hands_on_its_best_epoch(tmp_path, data_dir):
+    # min_delta 1.0: no epoch improves top-1 by a whole unit, so the rule fires after patience=1 epoch, at epoch 2
+    common = [
+        "experiment=smoke",
+        "convergence=plateau",
+        "convergence.patience=1",
+        "convergence.min_delta=1.0",
+        "trainer.max_epochs=4",
+        EAGER,
+        f"paths.results={tmp_path}",
+        f"paths.data={data_dir}",
+        "logger=none",
+    ]
+    run_in_process("train.py", *common)
+    run_in_process("compress.py", *common, "compressor=prune_unstructured", "compressor.epochs=0")
+    trained, compressed = read_jsonl(tmp_path / "records.jsonl")
+    assert trained["training"]["stopped"] == "plateau" and trained["training"]["epochs"] == 2
+    assert trained["training"]["max_epochs"] == 4 and trained["training"]["monitor"] == "val/top1"
+    assert Path(trained["checkpoint"]).name == "best.ckpt"
+    # compress.py found the converged run (no second training) and compressed its best epoch
+    assert compressed["training"] == trained["training"]
+    assert compressed["baseline"]["checkpoint"] == trained["checkpoint"]

@@ -57,3 +57,13 @@ def test_the_transfer_protocol_starts_every_model_and_the_kd_student_from_its_fi
     assert (
         resolved_config(compose_config("compress", ["experiment=edge_benchmark"]))["model"]["pretrained_file"] is None
     )
+
+
+def test_the_fine_tune_control_trains_as_long_and_as_fast_as_pruning_does():
+    pruning = build(compose_config("compress", ["compressor=prune_50"]).compressor).options
+    control = build(compose_config("compress", ["compressor=finetune_control"]).compressor)
+    # pruning's fine-tune holds its rate constant (no schedule): the control too, whatever trainer.max_epochs is
+    assert (control.options.epochs, control.options.lr) == (pruning.epochs, pruning.lr)
+    assert control.options.lr_schedule is False and control.name == "finetune"
+    long_run = build(compose_config("compress", ["compressor=finetune_control", "trainer.max_epochs=60"]).compressor)
+    assert long_run.options.epochs == pruning.epochs

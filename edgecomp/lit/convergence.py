@@ -1,0 +1,90 @@
+"""Training until converged: Lightning's EarlyStopping as edgecomp's convergence rule, and what the run reports.
+
+A run with a `convergence` config (conf/convergence/) trains until its validation metric has not improved by more
+than `min_delta` for `patience` epochs in a row, or until trainer.max_epochs (the cap), whichever comes first. The
+run keeps its best epoch's weights (the run folder's `checkpoints/best.ckpt` and `model.pt`) and says in
+`training.json` how many epochs it took and why it stopped: `plateau` (the rule fired) or `cap`. A run without a
+convergence rule trains its fixed budget and says `budget`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from edgecomp.errors import ConfigError
+
+TRAINING_SUMMARY = "training.json"
+BEST = "best.ckpt"
+
+
+class ConvergenceStop(EarlyStopping):
+    """Stop once `monitor` has not improved by more than `min_delta` (absolute, in the metric's units) for
+    `patience` validation epochs in a row; `mode` max for a metric that grows (top-1), min for one that falls (a
+    loss). Its state (the best value, the epochs waited) is saved in the run's checkpoints, so a resumed run stops
+    where an uninterrupted one would."""
+
+    def __init__(self, monitor: str, mode: Literal["max", "min"], min_delta: float, patience: int) -> None:
+        if patience < 1:
+            raise ConfigError(f"convergence.patience must be >= 1 epoch, got {patience}")
+        if min_delta < 0:
+            raise ConfigError(f"convergence.min_delta must be >= 0, got {min_delta}")
+        if mode not in ("max", "min"):
+            raise ConfigError(f"convergence.mode must be max or min, got {mode!r}")
+        # strict: a run that never logs the metric is a misconfiguration, not a run that never converges
+        super().__init__(monitor=monitor, mode=mode, min_delta=min_delta, patience=patience, strict=True)
+
+    @property
+    def stopped_on_plateau(self) -> bool:
+        # EarlyStopping notes the epoch its rule fired at (never the first: that one sets the best value). A rule
+        # that fires at the cap's epoch is a plateau all the same.
+        return self.stopped_epoch > 0
+
+    def best_checkpointing(self, folder: Path) -> ModelCheckpoint:
+        """The checkpoint of the best epoch by the same metric, `folder/best.ckpt` (overwritten when bettered)."""
+        return ModelCheckpoint(
+            dirpath=folder,
+            filename=BEST.removesuffix(".ckpt"),
+            monitor=self.monitor,
+            mode=self.mode,
+            save_top_k=1,
+            enable_version_counter=False,
+        )
+
+
+def training_summary(trainer: pl.Trainer, stop: ConvergenceStop | None, best: ModelCheckpoint | None) -> dict[str, Any]:
+    """What the run's record says about its training: `epochs` trained, the cap, why it stopped and, with a
+    convergence rule, the monitored metric's best value and the (1-based) epoch that reached it."""
+    epochs = int(trainer.current_epoch)  # epochs completed: Lightning counts an epoch when it has ended
+    summary: dict[str, Any] = {"epochs": epochs, "max_epochs": int(trainer.max_epochs or epochs)}
+    if stop is None or best is None:
+        return {**summary, "stopped": "budget"}
+    best_epoch = None
+    if best.best_model_path:
+        best_epoch = int(torch.load(best.best_model_path, map_location="cpu", weights_only=False)["epoch"]) + 1
+    score = best.best_model_score
+    return {
+        **summary,
+        "stopped": "plateau" if stop.stopped_on_plateau else "cap",
+        "monitor": stop.monitor,
+        "mode": stop.mode,
+        "min_delta": float(abs(stop.min_delta)),
+        "patience": int(stop.patience),
+        "best_epoch": best_epoch,
+        "best": None if score is None else float(score),
+    }
+
+
+def write_summary(folder: Path, summary: dict[str, Any]) -> None:
+    (folder / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def read_summary(folder: Path) -> dict[str, Any] | None:
+    """The run folder's training summary; None for a run trained before runs wrote one."""
+    path = folder / TRAINING_SUMMARY
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,110 @@
+"""Training until converged (convergence=plateau): the stop on a scripted validation curve, through Training.fit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf, open_dict
+
+from edgecomp.config import resolved_config, run_id
+from edgecomp.errors import ConfigError
+from edgecomp.lit.convergence import ConvergenceStop
+from edgecomp.lit.training import Training, best_checkpoint, last_checkpoint
+from edgecomp.models.checkpoint import load_state_dict
+from tests.conftest import compose_config
+from tests.helpers.scripted_curve import TwoBatches
+
+
+def fit_on(curve, tmp_path, *overrides, cap=None):
+    """Training.fit of the smoke classifier config with its task module replaced by one that logs `curve`."""
+    cfg = compose_config(
+        "train",
+        [
+            "experiment=smoke",
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+            f"trainer.max_epochs={cap or len(curve)}",
+            f"paths.results={tmp_path}",
+            *overrides,
+        ],
+    )
+    with open_dict(cfg):
+        cfg.dataset.module = OmegaConf.create(
+            {
+                "_target_": "tests.helpers.scripted_curve.ScriptedCurveModule",
+                "_partial_": True,
+                "curve": list(curve),
+                "monitor": "val/top1",
+            }
+        )
+    training = Training(cfg, resolved_config(cfg), TwoBatches(), False)  # no logger
+    checkpoint = training.fit()
+    summary = json.loads((training.run_dir / "training.json").read_text())
+    kept = load_state_dict(training.run_dir / "model.pt")
+    return training, checkpoint, summary, float(next(iter(kept.values())).flatten()[0])
+
+
+PLATEAU = ["convergence=plateau", "convergence.patience=3", "convergence.min_delta=0.01"]
+
+
+def test_a_plateau_stops_the_run_and_the_best_epoch_is_kept(tmp_path):
+    # best by 0.01 at epoch 3 (0.50); epochs 4-6 improve by less than 0.01 (0.505 is the best value, at epoch 5),
+    # so the rule fires after epoch 6, well before the cap of 12
+    curve = [0.10, 0.30, 0.50, 0.50, 0.505, 0.49, 0.90, 0.90, 0.90, 0.90, 0.90, 0.90]
+    training, checkpoint, summary, marker = fit_on(curve, tmp_path, *PLATEAU)
+    assert summary["stopped"] == "plateau"
+    assert summary["epochs"] == 6 and summary["max_epochs"] == 12
+    assert summary["best_epoch"] == 5 and summary["best"] == pytest.approx(0.505)
+    assert checkpoint == best_checkpoint(training.run_dir)
+    assert marker == 4.0  # model.pt holds epoch 5's weights (0-based index 4), not the last epoch's
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 4
+    assert torch.load(last_checkpoint(training.run_dir), weights_only=False)["epoch"] == 5  # resume goes on from here
+
+
+def test_a_curve_still_rising_stops_at_the_cap(tmp_path):
+    curve = [0.1, 0.2, 0.3, 0.25, 0.4]
+    _, _, summary, marker = fit_on(curve, tmp_path, *PLATEAU)
+    assert summary["stopped"] == "cap" and summary["epochs"] == 5 and summary["best_epoch"] == 5
+    assert marker == 4.0
+
+
+def test_a_dip_within_the_patience_does_not_stop_it(tmp_path):
+    # two epochs without an improvement, then one: the wait starts again
+    curve = [0.1, 0.5, 0.45, 0.48, 0.6, 0.6, 0.6, 0.6, 0.7]
+    _, _, summary, marker = fit_on(curve, tmp_path, *PLATEAU)
+    assert summary["stopped"] == "plateau" and summary["epochs"] == 8
+    assert summary["best_epoch"] == 5 and marker == 4.0
+
+
+def test_without_a_convergence_rule_the_run_trains_its_budget_and_keeps_the_last_epoch(tmp_path):
+    curve = [0.1, 0.9, 0.2]
+    training, checkpoint, summary, marker = fit_on(curve, tmp_path)
+    assert summary == {"epochs": 3, "max_epochs": 3, "stopped": "budget"}
+    assert checkpoint == last_checkpoint(training.run_dir) and marker == 2.0
+
+
+def test_the_rule_is_part_of_the_run_name_and_its_absence_is_not():
+    plain = resolved_config(compose_config("train", ["experiment=smoke"]))
+    converging = resolved_config(compose_config("train", ["experiment=smoke", "convergence=plateau"]))
+    patient = resolved_config(
+        compose_config("train", ["experiment=smoke", "convergence=plateau", "convergence.patience=9"])
+    )
+    without_key = {key: value for key, value in plain.items() if key != "convergence"}
+    assert run_id(plain) == run_id(without_key)  # a fixed-budget run keeps the folder it had before the key existed
+    assert len({run_id(plain), run_id(converging), run_id(patient)}) == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"patience": 0}, "patience must be >= 1"),
+        ({"min_delta": -0.1}, "min_delta must be >= 0"),
+        ({"mode": "up"}, "mode must be max or min"),
+    ],
+)
+def test_a_bad_rule_is_refused_in_one_line(kwargs, message):
+    settings = {"monitor": "val/top1", "mode": "max", "min_delta": 0.01, "patience": 3, **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        ConvergenceStop(**settings)
