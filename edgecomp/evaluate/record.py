@@ -54,7 +54,7 @@ LATENCY_FIELDS = tuple(LatencyStats.__annotations__)  # what a measured latency 
 OMITTED_WHEN_NULL = ("baseline", "compression", "vs_baseline", "previous", "recipe", "weights", "training")
 
 
-STOPPED = ("plateau", "cap", "budget")  # why a training run stopped (edgecomp.lit.convergence)
+STOPPED = ("plateau", "cap", "diverged", "budget")  # why a training run stopped (edgecomp.lit.convergence)
 
 
 class RecordError(EdgecompError, ValueError):
@@ -209,7 +209,7 @@ class Record:
     # file, its fingerprint, and what was loaded, re-initialised, left at init or ignored; written only then
     weights: dict[str, Any] | None = None
     # the training run the model came from (train.py's own; compress.py's baseline): epochs trained, the cap, and
-    # why it stopped (`plateau` or `cap` when trained until converged, `budget` for a fixed number of epochs);
+    # why it stopped (`plateau`, `cap` or `diverged` when trained until converged, `budget` for a fixed budget);
     # written where the run wrote its summary (edgecomp.lit.convergence)
     training: dict[str, Any] | None = None
     input_size: list[int] | None = None

@@ -3,8 +3,8 @@
 A run with a `convergence` config (conf/convergence/) trains until its validation metric has not improved by more
 than `min_delta` for `patience` epochs in a row, or until trainer.max_epochs (the cap), whichever comes first. The
 run keeps its best epoch's weights (the run folder's `checkpoints/best.ckpt` and `model.pt`) and says in
-`training.json` how many epochs it took and why it stopped: `plateau` (the rule fired) or `cap`. A run without a
-convergence rule trains its fixed budget and says `budget`.
+`training.json` how many epochs it took and why it stopped: `plateau` (the rule fired), `cap`, or `diverged` (the
+metric was not a finite number). A run without a convergence rule trains its fixed budget and says `budget`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from edgecomp.errors import ConfigError
 
@@ -39,11 +40,21 @@ class ConvergenceStop(EarlyStopping):
         # strict: a run that never logs the metric is a misconfiguration, not a run that never converges
         super().__init__(monitor=monitor, mode=mode, min_delta=min_delta, patience=patience, strict=True)
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning does not save `trainer.should_stop`: a run resumed from the checkpoint of the epoch its rule fired
+        # at would train on. The rule's own state, restored from that checkpoint, says it had fired.
+        if self.stopping_reason is not EarlyStoppingReason.NOT_STOPPED:
+            trainer.should_stop = True
+
     @property
-    def stopped_on_plateau(self) -> bool:
-        # EarlyStopping notes the epoch its rule fired at (never the first: that one sets the best value). A rule
-        # that fires at the cap's epoch is a plateau all the same.
-        return self.stopped_epoch > 0
+    def stopped(self) -> str:
+        """Why the run stopped: `plateau` (the rule fired, at whichever epoch, the cap's included), `diverged` (the
+        metric was not finite: EarlyStopping's check_finite) or `cap` (the rule had not fired when the cap came)."""
+        if self.stopping_reason is EarlyStoppingReason.PATIENCE_EXHAUSTED:
+            return "plateau"
+        if self.stopping_reason is EarlyStoppingReason.NON_FINITE_METRIC:
+            return "diverged"
+        return "cap"
 
     def best_checkpointing(self, folder: Path) -> ModelCheckpoint:
         """The checkpoint of the best epoch by the same metric, `folder/best.ckpt` (overwritten when bettered)."""
@@ -66,11 +77,11 @@ def training_summary(trainer: pl.Trainer, stop: ConvergenceStop | None, best: Mo
         return {**summary, "stopped": "budget"}
     best_epoch = None
     if best.best_model_path:
-        best_epoch = int(torch.load(best.best_model_path, map_location="cpu", weights_only=False)["epoch"]) + 1
+        best_epoch = int(torch.load(best.best_model_path, map_location="cpu", weights_only=True)["epoch"]) + 1
     score = best.best_model_score
     return {
         **summary,
-        "stopped": "plateau" if stop.stopped_on_plateau else "cap",
+        "stopped": stop.stopped,
         "monitor": stop.monitor,
         "mode": stop.mode,
         "min_delta": float(abs(stop.min_delta)),

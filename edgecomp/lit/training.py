@@ -232,7 +232,7 @@ class Training:
         )
         trainer.fit(module, datamodule=self.datamodule, ckpt_path=resume_from, weights_only=True)
         if best is not None and best.best_model_path:  # the run's result is its best epoch, not its last
-            state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+            state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
         if distributed.is_main():
             save_weights(module.model, folder / WEIGHTS)
@@ -254,15 +254,14 @@ class Training:
     def _checkpoint_to_resume(folder: Path, resume: bool) -> Path | None:
         """`resume=true`: the run folder's last checkpoint. Otherwise a fresh start (an older one is removed)."""
         last = last_checkpoint(folder)
+        if resume and last.exists():
+            log.info("resuming from %s", last)
+            return last
         if resume:
-            if last.exists():
-                log.info("resuming from %s", last)
-                return last
             log.warning("resume=true but %s does not exist: starting from scratch", last)
-            return None
-        if last.exists():
+        elif last.exists():
             log.info("starting over in %s (resume=true would continue from its last checkpoint)", folder)
-            last.unlink(missing_ok=True)  # missing_ok: another DDP rank may have removed it first
-        for stale in (folder / WEIGHTS, best_checkpoint(folder), folder / TRAINING_SUMMARY):
+        # what an earlier run left is not this run's (missing_ok: another DDP rank may have removed it first)
+        for stale in (last, folder / WEIGHTS, best_checkpoint(folder), folder / TRAINING_SUMMARY):
             stale.unlink(missing_ok=True)
         return None

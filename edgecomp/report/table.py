@@ -222,6 +222,8 @@ def _other_settings(record: dict[str, Any]) -> dict[str, Any]:
     if recipe := record.get("recipe"):
         # a recipe whose other stages were set otherwise measured another chain
         compressor["recipe_variant"] = recipe.get("variant")
+    # a baseline trained until converged is another baseline than one trained for a fixed budget (convergence=plateau)
+    compressor["convergence"] = (record.get("config") or {}).get("convergence")
     return {
         key: value for key, value in compressor.items() if key not in _COMPRESSOR_IDENTITY and key not in LABEL_SETTINGS
     }
@@ -319,7 +321,11 @@ def baseline_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 },
                 "compressor": "none",
                 "artifact": baseline.get("artifact"),
-                "config": {"compressor": {"name": "none"}},
+                # the baseline's training: a converged baseline's row is not a fixed-budget one's
+                "config": {
+                    "compressor": {"name": "none"},
+                    "convergence": (record.get("config") or {}).get("convergence"),
+                },
             }
         )
     return made

@@ -72,11 +72,12 @@ def test_a_baseline_trained_until_converged_says_so_in_its_records_and_hands_on_
         "logger=none",
     ]
     run_in_process("train.py", *common)
-    run_in_process("compress.py", *common, "compressor=prune_unstructured", "compressor.epochs=0")
+    compressing = run_in_process("compress.py", *common, "compressor=prune_unstructured", "compressor.epochs=0")
+    assert "reusing the baseline trained with this config" in compressing.stderr + compressing.stdout
     trained, compressed = read_jsonl(tmp_path / "records.jsonl")
     assert trained["training"]["stopped"] == "plateau" and trained["training"]["epochs"] == 2
     assert trained["training"]["max_epochs"] == 4 and trained["training"]["monitor"] == "val/top1"
     assert Path(trained["checkpoint"]).name == "best.ckpt"
-    # compress.py found the converged run (no second training) and compressed its best epoch
+    # compress.py found the converged run (no second training, above) and compressed its best epoch
     assert compressed["training"] == trained["training"]
     assert compressed["baseline"]["checkpoint"] == trained["checkpoint"]

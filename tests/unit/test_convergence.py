@@ -10,6 +10,7 @@ from omegaconf import OmegaConf, open_dict
 
 from edgecomp.config import resolved_config, run_id
 from edgecomp.errors import ConfigError
+from edgecomp.evaluate.record import Record, RecordError
 from edgecomp.lit.convergence import ConvergenceStop
 from edgecomp.lit.training import Training, best_checkpoint, last_checkpoint
 from edgecomp.models.checkpoint import load_state_dict
@@ -17,7 +18,7 @@ from tests.conftest import compose_config
 from tests.helpers.scripted_curve import TwoBatches
 
 
-def fit_on(curve, tmp_path, *overrides, cap=None):
+def fit_on(curve, tmp_path, *overrides, cap=None, resume=False):
     """Training.fit of the smoke classifier config with its task module replaced by one that logs `curve`."""
     cfg = compose_config(
         "train",
@@ -27,6 +28,7 @@ def fit_on(curve, tmp_path, *overrides, cap=None):
             "trainer.enable_progress_bar=false",
             f"trainer.max_epochs={cap or len(curve)}",
             f"paths.results={tmp_path}",
+            f"resume={str(resume).lower()}",
             *overrides,
         ],
     )
@@ -59,8 +61,27 @@ def test_a_plateau_stops_the_run_and_the_best_epoch_is_kept(tmp_path):
     assert summary["best_epoch"] == 5 and summary["best"] == pytest.approx(0.505)
     assert checkpoint == best_checkpoint(training.run_dir)
     assert marker == 4.0  # model.pt holds epoch 5's weights (0-based index 4), not the last epoch's
-    assert torch.load(checkpoint, weights_only=False)["epoch"] == 4
-    assert torch.load(last_checkpoint(training.run_dir), weights_only=False)["epoch"] == 5  # resume goes on from here
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 4
+    assert torch.load(last_checkpoint(training.run_dir), weights_only=True)["epoch"] == 5  # resume goes on from here
+
+
+def test_a_run_resumed_after_its_rule_fired_trains_no_further_epoch(tmp_path):
+    curve = [0.10, 0.30, 0.50, 0.50, 0.505, 0.49, 0.90, 0.90, 0.90, 0.90, 0.90, 0.90]
+    training, _, first, _ = fit_on(curve, tmp_path, *PLATEAU)
+    last = torch.load(last_checkpoint(training.run_dir), weights_only=True)
+    _, _, resumed, marker = fit_on(curve, tmp_path, *PLATEAU, resume=True)
+    assert resumed == first and marker == 4.0  # without the fix, epoch 7 (0.90) would have trained and been kept
+    assert torch.load(last_checkpoint(training.run_dir), weights_only=True)["global_step"] == last["global_step"]
+
+
+def test_a_rule_that_fires_on_the_caps_own_epoch_is_a_plateau(tmp_path):
+    _, _, summary, _ = fit_on([0.1, 0.5, 0.5, 0.5, 0.5], tmp_path, *PLATEAU)  # waits 3 epochs after epoch 2: epoch 5
+    assert summary["stopped"] == "plateau" and summary["epochs"] == 5
+
+
+def test_a_metric_that_is_not_a_number_stops_the_run_as_diverged(tmp_path):
+    _, _, summary, _ = fit_on([0.1, 0.2, float("nan"), 0.3, 0.4], tmp_path, *PLATEAU)
+    assert summary["stopped"] == "diverged" and summary["epochs"] == 3 and summary["best_epoch"] == 2
 
 
 def test_a_curve_still_rising_stops_at_the_cap(tmp_path):
@@ -91,9 +112,33 @@ def test_the_rule_is_part_of_the_run_name_and_its_absence_is_not():
     patient = resolved_config(
         compose_config("train", ["experiment=smoke", "convergence=plateau", "convergence.patience=9"])
     )
-    without_key = {key: value for key, value in plain.items() if key != "convergence"}
-    assert run_id(plain) == run_id(without_key)  # a fixed-budget run keeps the folder it had before the key existed
+    # a fixed-budget run keeps the folder it had before the key (and dataset.convergence_metric) existed: the smoke
+    # run's name at the commit before them
+    assert run_id(plain) == "synthetic_cls-mobilenetv3_small_100-s0-996aee34ab"
     assert len({run_id(plain), run_id(converging), run_id(patient)}) == 3
+
+
+@pytest.mark.parametrize(
+    "training, accepted",
+    [
+        (None, True),
+        ({"epochs": 3, "max_epochs": 3, "stopped": "budget"}, True),
+        ({"epochs": 3, "max_epochs": 9, "stopped": "stalled"}, False),
+        ({"epochs": -1, "max_epochs": 9, "stopped": "cap"}, False),
+    ],
+)
+def test_the_records_training_field_is_checked_and_left_out_when_null(training, accepted):
+    fields = {
+        "task": "classification", "dataset": "d", "seed": 0, "config": {}, "artifact": "a", "model": "m",
+        "compressor": "none", "device": "cpu", "hardware": None, "metrics": {"top1": 0.5}, "params": 1, "flops": 1,
+        "latency_ms": None, "size_bytes": 1, "gzip_bytes": 1,
+    }  # fmt: skip
+    if not accepted:
+        with pytest.raises(RecordError, match="record field 'training'"):
+            Record(**fields, training=training)
+        return
+    written = Record(**fields, training=training).to_json()
+    assert ("training" in written) == (training is not None)
 
 
 @pytest.mark.parametrize(

@@ -244,6 +244,21 @@ def test_other_compressor_settings_that_differ_split_the_row(tmp_path):
     ]
 
 
+def test_a_baseline_trained_until_converged_is_not_averaged_with_a_fixed_budget_one():
+    fixed = [make_record(SMALL, "prune_unstructured", seed, 0.60, 10.0, 6_000_000, 5_000_000) for seed in (0, 1)]
+    converged = [make_record(SMALL, "prune_unstructured", seed, 0.90, 10.0, 6_000_000, 5_000_000) for seed in (0, 1)]
+    for record in converged:
+        record["config"]["convergence"] = {"monitor": "val/top1", "mode": "max", "min_delta": 0.005, "patience": 5}
+    for records, top1 in ((fixed, 0.70), (converged, 0.95)):  # each measured against its own baseline
+        for record in records:
+            record["baseline"] = {"metrics": {"top1": top1}, "runtime": record["runtime"], "latency_ms": None}
+    rows = build_rows(fixed + converged)
+    compressed = sorted(row.accuracy_pct.mean for row in rows if not row.is_baseline)
+    baselines = sorted(row.accuracy_pct.mean for row in rows if row.is_baseline)
+    assert compressed == pytest.approx([60.0, 90.0]) and baselines == pytest.approx([70.0, 95.0])
+    assert {row.seeds for row in rows} == {(0, 1)}
+
+
 def test_distillation_rows_are_labelled_with_temperature_alpha_and_teacher():
     records = []
     for teacher in ("mobilenetv3_large_100", "densenet201"):
