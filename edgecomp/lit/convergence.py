@@ -26,19 +26,37 @@ BEST = "best.ckpt"
 
 class ConvergenceStop(EarlyStopping):
     """Stop once `monitor` has not improved by more than `min_delta` (absolute, in the metric's units) for
-    `patience` validation epochs in a row; `mode` max for a metric that grows (top-1), min for one that falls (a
-    loss). Its state (the best value, the epochs waited) is saved in the run's checkpoints, so a resumed run stops
-    where an uninterrupted one would."""
+    `patience` validation epochs in a row, judged from epoch `min_epochs` on (before it the run is not judged: from
+    random initialisation some networks sit near chance for their first epochs); `mode` max for a metric that grows
+    (top-1), min for one that falls (a loss). Its state (the best value, the epochs waited) is saved in the run's
+    checkpoints, so a resumed run stops where an uninterrupted one would."""
 
-    def __init__(self, monitor: str, mode: Literal["max", "min"], min_delta: float, patience: int) -> None:
+    def __init__(
+        self, monitor: str, mode: Literal["max", "min"], min_delta: float, patience: int, min_epochs: int = 1
+    ) -> None:
         if patience < 1:
             raise ConfigError(f"convergence.patience must be >= 1 epoch, got {patience}")
+        if min_epochs < 1:
+            raise ConfigError(f"convergence.min_epochs must be >= 1 epoch, got {min_epochs}")
+        self.min_epochs = min_epochs
         if min_delta < 0:
             raise ConfigError(f"convergence.min_delta must be >= 0, got {min_delta}")
         if mode not in ("max", "min"):
             raise ConfigError(f"convergence.mode must be max or min, got {mode!r}")
         # strict: a run that never logs the metric is a misconfiguration, not a run that never converges
         super().__init__(monitor=monitor, mode=mode, min_delta=min_delta, patience=patience, strict=True)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._judged(trainer):
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._judged(trainer):
+            super().on_train_epoch_end(trainer, pl_module)
+
+    def _judged(self, trainer: pl.Trainer) -> bool:
+        """Whether the epoch now ending (the `current_epoch + 1`-th) is one the rule judges."""
+        return trainer.current_epoch + 1 >= self.min_epochs
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning does not save `trainer.should_stop`: a run resumed from the checkpoint of the epoch its rule fired
@@ -86,6 +104,7 @@ def training_summary(trainer: pl.Trainer, stop: ConvergenceStop | None, best: Mo
         "mode": stop.mode,
         "min_delta": float(abs(stop.min_delta)),
         "patience": int(stop.patience),
+        "min_epochs": int(stop.min_epochs),
         "best_epoch": best_epoch,
         "best": None if score is None else float(score),
     }

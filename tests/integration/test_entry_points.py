@@ -65,6 +65,7 @@ def test_a_baseline_trained_until_converged_says_so_in_its_records_and_hands_on_
         "convergence=plateau",
         "convergence.patience=1",
         "convergence.min_delta=1.0",
+        "convergence.min_epochs=1",
         "trainer.max_epochs=4",
         EAGER,
         f"paths.results={tmp_path}",

@@ -48,7 +48,7 @@ def fit_on(curve, tmp_path, *overrides, cap=None, resume=False):
     return training, checkpoint, summary, float(next(iter(kept.values())).flatten()[0])
 
 
-PLATEAU = ["convergence=plateau", "convergence.patience=3", "convergence.min_delta=0.01"]
+PLATEAU = ["convergence=plateau", "convergence.patience=3", "convergence.min_delta=0.01", "convergence.min_epochs=1"]
 
 
 def test_a_plateau_stops_the_run_and_the_best_epoch_is_kept(tmp_path):
@@ -82,6 +82,17 @@ def test_a_rule_that_fires_on_the_caps_own_epoch_is_a_plateau(tmp_path):
 def test_a_metric_that_is_not_a_number_stops_the_run_as_diverged(tmp_path):
     _, _, summary, _ = fit_on([0.1, 0.2, float("nan"), 0.3, 0.4], tmp_path, *PLATEAU)
     assert summary["stopped"] == "diverged" and summary["epochs"] == 3 and summary["best_epoch"] == 2
+
+
+def test_the_rule_judges_from_min_epochs_on(tmp_path):
+    # near chance for 6 epochs, then learning: judged from the start, the rule would fire after epoch 4
+    curve = [0.1] * 6 + [0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    _, _, early, _ = fit_on(curve, tmp_path / "from_the_start", *PLATEAU, "convergence.min_epochs=1")
+    assert early["stopped"] == "plateau" and early["epochs"] == 4
+    # judged from epoch 8: best 0.5 at epoch 10, three epochs without an improvement after it
+    _, _, summary, marker = fit_on(curve, tmp_path / "from_8", *PLATEAU, "convergence.min_epochs=8")
+    assert summary["stopped"] == "plateau" and summary["epochs"] == 13 and summary["min_epochs"] == 8
+    assert summary["best_epoch"] == 10 and marker == 9.0
 
 
 def test_a_curve_still_rising_stops_at_the_cap(tmp_path):
@@ -147,6 +158,7 @@ def test_the_records_training_field_is_checked_and_left_out_when_null(training, 
         ({"patience": 0}, "patience must be >= 1"),
         ({"min_delta": -0.1}, "min_delta must be >= 0"),
         ({"mode": "up"}, "mode must be max or min"),
+        ({"min_epochs": 0}, "min_epochs must be >= 1"),
     ],
 )
 def test_a_bad_rule_is_refused_in_one_line(kwargs, message):
