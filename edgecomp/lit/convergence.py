@@ -14,14 +14,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from pydantic import Field
 
-from edgecomp.errors import ConfigError
+from edgecomp.settings import Settings, validated
 
 TRAINING_SUMMARY = "training.json"
 BEST = "best.ckpt"
+
+
+class ConvergenceSettings(Settings):
+    """What `convergence=plateau` accepts (conf/convergence/plateau.yaml)."""
+
+    monitor: str = Field(description="the logged validation metric to watch (val/top1, val/loss)")
+    mode: Literal["max", "min"] = Field(description="max (a metric that grows) or min (one that falls)")
+    min_delta: float = Field(ge=0, description="the smallest change that counts as an improvement, >= 0")
+    patience: int = Field(ge=1, description="a whole number of epochs >= 1 without an improvement")
+    min_epochs: int = Field(1, ge=1, description="a whole number of epochs >= 1 before the rule judges")
 
 
 class ConvergenceStop(EarlyStopping):
@@ -31,20 +41,17 @@ class ConvergenceStop(EarlyStopping):
     (top-1), min for one that falls (a loss). Its state (the best value, the epochs waited) is saved in the run's
     checkpoints, so a resumed run stops where an uninterrupted one would."""
 
-    def __init__(
-        self, monitor: str, mode: Literal["max", "min"], min_delta: float, patience: int, min_epochs: int = 1
-    ) -> None:
-        if patience < 1:
-            raise ConfigError(f"convergence.patience must be >= 1 epoch, got {patience}")
-        if min_epochs < 1:
-            raise ConfigError(f"convergence.min_epochs must be >= 1 epoch, got {min_epochs}")
-        self.min_epochs = min_epochs
-        if min_delta < 0:
-            raise ConfigError(f"convergence.min_delta must be >= 0, got {min_delta}")
-        if mode not in ("max", "min"):
-            raise ConfigError(f"convergence.mode must be max or min, got {mode!r}")
+    def __init__(self, **settings: Any) -> None:
+        options = validated(ConvergenceSettings, settings, prefix="convergence")
+        self.min_epochs = options.min_epochs
         # strict: a run that never logs the metric is a misconfiguration, not a run that never converges
-        super().__init__(monitor=monitor, mode=mode, min_delta=min_delta, patience=patience, strict=True)
+        super().__init__(
+            monitor=options.monitor,
+            mode=options.mode,
+            min_delta=options.min_delta,
+            patience=options.patience,
+            strict=True,
+        )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._judged(trainer):
@@ -86,16 +93,15 @@ class ConvergenceStop(EarlyStopping):
         )
 
 
-def training_summary(trainer: pl.Trainer, stop: ConvergenceStop | None, best: ModelCheckpoint | None) -> dict[str, Any]:
+def training_summary(
+    trainer: pl.Trainer, stop: ConvergenceStop | None, best: ModelCheckpoint | None, best_epoch: int | None = None
+) -> dict[str, Any]:
     """What the run's record says about its training: `epochs` trained, the cap, why it stopped and, with a
-    convergence rule, the monitored metric's best value and the (1-based) epoch that reached it."""
+    convergence rule, the monitored metric's best value and the (1-based) `best_epoch` that reached it."""
     epochs = int(trainer.current_epoch)  # epochs completed: Lightning counts an epoch when it has ended
     summary: dict[str, Any] = {"epochs": epochs, "max_epochs": int(trainer.max_epochs or epochs)}
     if stop is None or best is None:
         return {**summary, "stopped": "budget"}
-    best_epoch = None
-    if best.best_model_path:
-        best_epoch = int(torch.load(best.best_model_path, map_location="cpu", weights_only=True)["epoch"]) + 1
     score = best.best_model_score
     return {
         **summary,

@@ -223,21 +223,23 @@ class Training:
         extra = [build(c) for c in self.cfg.get("callbacks", {}).values()]
         stop: ConvergenceStop | None = build(self.cfg.convergence) if self.until_converged else None
         best = stop.best_checkpointing(best_checkpoint(folder).parent) if stop is not None else None
-        converging = [stop, best] if stop is not None and best is not None else []
         trainer = build(
             self.cfg.trainer,
             logger=self.logger,
-            callbacks=[checkpointing, *converging, EpochReseed(self.seed), *extra],
+            callbacks=[checkpointing, *[c for c in (stop, best) if c is not None], EpochReseed(self.seed), *extra],
             default_root_dir=str(folder),
         )
         trainer.fit(module, datamodule=self.datamodule, ckpt_path=resume_from, weights_only=True)
+        best_epoch = None
         if best is not None and best.best_model_path:  # the run's result is its best epoch, not its last
-            state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_state_dict(state)
+            kept = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+            module.load_state_dict(kept["state_dict"])
+            best_epoch = int(kept["epoch"]) + 1
         if distributed.is_main():
             save_weights(module.model, folder / WEIGHTS)
-            write_summary(folder, training_summary(trainer, stop, best))
-            log.info("trained %s", read_summary(folder))
+            summary = training_summary(trainer, stop, best, best_epoch)
+            write_summary(folder, summary)
+            log.info("trained %s", summary)
         distributed.barrier()  # under DDP no rank goes on before the run folder is complete
         return self.result_checkpoint(folder)
 

@@ -222,11 +222,16 @@ def _other_settings(record: dict[str, Any]) -> dict[str, Any]:
     if recipe := record.get("recipe"):
         # a recipe whose other stages were set otherwise measured another chain
         compressor["recipe_variant"] = recipe.get("variant")
-    # a baseline trained until converged is another baseline than one trained for a fixed budget (convergence=plateau)
-    compressor["convergence"] = (record.get("config") or {}).get("convergence")
+    compressor["convergence"] = _convergence(record)
     return {
         key: value for key, value in compressor.items() if key not in _COMPRESSOR_IDENTITY and key not in LABEL_SETTINGS
     }
+
+
+def _convergence(record: dict[str, Any]) -> Any:
+    """The rule the record's baseline was trained until converged by (null: a fixed budget): a converged baseline is
+    another baseline than a fixed-budget one, and so are the rows compressed from it."""
+    return (record.get("config") or {}).get("convergence")
 
 
 def _split_by_differing_settings(key: RowKey, records: list[dict[str, Any]]) -> dict[RowKey, list[dict[str, Any]]]:
@@ -321,11 +326,7 @@ def baseline_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 },
                 "compressor": "none",
                 "artifact": baseline.get("artifact"),
-                # the baseline's training: a converged baseline's row is not a fixed-budget one's
-                "config": {
-                    "compressor": {"name": "none"},
-                    "convergence": (record.get("config") or {}).get("convergence"),
-                },
+                "config": {"compressor": {"name": "none"}, "convergence": _convergence(record)},
             }
         )
     return made

@@ -155,10 +155,11 @@ def test_the_records_training_field_is_checked_and_left_out_when_null(training, 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"patience": 0}, "patience must be >= 1"),
-        ({"min_delta": -0.1}, "min_delta must be >= 0"),
-        ({"mode": "up"}, "mode must be max or min"),
-        ({"min_epochs": 0}, "min_epochs must be >= 1"),
+        ({"patience": 0}, r"^convergence\.patience=0: expected a whole number of epochs >= 1"),
+        ({"min_delta": -0.1}, r"^convergence\.min_delta=-0\.1: expected the smallest change .* >= 0$"),
+        ({"mode": "up"}, r"^convergence\.mode=up: expected max \(a metric that grows\) or min"),
+        ({"min_epochs": 0}, r"^convergence\.min_epochs=0: expected a whole number of epochs >= 1 before"),
+        ({"pateince": 3}, r"^convergence\.pateince=3: not a setting"),
     ],
 )
 def test_a_bad_rule_is_refused_in_one_line(kwargs, message):
