@@ -4,7 +4,8 @@ Reads DIR/records.jsonl and every records.jsonl under DIR (a sweep's jobs), writ
 `pareto.png` (and `contrasts.md` where two compressed rows of one dataset, model, device and runtime started from
 the same baselines: each pair of them against each other, paired by seed; and `recipes.md` where records of recipes
 are: each recipe's waterfall over its seeds, then each pair of recipes run on the same data, model and device
-against each other, paired by seed) into DIR/report/ (each atomically: written beside and renamed over, so a killed
+against each other, paired by seed; and `findings.md` where the records hold the benchmark paper's grid: its
+findings one by one against what the records measured) into DIR/report/ (each atomically: written beside and renamed over, so a killed
 run leaves the old file or the new one), prints the table and the contrasts, and with logger=wandb logs the table as
 a W&B Table with the plot as an Image.
 """
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from edgecomp.config import build
 from edgecomp.pipelines.common import write_atomically
+from edgecomp.report.findings import findings_table
 from edgecomp.report.pareto import plot_pareto
 from edgecomp.report.recipe_contrast import recipe_contrasts
 from edgecomp.report.records import load_records
@@ -30,7 +32,7 @@ from edgecomp.report.waterfall import recipe_waterfalls
 
 REPORT_FOLDER = "report"
 TABLE_MD, TABLE_CSV, PARETO_PNG, RECIPES_MD = "table.md", "table.csv", "pareto.png", "recipes.md"
-CONTRASTS_MD = "contrasts.md"
+CONTRASTS_MD, FINDINGS_MD = "contrasts.md", "findings.md"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Report:
     waterfalls: list[str]
     contrasts: list[str]  # recipes against each other, stage by stage (edgecomp.report.recipe_contrast)
     row_contrasts: list[str]  # the table's compressed rows against each other (edgecomp.report.row_contrast)
+    findings: str | None = None  # the benchmark paper's findings against the records (edgecomp.report.findings)
 
     def path(self, name: str) -> Path:
         return self.folder / name
@@ -50,7 +53,8 @@ class Report:
 def write_report(source: str | os.PathLike) -> Report:
     """Read the records at or under `source`, write the table (Markdown, CSV) and the Pareto plot into
     `<source>/report/` (next to the file if `source` is one records file), and where there are any, the compressed
-    rows against each other (`contrasts.md`) and the recipes (`recipes.md`)."""
+    rows against each other (`contrasts.md`), the recipes (`recipes.md`) and the benchmark paper's findings
+    (`findings.md`)."""
     source = Path(source)
     records = load_records(source)
     rows = build_rows(records)
@@ -59,15 +63,18 @@ def write_report(source: str | os.PathLike) -> Report:
     waterfalls = recipe_waterfalls(records)
     contrasts = recipe_contrasts(records)
     rows_against_each_other = row_contrasts(records)
+    findings = findings_table(records)
     # Everything is rendered before the first file is written: bad input leaves no partial report behind.
     outputs = {TABLE_MD: markdown.encode(), TABLE_CSV: to_csv(rows).encode(), PARETO_PNG: plot_pareto(rows)}
     if rows_against_each_other:
         outputs[CONTRASTS_MD] = "\n".join(rows_against_each_other).encode()
+    if findings:
+        outputs[FINDINGS_MD] = findings.encode()
     if waterfalls:
         outputs[RECIPES_MD] = "\n".join(waterfalls + contrasts).encode()
     for name, data in outputs.items():
         write_atomically(folder / name, data)
-    return Report(source, folder, rows, markdown, waterfalls, contrasts, rows_against_each_other)
+    return Report(source, folder, rows, markdown, waterfalls, contrasts, rows_against_each_other, findings)
 
 
 def _is_wandb(logger_cfg: Any) -> bool:
@@ -105,14 +112,16 @@ def run(cfg: DictConfig) -> Report:
     report = write_report(cfg.report)
     print(f"\nedgecomp report: {len(report.rows)} rows from {report.source}\n", flush=True)
     print(report.markdown, flush=True)
-    for table in report.row_contrasts + report.waterfalls + report.contrasts:
-        print(table, flush=True)
+    for table in report.row_contrasts + report.waterfalls + report.contrasts + [report.findings or ""]:
+        if table:
+            print(table, flush=True)
     written = (
         TABLE_MD,
         TABLE_CSV,
         PARETO_PNG,
         *((CONTRASTS_MD,) if report.row_contrasts else ()),
         *((RECIPES_MD,) if report.waterfalls else ()),
+        *((FINDINGS_MD,) if report.findings else ()),
     )
     print(f"wrote {', '.join(str(report.path(n)) for n in written)}", flush=True)
     log_report(cfg.logger, report)

@@ -53,3 +53,24 @@ def test_a_missing_weight_file_stops_the_job_before_any_work_naming_it(tmp_path)
         "densenet169.safetensors, densenet169.pth, densenet169.pt, densenet169.bin"
     ) in proc.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "results" / "records.jsonl").exists()
+
+
+def test_the_kd_control_trains_the_same_student_whatever_the_teacher(compression_context_for):
+    """alpha=1 weighs the teacher's term at nothing: two teachers give the same student, weight for weight, and a
+    distilled one (alpha=0.1) another."""
+    students = {}
+    for teacher, compressor in (
+        ("mobilenetv3_large_100", "kd_control"),
+        ("mobilenetv3_small_100", "kd_control"),
+        ("mobilenetv3_small_100", "kd_into_mobilenetv3_small"),
+    ):
+        cfg, context = compression_context_for(
+            "experiment=smoke", f"model={teacher}", f"compressor={compressor}", "compressor.epochs=1"
+        )
+        compressor_ = build(cfg.compressor)
+        compressor_.prepare(context)
+        torch.manual_seed(1)  # the teachers' own random weights: different networks, different logits
+        students[(teacher, compressor)] = compressor_.compress(build(cfg.model), context).state_dict()
+    first, second, distilled = students.values()
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    assert not all(torch.equal(first[name], distilled[name]) for name in first)
