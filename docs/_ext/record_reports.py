@@ -3,8 +3,8 @@
 Each folder `docs/records/<experiment>/` holds the `records.jsonl` an experiment wrote (copied from its results
 folder) and nothing else; when the builder starts, edgecomp's own report (`python evaluate.py
 report=docs/records/<experiment>/records.jsonl`, edgecomp.pipelines.report.write_report) turns it into
-`docs/records/<experiment>/report/` (`table.md`, `recipes.md` where there are recipe records, `pareto.png`; ignored by
-git), which the pages include (MyST's `{include}`). A figure in such a table is then computed from the records by the
+`docs/records/<experiment>/report/` (`table.md`, `recipes.md` where there are recipe records, `findings.md` for the
+benchmark paper's grid, `pareto.png`; ignored by git), which the pages include (MyST's `{include}`). A figure in such a table is then computed from the records by the
 code that reports every run, never typed by hand, and a change to the report's code shows in the pages.
 """
 

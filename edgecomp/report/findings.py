@@ -123,16 +123,12 @@ def _speedup(by_seed: dict[Any, dict[str, Any]]) -> Speedup | None:
     return speedup_over_seeds([seed_latency_ratio(record, record["baseline"]) for record in by_seed.values()])
 
 
-def _points(value: float) -> str:
-    return f"{value:+.1f}"
-
-
 def _difference(difference: PairedDifference) -> str:
     """`-1.2 [-2.0, -0.4]`: points, the interval over seeds (none for one seed)."""
     if difference.ci95 is None:
-        return f"{_points(difference.mean)} (1 seed)"
+        return f"{difference.mean:+.1f} (1 seed)"
     low, high = difference.ci95
-    return f"{_points(difference.mean)} [{_points(low)}, {_points(high)}]"
+    return f"{difference.mean:+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
 def _verdict_counts(verdicts: Sequence[str]) -> str:
@@ -353,14 +349,12 @@ def _kd_against_scratch(records: Sequence[dict[str, Any]]) -> Finding | None:
     scratch = _latest_by_model_and_seed(
         [r for r in records if r.get("model") == KD_STUDENT and r.get("compressor") in (None, "none")]
     ).get(KD_STUDENT, {})
-    changes = {}
-    for teacher, seeds in students.items():
-        # The student alone is the converged baseline of the same seed (compressor=none of the student model).
-        d = paired_difference(
-            [points_difference(r, scratch[seed], METRIC) for seed, r in seeds.items() if seed in scratch]
-        )
-        if d is not None:
-            changes[teacher] = d
+    # The student alone is the converged baseline of the same seed (compressor=none of the student model).
+    per_teacher = {
+        teacher: paired_difference([points_difference(r, scratch[s], METRIC) for s, r in seeds.items() if s in scratch])
+        for teacher, seeds in students.items()
+    }
+    changes = {teacher: d for teacher, d in per_teacher.items() if d is not None}
     if not changes:
         return None
     worse = sum(d.verdict == WORSE for d in changes.values())
@@ -388,31 +382,23 @@ def _compression_time(records: Sequence[dict[str, Any]]) -> Finding | None:
     """The methods by their mean compression time, slowest first, and on how many models (each method's mean over
     its seeds; pruning's sparsities together) the paper's order holds: the time is mostly the model's, so an
     interval over models would say nothing."""
-    by_method = {method: _compressed(records, method) for method in PAPER_TIME_RANKING}
-    by_method["kd"] = _kd_students(records)
+    by_method = {method: _compressed(records, method) for method in PAPER_TIME_RANKING} | {"kd": _kd_students(records)}
     by_method = {method: by_model for method, by_model in by_method.items() if _times(by_model)}
     if len(by_method) < 2:
         return None
-
-    def order(means: dict[str, float]) -> list[str]:
-        return sorted(means, key=lambda method: -means[method])
-
-    overall = order({method: statistics.fmean(_times(by_model)) for method, by_model in by_method.items()})
-    paper = [method for method in PAPER_TIME_RANKING if method in by_method]
+    overall = {method: statistics.fmean(_times(by_model)) for method, by_model in by_method.items()}
+    ranking = sorted(overall, key=lambda method: -overall[method])
     models = sorted({model for by_model in by_method.values() for model in by_model})
-    per_model = [
-        order(
-            {
-                method: statistics.fmean(times)
-                for method, by_model in by_method.items()
-                if (times := _times({model: by_model.get(model, {})}))
-            }
-        )
-        for model in models
-    ]
-    holds = sum(ranking == [method for method in paper if method in ranking] for ranking in per_model)
-    means = {method: statistics.fmean(_times(by_model)) for method, by_model in by_method.items()}
-    text = " > ".join(f"{METHOD_NAMES[method]} {means[method]:.0f} s" for method in overall)
+    holds = 0
+    for model in models:
+        means = {
+            m: statistics.fmean(t)
+            for m, by_model in by_method.items()
+            if (t := _times({model: by_model.get(model, {})}))
+        }
+        holds += sorted(means, key=lambda method: -means[method]) == [m for m in PAPER_TIME_RANKING if m in means]
+    text = " > ".join(f"{METHOD_NAMES[method]} {overall[method]:.0f} s" for method in ranking)
+    paper = [method for method in PAPER_TIME_RANKING if method in by_method]
     return Finding(
         "Compression time: pruning slowest, KD between, PTQ fastest (FP16 before INT8)",
         "pruning 2.6-8x FP16's; KD 25-38 % of pruning's; FP16 20-70 % faster than INT8",
@@ -420,8 +406,8 @@ def _compression_time(records: Sequence[dict[str, Any]]) -> Finding | None:
         "yes"
         if holds == len(models)
         else "partly"
-        if holds or overall == paper
-        else f"no: {' > '.join(METHOD_NAMES[m] for m in overall)}",
+        if holds or ranking == paper
+        else f"no: {' > '.join(METHOD_NAMES[m] for m in ranking)}",
     )
 
 
