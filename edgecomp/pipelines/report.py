@@ -5,9 +5,9 @@ Reads DIR/records.jsonl and every records.jsonl under DIR (a sweep's jobs), writ
 the same baselines: each pair of them against each other, paired by seed; and `recipes.md` where records of recipes
 are: each recipe's waterfall over its seeds, then each pair of recipes run on the same data, model and device
 against each other, paired by seed; and `findings.md` where the records hold the benchmark paper's grid: its
-findings one by one against what the records measured) into DIR/report/ (each atomically: written beside and renamed over, so a killed
-run leaves the old file or the new one), prints the table and the contrasts, and with logger=wandb logs the table as
-a W&B Table with the plot as an Image.
+findings one by one against what the records measured) into DIR/report/ (each atomically: written beside and
+renamed over, so a killed run leaves the old file or the new one), prints the table and the contrasts, and with
+logger=wandb logs the table as a W&B Table with the plot as an Image.
 """
 
 from __future__ import annotations

@@ -107,15 +107,22 @@ def _change_vs_baseline(by_seed: dict[Any, dict[str, Any]]) -> PairedDifference 
     return paired_difference([points_difference(r, r["baseline"], METRIC) for r in by_seed.values()])
 
 
-def _change_vs(by_seed: dict[Any, dict[str, Any]], against: dict[Any, dict[str, Any]]) -> PairedDifference | None:
-    """These records' top-1 minus `against`'s of the same seed, where both started from the same trained baseline."""
-    return paired_difference(
-        [
-            points_difference(record, against[seed], METRIC)
-            for seed, record in by_seed.items()
-            if seed in against and same_baseline(record, against[seed])
-        ]
-    )
+def _changes_vs(by_model: Records, against: Records) -> dict[str, PairedDifference]:
+    """Per model, its records' top-1 minus `against`'s of the same model and seed, over the seeds where both
+    started from the same trained baseline; models without such a seed are left out."""
+    changes = {}
+    for model, by_seed in by_model.items():
+        control = against.get(model, {})
+        difference = paired_difference(
+            [
+                points_difference(record, control[seed], METRIC)
+                for seed, record in by_seed.items()
+                if seed in control and same_baseline(record, control[seed])
+            ]
+        )
+        if difference is not None:
+            changes[model] = difference
+    return changes
 
 
 def _speedup(by_seed: dict[Any, dict[str, Any]]) -> Speedup | None:
@@ -294,12 +301,7 @@ def _pruning_accuracy(records: Sequence[dict[str, Any]]) -> Finding | None:
     cells, means, one_seed = [], [], True
     for sparsity in SPARSITIES:
         pruned = _compressed(records, "prune_unstructured", sparsity=sparsity)
-        changes = {
-            model: d
-            for model, seeds in pruned.items()
-            if model in control and (d := _change_vs(seeds, control[model])) is not None
-        }
-        if changes:
+        if changes := _changes_vs(pruned, control):
             cells.append(f"{sparsity:.0%}: {_summary(changes)}")
             means.append(statistics.fmean(d.mean for d in changes.values()))
             one_seed &= _one_seed(changes)
@@ -323,12 +325,7 @@ def _pruning_accuracy(records: Sequence[dict[str, Any]]) -> Finding | None:
 
 
 def _kd_against_control(records: Sequence[dict[str, Any]]) -> Finding | None:
-    students, control = _kd_students(records), _compressed(records, "kd_control")
-    changes = {
-        teacher: d
-        for teacher, seeds in students.items()
-        if teacher in control and (d := _change_vs(seeds, control[teacher])) is not None
-    }
+    changes = _changes_vs(_kd_students(records), _compressed(records, "kd_control"))  # by teacher
     if not changes:
         return None
     better = sum(d.verdict == BETTER for d in changes.values())
