@@ -469,3 +469,22 @@ class RunsCode:
         import os
 
         return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="module")
+def ssh_board_server():
+    """A real OpenSSH server on 127.0.0.1 to measure on with device=remote (tests/helpers/ssh_board.py), one per test
+    module: skipped, saying why, where scripts/install_test_board.sh has not run (failed under
+    EDGECOMP_REQUIRE_BOARD=1)."""
+    from tests.helpers.ssh_board import remove_board, start_board
+
+    board = start_board()
+    yield board
+    remove_board(board)
+
+
+@pytest.fixture
+def ssh_board(ssh_board_server):
+    """The module's board, running (a test that stopped it and failed before starting it again left it stopped)."""
+    ssh_board_server.ensure_running()
+    return ssh_board_server

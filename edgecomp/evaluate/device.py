@@ -23,6 +23,26 @@ ACCELERATORS = ("cpu", "cuda")
 DEFAULT_CHANNEL_DIVISOR = 32
 
 
+def check_profile(accelerator: str, precision: str, batch_size: int, threads, channel_divisor) -> None:
+    """A DeviceError naming the key for a profile value out of its range (the keys every device has)."""
+    if accelerator not in ACCELERATORS:
+        raise DeviceError(f"device.accelerator must be one of {ACCELERATORS}, got {accelerator!r}")
+    if precision not in PRECISIONS:
+        raise DeviceError(f"device.precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    if batch_size < 1:
+        raise DeviceError(f"device.batch_size must be >= 1, got {batch_size}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise DeviceError(
+            f"device.threads must be a whole number >= 1 or null (all cores), got {threads!r} (on device=cpu "
+            f"and device=cpu_torch, EDGECOMP_THREADS sets it when device.threads= does not)"
+        )
+    if isinstance(channel_divisor, bool) or not isinstance(channel_divisor, int) or channel_divisor < 1:
+        raise DeviceError(
+            f"device.channel_divisor must be a whole number >= 1 (the channel count multiple its runtime runs "
+            f"best, e.g. 16), got {channel_divisor!r}"
+        )
+
+
 class TargetDevice:
     def __init__(
         self,
@@ -35,22 +55,7 @@ class TargetDevice:
         profile_of: str | None = None,
         channel_divisor: int = DEFAULT_CHANNEL_DIVISOR,
     ) -> None:
-        if accelerator not in ACCELERATORS:
-            raise DeviceError(f"device.accelerator must be one of {ACCELERATORS}, got {accelerator!r}")
-        if precision not in PRECISIONS:
-            raise DeviceError(f"device.precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
-        if batch_size < 1:
-            raise DeviceError(f"device.batch_size must be >= 1, got {batch_size}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise DeviceError(
-                f"device.threads must be a whole number >= 1 or null (all cores), got {threads!r} (on device=cpu "
-                f"and device=cpu_torch, EDGECOMP_THREADS sets it when device.threads= does not)"
-            )
-        if isinstance(channel_divisor, bool) or not isinstance(channel_divisor, int) or channel_divisor < 1:
-            raise DeviceError(
-                f"device.channel_divisor must be a whole number >= 1 (the channel count multiple its runtime runs "
-                f"best, e.g. 16), got {channel_divisor!r}"
-            )
+        check_profile(accelerator, precision, batch_size, threads, channel_divisor)
         self.name = name
         self.runtime = runtime
         self.batch_size = batch_size
@@ -80,6 +85,15 @@ class TargetDevice:
                 f"device={name}: precision=fp16 on the CPU is not a deployment setting (FP16 convolutions run "
                 "~40x slower than FP32 there); use fp32, or accelerator=cuda"
             )
+
+    def check(self) -> None:  # noqa: B027 - a concrete default: a local device was checked when it was built
+        """Raise a DeviceError for a device that cannot be used now, before any work (a board out of reach)."""
+
+    def file_runtime(self, made_for):
+        """What runs a deployed file on this device: its own runtime where that runs files (ONNX Runtime on this CPU,
+        a board's runtime over SSH), else the runtime the file was made for (a quantizer's ONNX file on
+        device=cpu_torch: ONNX Runtime on this CPU)."""
+        return self.runtime if self.runtime.runs_files else made_for
 
     @property
     def torch_device(self) -> torch.device:

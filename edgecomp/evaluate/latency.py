@@ -10,13 +10,11 @@ artifacts compared are timed in alternating rounds instead (edgecomp.evaluate.pa
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.runtimes.runtime import Predictor
@@ -101,15 +99,9 @@ def latency_record(timed: list[float], warmup: int, images: int, batch_size: int
 def time_passes(
     predictor: Predictor, batches: list[Any], count: int, passes: int, desc: str = "latency"
 ) -> list[float]:
-    """ms per image of each of `passes` passes over prepared `batches` (`count` images in all)."""
-    timed = []
-    for _ in tqdm(range(passes), desc=desc, unit="pass", disable=None, leave=False):
-        start = time.perf_counter()
-        for batch in batches:
-            predictor(batch)
-        predictor.synchronize()
-        timed.append((time.perf_counter() - start) * 1000.0 / count)
-    return timed
+    """ms per image of each of `passes` passes over prepared `batches` (`count` images in all), on the clock of the
+    machine that runs them (Predictor.time_passes)."""
+    return predictor.time_passes(batches, count, passes, desc)
 
 
 def prepared_batches(predictor: Predictor, images: torch.Tensor, batch_size: int) -> list[Any]:

@@ -48,6 +48,8 @@ class OnnxSignature:
     inputs: tuple[tuple[Dim, ...], ...]
     outputs: tuple[tuple[Dim, ...], ...]
     precision: str  # fp32 | fp16 | int8
+    input_names: tuple[str, ...] = ()
+    output_names: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """`inputs [1, 3, 64, 64] -> outputs [1, 84, 84]`: what the refusals name."""
@@ -78,7 +80,8 @@ def read_signature(path: str | os.PathLike) -> OnnxSignature:
         raise CheckpointError(f"artifact={path} is not an ONNX model ({type(err).__name__}: {err})") from err
     graph = model.graph
     initialised = {initializer.name for initializer in graph.initializer}
-    inputs = tuple(_shape(value) for value in graph.input if value.name not in initialised)
+    fed = [value for value in graph.input if value.name not in initialised]
+    inputs = tuple(_shape(value) for value in fed)
     outputs = tuple(_shape(value) for value in graph.output)
     operators = {node.op_type for node in graph.node}
     if operators & QUANTIZED_OPS:
@@ -87,7 +90,14 @@ def read_signature(path: str | os.PathLike) -> OnnxSignature:
         precision = "fp16"
     else:
         precision = "fp32"
-    return OnnxSignature(path, inputs, outputs, precision)
+    return OnnxSignature(
+        path,
+        inputs,
+        outputs,
+        precision,
+        tuple(value.name for value in fed),
+        tuple(value.name for value in graph.output),
+    )
 
 
 def _fits(dim: Dim, size: int) -> bool:

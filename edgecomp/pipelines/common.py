@@ -170,6 +170,7 @@ def start_job(cfg: DictConfig, measures_a_model: bool = True, entry: str | None 
     if not measures_a_model:
         return Job(cfg, config, logger=build(cfg.logger))
     device = build(cfg.device)
+    device.check()  # a board over SSH: reached and probed now, before any data or training
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build(cfg.model)
     _check_model_fits_task(model, cfg)

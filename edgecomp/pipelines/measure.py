@@ -26,7 +26,8 @@ def deployed_side(model: nn.Module | ExportedModel, input_size: int, device: Tar
     if not isinstance(model, ExportedModel):
         model = device.runtime.deploy(model, input_size, deploy_dir)
     if isinstance(model, ExportedModel):
-        return Side(model.runtime, model.path, f"{model.runtime.name} {model.precision}")
+        runtime = device.file_runtime(model.runtime)
+        return Side(runtime, model.path, f"{runtime.name} {model.precision}")
     return Side(device.runtime, model, device.runtime.name)
 
 
@@ -87,12 +88,13 @@ def measure_model(
         model = device.runtime.deploy(model, size, deploy_dir)
     loaded: Path | nn.Module  # what the runtime loads: the file, or the module itself
     if isinstance(model, ExportedModel):
-        network, scorer, artifact, runtime = model.source, model.scorer, model.file_bytes(), model.runtime
+        runtime = device.file_runtime(model.runtime)
+        network, scorer, artifact = model.source, model.scorer, model.file_bytes()
         description = {
             **device.describe(),
             "runtime": runtime.name,
             "precision": model.precision,
-            **runtime.details(device),
+            **runtime.details(device, model.precision),
         }
         loaded, deployed_file, export_time_s = model.path, str(model.path), model.export_time_s
     else:

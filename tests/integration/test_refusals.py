@@ -21,6 +21,21 @@ CASES = {
     ),
     # a device this machine cannot run (no GPU here; on a GPU machine PTQ's own refusal of CUDA, tested below)
     "ptq_int8-on-cuda": (["experiment=smoke", "compressor=ptq_int8", "device=cuda"], "cuda"),
+    # a board over SSH (refused before it is even reached: nothing listens at this address)
+    "ptq_int8-asymmetric-on-tensorrt": (
+        ["experiment=smoke", "compressor=ptq_int8", "device=jetson_xavier_nx_remote", "device.host=127.0.0.1"],
+        "TensorRT builds INT8 engines from Q/DQ files with signed, symmetric INT8 only",
+    ),
+    "ptq_int8-latency-chosen-on-a-board": (
+        [
+            "experiment=smoke",
+            "compressor=ptq_int8",
+            "compressor.mixed_precision=latency",
+            "device=remote",
+            "device.host=127.0.0.1",
+        ],
+        "compressor.mixed_precision=latency on device=remote: it profiles each node with ONNX Runtime on this machine",
+    ),  # fmt: skip
     # missing or wrong teacher
     "kd-without-a-teacher": (["experiment=smoke", "compressor=kd"], "compressor=kd needs a teacher"),
     "kd-missing-teacher-checkpoint": (

@@ -21,6 +21,7 @@ from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
+from edgecomp.evaluate.remote.device import RemoteDevice
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.models.detection.adapter import DetectorAdapter
 
@@ -62,7 +63,8 @@ class OnnxPostTrainingQuantization(Compressor):
                 "its detections; quantize RetinaNet, FCOS or YOLOv8"
             )
         device = build(spec.device)  # the device as it will run (a Jetson profile on a machine without a GPU: the CPU)
-        if device.accelerator == "cuda":
+        # A board's TensorRT over SSH builds its engine from the quantized ONNX file (its Q/DQ nodes pin INT8).
+        if device.accelerator == "cuda" and not isinstance(device, RemoteDevice):
             # The CUDA deployment is a TensorRT engine built with ModelOpt; not running ONNX Runtime on the CPU
             # instead, which would record a CPU measurement under a CUDA device.
             installed = importlib.util.find_spec("tensorrt") is not None

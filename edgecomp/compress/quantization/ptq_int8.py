@@ -48,9 +48,12 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from pydantic import AfterValidator, Field
 
-from edgecomp.compress.context import CompressionContext
+from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.compress.quantization.int8_mixed_precision import LatencyChosenPrecision
 from edgecomp.compress.quantization.onnx_quantizer import OnnxPostTrainingQuantization
+from edgecomp.config import build
+from edgecomp.errors import ConfigError
+from edgecomp.evaluate.remote.device import RemoteDevice
 from edgecomp.evaluate.runtimes.onnxruntime import session_options
 from edgecomp.settings import Settings
 
@@ -146,6 +149,9 @@ class Int8Settings(Settings):
         None, description="a list of ONNX operator types to quantize, e.g. [Conv, Gemm] (null: every one it can)"
     )
     reduce_range: bool = Field(False, description="true (7-bit weights) or false")
+    symmetric: bool = Field(
+        False, description="true (every zero point 0: what TensorRT builds INT8 engines from) or false"
+    )
     exclude_depthwise: bool = Field(False, description="true (depthwise convolutions stay FP32) or false")
     mixed_precision: Literal["latency"] | None = Field(
         None,
@@ -173,6 +179,31 @@ class Int8Quantization(OnnxPostTrainingQuantization):
         super().__init__(name, **settings)
         self.calibration_choice: dict[str, Any] = {}  # what `auto` measured and kept, once a file is made
         self.mixed_precision_report: dict[str, Any] = {}  # what mixed_precision=latency measured and chose
+
+    def check(self, spec: RunSpec) -> None:
+        """As every ONNX quantizer's, and for a board measured over SSH: a TensorRT board builds INT8 engines from
+        Q/DQ files with signed, symmetric INT8 only; the latency-chosen INT8 profiles nodes on the host, not the
+        board."""
+        super().check(spec)
+        device = build(spec.device)
+        if not isinstance(device, RemoteDevice):
+            return
+        options = self.options
+        if options.mixed_precision is not None:
+            raise ConfigError(
+                f"compressor={self.name} compressor.mixed_precision={options.mixed_precision} on device={device.name}: "
+                "it profiles each node with ONNX Runtime on this machine, not on the board; leave it null (every node "
+                "INT8), or choose the nodes with device=cpu on a machine like the board"
+            )
+        tensorrt_ready = (options.format, options.activation_type, options.weight_type, options.symmetric) == (
+            "qdq", "int8", "int8", True
+        )  # fmt: skip
+        if device.runtime.name == "tensorrt" and not tensorrt_ready:
+            raise ConfigError(
+                f"compressor={self.name} on device={device.name}: TensorRT builds INT8 engines from Q/DQ files with "
+                "signed, symmetric INT8 only; add compressor.format=qdq compressor.activation_type=int8 "
+                "compressor.weight_type=int8 compressor.symmetric=true"
+            )
 
     def quantize(self, model: nn.Module, fp32: Path, output: Path, context: CompressionContext) -> str:
         options = self.options
@@ -257,6 +288,8 @@ class Int8Quantization(OnnxPostTrainingQuantization):
             excluded = [*excluded, *(node.name for node in output_nodes(model))]
         if mean_minmax:
             options.update(MEAN_MINMAX_OPTIONS)
+        if settings.symmetric:
+            options.update(ActivationSymmetric=True, WeightSymmetric=True)
         quantize_static(
             str(prepared),
             str(output),

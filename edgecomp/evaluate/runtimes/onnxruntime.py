@@ -51,16 +51,27 @@ def session_options(threads: int | None, layout_optimizations: bool = True) -> o
     return options
 
 
-class OnnxRuntimePredictor(Predictor):
+class NumpyPredictor(Predictor):
+    """A predictor whose network takes and gives host numpy arrays (ONNX Runtime here or on a board)."""
+
+    def prepare(self, images: torch.Tensor) -> np.ndarray:
+        # Untimed: the copy to a contiguous float32 host array is input preparation, not the network.
+        return np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+
+    def to_logits(self, outputs: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(outputs)).float()
+
+    def to_tensors(self, outputs: np.ndarray | list[np.ndarray]) -> list[torch.Tensor]:
+        arrays = outputs if isinstance(outputs, list) else [outputs]
+        return [torch.from_numpy(np.asarray(array)).float() for array in arrays]
+
+
+class OnnxRuntimePredictor(NumpyPredictor):
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
         # A file exported for one image at a time (Ultralytics' default export) takes batches image by image.
         self.one_image_at_a_time = session.get_inputs()[0].shape[0] == 1
-
-    def prepare(self, images: torch.Tensor) -> np.ndarray:
-        # Untimed: the copy to a contiguous float32 host array is input preparation, not the network.
-        return np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray | list[np.ndarray]:
         """The file's one output (a classifier's logits), or all of them in the file's order (a detector's)."""
@@ -70,13 +81,6 @@ class OnnxRuntimePredictor(Predictor):
         else:
             outputs = self.session.run(None, {self.input_name: inputs})
         return outputs[0] if len(outputs) == 1 else outputs
-
-    def to_logits(self, outputs: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(outputs)).float()
-
-    def to_tensors(self, outputs: np.ndarray | list[np.ndarray]) -> list[torch.Tensor]:
-        arrays = outputs if isinstance(outputs, list) else [outputs]
-        return [torch.from_numpy(np.asarray(array)).float() for array in arrays]
 
     def synchronize(self) -> None:
         """Nothing to wait for: `InferenceSession.run` returns only once the outputs are on the host."""
@@ -101,7 +105,7 @@ class OnnxRuntime(Runtime):
         elapsed = time.perf_counter() - start
         return ExportedModel(source=model, path=path, runtime=self, precision="fp32", export_time_s=elapsed)
 
-    def details(self, device) -> dict[str, Any]:
+    def details(self, device, precision: str | None = None) -> dict[str, Any]:
         return {
             "provider": PROVIDERS[device.accelerator],
             "layout_optimizations": self.layout_optimizations,

@@ -2,17 +2,20 @@
 
 A runtime turns an artifact into a Predictor for a TargetDevice. The evaluation and latency loops only see
 Predictors: `prepare(batch)` does the untimed part (moving images to the device, casting them), `__call__`
-runs the network, `synchronize()` waits for the device so a clock read after it is honest.
+runs the network, `synchronize()` waits for the device so a clock read after it is honest, and `time_passes` times
+passes over prepared batches on this machine's clock (a board's predictor times them on the board's instead).
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
 from edgecomp.models.outputs import flat_tensors
 
@@ -38,6 +41,18 @@ class Predictor(ABC):
     def synchronize(self) -> None:  # noqa: B027 - a concrete default: CPU runtimes have nothing to wait for
         """Block until queued device work is done (a no-op on the CPU)."""
 
+    def time_passes(self, batches: list[Any], count: int, passes: int, desc: str = "latency") -> list[float]:
+        """ms per image of each of `passes` passes over prepared `batches` (`count` images in all): each pass timed
+        as a whole, the clock read after synchronising the device."""
+        timed = []
+        for _ in tqdm(range(passes), desc=desc, unit="pass", disable=None, leave=False):
+            start = time.perf_counter()
+            for batch in batches:
+                self(batch)
+            self.synchronize()
+            timed.append((time.perf_counter() - start) * 1000.0 / count)
+        return timed
+
 
 class Runtime(ABC):
     name: str
@@ -54,6 +69,7 @@ class Runtime(ABC):
         a runtime of files returns an edgecomp.evaluate.artifact.ExportedModel, its file kept in `folder`."""
         return model
 
-    def details(self, device) -> dict[str, Any]:
-        """What the record's `runtime` says of this runtime on `device` beyond its name (e.g. its provider)."""
+    def details(self, device, precision: str | None = None) -> dict[str, Any]:
+        """What the record's `runtime` says of this runtime on `device` beyond its name (e.g. its provider), running a
+        file of `precision` (None: the network itself)."""
         return {}
