@@ -67,7 +67,7 @@ class SshBoard:
 
     def device(self, **settings):
         """A RemoteDevice for this board, as device=remote with `overrides(**settings)` builds it."""
-        from edgecomp.evaluate.remote.device import RemoteDevice
+        from edgecomp.evaluate.remote.remote_device import RemoteDevice
 
         values = {
             "name": "remote", "host": "127.0.0.1", "port": self.port, "user": LOGIN, "identity_file": str(self.key),

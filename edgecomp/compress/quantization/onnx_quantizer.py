@@ -21,7 +21,7 @@ from edgecomp.compress.context import CompressionContext, RunSpec
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
 from edgecomp.evaluate.artifact import ExportedModel
-from edgecomp.evaluate.remote.device import RemoteDevice
+from edgecomp.evaluate.remote.remote_device import RemoteDevice
 from edgecomp.evaluate.runtimes.onnxruntime import OnnxRuntime
 from edgecomp.models.detection.adapter import DetectorAdapter
 

@@ -53,7 +53,7 @@ from edgecomp.compress.quantization.int8_mixed_precision import LatencyChosenPre
 from edgecomp.compress.quantization.onnx_quantizer import OnnxPostTrainingQuantization
 from edgecomp.config import build
 from edgecomp.errors import ConfigError
-from edgecomp.evaluate.remote.device import RemoteDevice
+from edgecomp.evaluate.remote.remote_device import RemoteDevice
 from edgecomp.evaluate.runtimes.onnxruntime import session_options
 from edgecomp.settings import Settings
 

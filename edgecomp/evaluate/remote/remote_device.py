@@ -1,5 +1,5 @@
 """A board on the network as the target device (`device=remote` and its presets): the deployed file is timed, and
-where its numerics may differ scored, on the board itself over SSH (edgecomp.evaluate.remote.runtime).
+where its numerics may differ scored, on the board itself over SSH (edgecomp.evaluate.remote.remote_runtime).
 
 `check()` (called before any work) connects, with a 10 s timeout, copies the board program if this version is not
 there, and probes the board: its interpreter and numpy, then the runtime the profile names (ONNX Runtime with the
@@ -16,7 +16,7 @@ import torch
 
 from edgecomp.evaluate.device import DEFAULT_CHANNEL_DIVISOR, TargetDevice, check_profile
 from edgecomp.evaluate.remote.client import Board
-from edgecomp.evaluate.remote.runtime import RemoteRuntime
+from edgecomp.evaluate.remote.remote_runtime import RemoteRuntime
 from edgecomp.evaluate.remote.ssh import RemoteError, SshConnection, SshTarget
 from edgecomp.evaluate.runtimes.onnxruntime import PROVIDERS
 
