@@ -80,9 +80,22 @@ def test_onnx_runtime_outputs_decode_to_the_eager_detections(name, exported):
     deployed = deployed_detections(model, OnnxRuntime().load(exported[name], device), images)
     for got, expected in zip(deployed, eager, strict=True):
         assert len(got["boxes"]) == len(expected["boxes"]) > 0
-        assert torch.equal(got["labels"], expected["labels"])
-        torch.testing.assert_close(got["scores"], expected["scores"], atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(got["boxes"], expected["boxes"], atol=1e-2, rtol=1e-4)  # pixels of a 128 px frame
+        # the same detections, each matched to one of the eager ones: detections whose scores tie to 1e-4 (a randomly
+        # initialised head scores many alike) may come in another order from ONNX Runtime's kernels (seen on AVX2)
+        unmatched = list(range(len(expected["boxes"])))
+        for label, score, box in zip(got["labels"], got["scores"], got["boxes"], strict=True):
+            match = next(
+                (
+                    j
+                    for j in unmatched
+                    if expected["labels"][j] == label
+                    and abs(float(expected["scores"][j] - score)) <= 1e-4 + 1e-4 * float(score)
+                    and float((expected["boxes"][j] - box).abs().max()) <= 1e-2 + 1e-4 * float(box.abs().max())
+                ),
+                None,
+            )  # the box tolerance: pixels of a 128 px frame
+            assert match is not None, (label, score, box)
+            unmatched.remove(match)
 
 
 @pytest.mark.parametrize("name", DECODING)
