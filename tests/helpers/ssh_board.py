@@ -56,26 +56,24 @@ class SshBoard:
     def key(self) -> Path:
         return self.folder / "client_key"
 
+    def settings(self, **settings) -> dict:
+        """device=remote's keys for this board (`settings` replace or add keys)."""
+        values = {
+            "host": "127.0.0.1", "port": self.port, "user": LOGIN, "identity_file": str(self.key),
+            "known_hosts_file": str(self.folder / "known_hosts"), "python": str(PYTHON), "workdir": self.workdir,
+            "threads": 1,
+        }  # fmt: skip
+        return {**values, **settings}
+
     def overrides(self, **settings) -> list[str]:
         """device=remote's command-line settings for this board (`settings` replace or add device keys)."""
-        values = {
-            "host": "127.0.0.1", "port": self.port, "user": LOGIN, "identity_file": self.key,
-            "known_hosts_file": self.folder / "known_hosts", "python": PYTHON, "workdir": self.workdir, "threads": 1,
-        }  # fmt: skip
-        values.update(settings)
-        return ["device=remote", *(f"device.{key}={value}" for key, value in values.items())]
+        return ["device=remote", *(f"device.{key}={value}" for key, value in self.settings(**settings).items())]
 
     def device(self, **settings):
         """A RemoteDevice for this board, as device=remote with `overrides(**settings)` builds it."""
         from edgecomp.evaluate.remote.remote_device import RemoteDevice
 
-        values = {
-            "name": "remote", "host": "127.0.0.1", "port": self.port, "user": LOGIN, "identity_file": str(self.key),
-            "known_hosts_file": str(self.folder / "known_hosts"), "python": str(PYTHON), "workdir": self.workdir,
-            "threads": 1,
-        }  # fmt: skip
-        values.update(settings)
-        return RemoteDevice(**values)
+        return RemoteDevice(name="remote", **self.settings(**settings))
 
     def start(self) -> None:
         config = self.folder / "sshd_config"
